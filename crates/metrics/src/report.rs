@@ -1,0 +1,214 @@
+//! The whole §11 report: every calibration metric of the model's probabilities, and every
+//! error-detection metric of each score (the built-in ones and any supplied), optionally with
+//! bootstrap intervals.
+
+use crate::bootstrap::{BootstrapConfig, Interval, bootstrap_map, percentile_interval};
+use crate::calibration::{
+    DEFAULT_BINS, accuracy, ace, brier, check_bins, classwise_ece, ece_em, nll, top_label_bins,
+};
+use crate::error::{MetricsError, Outcome, Undefined};
+use crate::predictions::{Predictions, check_scores};
+use crate::ranking::{ERROR_DETECTION_METRICS, ErrorDetection};
+use crate::scores::BuiltinScore;
+
+/// The §11 names of the calibration metrics, in report order.
+pub const CALIBRATION_METRICS: [&str; 9] =
+    ["accuracy", "nll", "brier", "ece", "ece_em", "mce", "rmsce", "classwise_ece", "ace"];
+
+/// Whether a larger value of the metric `name` is better (for ranking heads and bolding the
+/// best). Unknown names are treated as "lower is better", like the error metrics.
+pub fn higher_is_better(name: &str) -> bool {
+    matches!(name, "accuracy" | "roc_auc" | "aupr_error" | "aupr_success" | "prr")
+}
+
+/// Every calibration metric, in [`CALIBRATION_METRICS`] order.
+pub fn calibration_values(pred: &Predictions, bins: usize) -> [f64; 9] {
+    let top = top_label_bins(pred, bins);
+    let n = pred.len();
+    [
+        accuracy(pred),
+        nll(pred),
+        brier(pred),
+        top.l1(n),
+        ece_em(pred, bins),
+        top.max_gap(),
+        top.rms(n),
+        classwise_ece(pred, bins),
+        ace(pred, bins),
+    ]
+}
+
+/// One metric value with its optional bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Entry {
+    /// The §11 name.
+    pub name: &'static str,
+    /// The value on the full sample, or why it is undefined.
+    pub value: Outcome,
+    /// The percentile interval when a bootstrap was asked for.
+    pub interval: Option<Result<Interval, Undefined>>,
+}
+
+/// The error-detection entries of one score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreReport {
+    /// The score's name (`sr`, `entropy`, `margin`, or a supplied name).
+    pub name: String,
+    /// One entry per [`ERROR_DETECTION_METRICS`] name.
+    pub entries: Vec<Entry>,
+}
+
+/// A supplied uncertainty score: a name and one value per sample (higher = more uncertain).
+#[derive(Debug, Clone, Copy)]
+pub struct NamedScore<'a> {
+    /// Name used in the report.
+    pub name: &'a str,
+    /// Values, one per sample.
+    pub values: &'a [f64],
+}
+
+/// The full metric report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Number of samples.
+    pub n: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Bins used by every binned metric.
+    pub bins: usize,
+    /// Bootstrap settings, when intervals were computed.
+    pub bootstrap: Option<BootstrapConfig>,
+    /// Calibration entries in [`CALIBRATION_METRICS`] order.
+    pub calibration: Vec<Entry>,
+    /// Error-detection entries: `sr`, `entropy`, `margin`, then the supplied scores in order.
+    pub error_detection: Vec<ScoreReport>,
+}
+
+/// Report settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportConfig {
+    /// Bins of every binned metric (default 15).
+    pub bins: usize,
+    /// Bootstrap intervals, if wanted.
+    pub bootstrap: Option<BootstrapConfig>,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            bins: DEFAULT_BINS,
+            bootstrap: None,
+        }
+    }
+}
+
+/// Scratch buffers reused across scores and bootstrap resamples.
+#[derive(Default)]
+struct Scratch {
+    errors: Vec<bool>,
+    score: Vec<f64>,
+}
+
+/// Writes every metric of `pred` and the scores into `out`, in report order.
+fn fill_values(pred: &Predictions, custom: &mut dyn FnMut(usize, &mut Vec<f64>), n_custom: usize, bins: usize, s: &mut Scratch, out: &mut [Outcome]) -> Result<(), MetricsError> {
+    for (o, v) in out.iter_mut().zip(calibration_values(pred, bins)) {
+        *o = Ok(v);
+    }
+    s.errors.clear();
+    s.errors.extend(pred.errors());
+    let mut pos = CALIBRATION_METRICS.len();
+    for k in 0..BuiltinScore::ALL.len() + n_custom {
+        match BuiltinScore::ALL.get(k) {
+            Some(b) => b.compute_into(pred, &mut s.score),
+            None => custom(k - BuiltinScore::ALL.len(), &mut s.score),
+        }
+        let ed = ErrorDetection::compute(&s.errors, &s.score, bins)?;
+        for (o, (_, v)) in out[pos..].iter_mut().zip(ed.entries()) {
+            *o = v;
+        }
+        pos += ERROR_DETECTION_METRICS.len();
+    }
+    Ok(())
+}
+
+impl Report {
+    /// Computes the report of `pred` with the built-in scores and `scores`.
+    ///
+    /// # Errors
+    /// A score with the wrong length or a NaN/Inf (naming the score's row), a duplicate or
+    /// reserved score name, zero bins, an invalid bootstrap configuration.
+    pub fn compute(pred: &Predictions, scores: &[NamedScore<'_>], cfg: &ReportConfig) -> Result<Self, MetricsError> {
+        check_bins(cfg.bins)?;
+        let n = pred.len();
+        for (i, s) in scores.iter().enumerate() {
+            check_scores("scores", s.values, n).map_err(|e| MetricsError::InScore {
+                name: s.name.to_string(),
+                inner: Box::new(e),
+            })?;
+            let clash = BuiltinScore::ALL.iter().any(|b| b.name() == s.name)
+                || scores[..i].iter().any(|t| t.name == s.name);
+            if clash {
+                return Err(MetricsError::InvalidParameter {
+                    name: "score name",
+                    value: s.name.to_string(),
+                    reason: "used twice (the built-in scores are sr, entropy and margin)",
+                });
+            }
+        }
+        let names: Vec<&str> = BuiltinScore::ALL.iter().map(|b| b.name()).chain(scores.iter().map(|s| s.name)).collect();
+        let width = CALIBRATION_METRICS.len() + names.len() * ERROR_DETECTION_METRICS.len();
+
+        let mut values = vec![Ok(0.0); width];
+        let mut scratch = Scratch::default();
+        let mut copy_full = |k: usize, out: &mut Vec<f64>| {
+            out.clear();
+            out.extend_from_slice(scores[k].values);
+        };
+        fill_values(pred, &mut copy_full, scores.len(), cfg.bins, &mut scratch, &mut values)?;
+
+        let intervals: Option<Vec<Result<Interval, Undefined>>> = match &cfg.bootstrap {
+            None => None,
+            Some(b) => {
+                let init = || (Predictions::default(), Scratch::default());
+                let draws = bootstrap_map(n, b, width, init, |(resampled, s), idx, out| {
+                    pred.resample_into(idx, resampled);
+                    let mut gather = |k: usize, v: &mut Vec<f64>| {
+                        v.clear();
+                        v.extend(idx.iter().map(|&i| scores[k].values[i]));
+                    };
+                    // Inputs were validated on the full sample, so a resample cannot fail.
+                    if fill_values(resampled, &mut gather, scores.len(), cfg.bins, s, out).is_err() {
+                        out.fill(Err(Undefined::NoDefinedResample));
+                    }
+                })?;
+                Some(draws.iter().map(|d| percentile_interval(d, b.confidence)).collect())
+            }
+        };
+        let entry = |k: usize, name: &'static str| Entry {
+            name,
+            value: values[k],
+            interval: intervals.as_ref().map(|iv| iv[k]),
+        };
+        let calibration = CALIBRATION_METRICS.iter().enumerate().map(|(k, &m)| entry(k, m)).collect();
+        let error_detection = names
+            .iter()
+            .enumerate()
+            .map(|(j, name)| ScoreReport {
+                name: (*name).to_string(),
+                entries: ERROR_DETECTION_METRICS
+                    .iter()
+                    .enumerate()
+                    .map(|(m, &metric)| entry(CALIBRATION_METRICS.len() + j * ERROR_DETECTION_METRICS.len() + m, metric))
+                    .collect(),
+            })
+            .collect();
+        Ok(Self {
+            n,
+            num_classes: pred.num_classes(),
+            bins: cfg.bins,
+            bootstrap: cfg.bootstrap,
+            calibration,
+            error_detection,
+        })
+    }
+}
