@@ -84,7 +84,12 @@ impl Rng {
         let (mut a, mut b) = (seed, stream ^ 0x6a09_e667_f3bc_c909);
         let mut sm = splitmix64(&mut a) ^ splitmix64(&mut b).rotate_left(17);
         Self {
-            s: [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)],
+            s: [
+                splitmix64(&mut sm),
+                splitmix64(&mut sm),
+                splitmix64(&mut sm),
+                splitmix64(&mut sm),
+            ],
         }
     }
 
@@ -140,7 +145,9 @@ where
 {
     cfg.validate()?;
     if n == 0 {
-        return Err(MetricsError::Empty { what: "bootstrap input" });
+        return Err(MetricsError::Empty {
+            what: "bootstrap input",
+        });
     }
     let b_total = cfg.resamples;
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(b_total);
@@ -159,7 +166,9 @@ where
             });
         }
     });
-    Ok((0..outputs).map(|k| (0..b_total).map(|b| flat[b * outputs + k]).collect()).collect())
+    Ok((0..outputs)
+        .map(|k| (0..b_total).map(|b| flat[b * outputs + k]).collect())
+        .collect())
 }
 
 /// Percentile interval of the defined values (linear interpolation between order statistics,
@@ -287,10 +296,16 @@ mod tests {
     fn same_seed_same_interval_and_seed_matters() {
         let x: Vec<f64> = (0..50).map(|i| (i * i % 17) as f64).collect();
         let mean = |idx: &[usize]| Ok(idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64);
-        let cfg = BootstrapConfig { resamples: 200, seed: 1, confidence: 0.9 };
+        let cfg = BootstrapConfig {
+            resamples: 200,
+            seed: 1,
+            confidence: 0.9,
+        };
         let a = bootstrap_ci(x.len(), &cfg, mean).unwrap().unwrap();
         let b = bootstrap_ci(x.len(), &cfg, mean).unwrap().unwrap();
-        let c = bootstrap_ci(x.len(), &BootstrapConfig { seed: 2, ..cfg }, mean).unwrap().unwrap();
+        let c = bootstrap_ci(x.len(), &BootstrapConfig { seed: 2, ..cfg }, mean)
+            .unwrap()
+            .unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
         let full = x.iter().sum::<f64>() / x.len() as f64;

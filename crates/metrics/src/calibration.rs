@@ -105,7 +105,12 @@ impl BinAccumulator {
 
     /// `sqrt(Σ_b (n_b/N)·(outcome_b − value_b)²)`.
     pub fn rms(&self, n: usize) -> f64 {
-        (self.non_empty().map(|(c, v, o)| c as f64 * (o - v) * (o - v)).sum::<f64>() / n as f64).sqrt()
+        (self
+            .non_empty()
+            .map(|(c, v, o)| c as f64 * (o - v) * (o - v))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt()
     }
 }
 
@@ -120,7 +125,12 @@ pub fn top_label_bins(pred: &Predictions, bins: usize) -> BinAccumulator {
 
 /// `accuracy` = mean(1 − e).
 pub fn accuracy(pred: &Predictions) -> f64 {
-    let correct = pred.predicted().iter().zip(pred.labels()).filter(|(a, b)| a == b).count();
+    let correct = pred
+        .predicted()
+        .iter()
+        .zip(pred.labels())
+        .filter(|(a, b)| a == b)
+        .count();
     correct as f64 / pred.len() as f64
 }
 
@@ -163,12 +173,7 @@ pub fn rmsce(pred: &Predictions, bins: usize) -> f64 {
 
 /// Sums `|mean outcome − mean value|·weight(group)` over the non-empty equal-mass groups of a
 /// stable sort of `values`; returns the weighted sum and the number of non-empty groups.
-fn equal_mass_gaps(
-    values: &[f64],
-    outcome: impl Fn(usize) -> f64,
-    bins: usize,
-    weight_by_size: bool,
-) -> (f64, usize) {
+fn equal_mass_gaps(values: &[f64], outcome: impl Fn(usize) -> f64, bins: usize, weight_by_size: bool) -> (f64, usize) {
     let order = stable_argsort(values);
     let mut total = 0.0;
     let mut groups = 0;
@@ -318,7 +323,15 @@ pub fn reliability_bins(pred: &Predictions, binning: Binning) -> Result<Vec<Reli
                 n_correct[b] += u64::from(correct(i));
             }
             Ok((0..m)
-                .map(|b| make_bin(b as f64 / m as f64, (b + 1) as f64 / m as f64, count[b], sum_conf[b], n_correct[b]))
+                .map(|b| {
+                    make_bin(
+                        b as f64 / m as f64,
+                        (b + 1) as f64 / m as f64,
+                        count[b],
+                        sum_conf[b],
+                        n_correct[b],
+                    )
+                })
                 .collect())
         }
         Binning::EqualMass(m) => {
@@ -353,7 +366,10 @@ mod tests {
         for k in 1..=15usize {
             let edge = k as f64 / 15.0;
             assert_eq!(equal_width_bin(edge, m), k - 1, "edge {k}/15 belongs to bin {k}");
-            assert_eq!(equal_width_bin(f64::from_bits(edge.to_bits() + 1), m).min(14), k.min(14));
+            assert_eq!(
+                equal_width_bin(f64::from_bits(edge.to_bits() + 1), m).min(14),
+                k.min(14)
+            );
         }
         assert_eq!(equal_width_bin(0.5, 10), 4);
         assert_eq!(equal_width_bin(1.5, 10), 9);

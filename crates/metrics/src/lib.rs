@@ -37,5 +37,7 @@ pub use ranking::{
     CurvePoint, ERROR_DETECTION_METRICS, ErrorDetection, RejectionPoint, oracle_rejection_curve,
     prediction_rejection_curve, risk_coverage_curve,
 };
-pub use report::{CALIBRATION_METRICS, Entry, NamedScore, Report, ReportConfig, ScoreReport, calibration_values, higher_is_better};
+pub use report::{
+    CALIBRATION_METRICS, Entry, NamedScore, Report, ReportConfig, ScoreReport, calibration_values, higher_is_better,
+};
 pub use scores::{BUILTIN_SCORES, BuiltinScore};

@@ -70,7 +70,11 @@ impl Predictions {
         let labels = check_labels(labels, num_classes)?;
         let mut probs = vec![0.0; logits.len()];
         let mut nll = Vec::with_capacity(n);
-        for ((z, p), &y) in logits.chunks_exact(num_classes).zip(probs.chunks_exact_mut(num_classes)).zip(&labels) {
+        for ((z, p), &y) in logits
+            .chunks_exact(num_classes)
+            .zip(probs.chunks_exact_mut(num_classes))
+            .zip(&labels)
+        {
             let log_norm = log_softmax_normaliser(z);
             for (pk, &zk) in p.iter_mut().zip(z) {
                 *pk = (zk - log_norm).exp();
@@ -263,7 +267,11 @@ fn check_labels(labels: &[i64], num_classes: usize) -> Result<Vec<u32>, MetricsE
             if (0..num_classes as i64).contains(&label) {
                 Ok(label as u32)
             } else {
-                Err(MetricsError::LabelOutOfRange { row, label, num_classes })
+                Err(MetricsError::LabelOutOfRange {
+                    row,
+                    label,
+                    num_classes,
+                })
             }
         })
         .collect()

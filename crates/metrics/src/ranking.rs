@@ -27,7 +27,10 @@ fn tie_groups(errors: &[bool], u: &[f64]) -> Vec<Group> {
     let mut groups = Vec::new();
     for_each_tie_group(u, &order, |s, e| {
         let errs = order[s..e].iter().filter(|&&i| errors[i as usize]).count();
-        groups.push(Group { size: e - s, errors: errs });
+        groups.push(Group {
+            size: e - s,
+            errors: errs,
+        });
     });
     groups
 }
@@ -52,8 +55,15 @@ pub struct ErrorDetection {
 }
 
 /// The §11 names of the error-detection metrics, in report order.
-pub const ERROR_DETECTION_METRICS: [&str; 7] =
-    ["roc_auc", "aupr_error", "aupr_success", "aurc", "e_aurc", "prr", "ece_score"];
+pub const ERROR_DETECTION_METRICS: [&str; 7] = [
+    "roc_auc",
+    "aupr_error",
+    "aupr_success",
+    "aurc",
+    "e_aurc",
+    "prr",
+    "ece_score",
+];
 
 impl ErrorDetection {
     /// Computes every metric with one sort of `u`; `bins` is used by `ece_score`.
@@ -79,7 +89,11 @@ impl ErrorDetection {
         let aurc_star = oracle_aurc(n_ok, n_err);
         let rate = n_err as f64 / n as f64;
         let denom = rate - aurc_star;
-        let prr = if denom > 0.0 { Ok((rate - aurc) / denom) } else { Err(Undefined::ZeroDenominator) };
+        let prr = if denom > 0.0 {
+            Ok((rate - aurc) / denom)
+        } else {
+            Err(Undefined::ZeroDenominator)
+        };
 
         let roc_auc = if n_err == 0 {
             Err(Undefined::NoErrors)
@@ -91,12 +105,18 @@ impl ErrorDetection {
         let aupr_error = if n_err == 0 {
             Err(Undefined::NoErrors)
         } else {
-            Ok(average_precision(groups.iter().rev().map(|g| (g.errors, g.size)), n_err))
+            Ok(average_precision(
+                groups.iter().rev().map(|g| (g.errors, g.size)),
+                n_err,
+            ))
         };
         let aupr_success = if n_ok == 0 {
             Err(Undefined::NoCorrect)
         } else {
-            Ok(average_precision(groups.iter().map(|g| (g.size - g.errors, g.size)), n_ok))
+            Ok(average_precision(
+                groups.iter().map(|g| (g.size - g.errors, g.size)),
+                n_ok,
+            ))
         };
         Ok(Self {
             roc_auc,
@@ -276,7 +296,11 @@ pub fn prediction_rejection_curve(errors: &[bool], u: &[f64]) -> Result<Vec<Reje
 pub fn oracle_rejection_curve(errors: &[bool], max_points: usize) -> Vec<RejectionPoint> {
     let n = errors.len();
     let n_err = errors.iter().filter(|&&e| e).count();
-    let step = if max_points == 0 || n <= max_points { 1 } else { n.div_ceil(max_points) };
+    let step = if max_points == 0 || n <= max_points {
+        1
+    } else {
+        n.div_ceil(max_points)
+    };
     (0..n)
         .step_by(step)
         .map(|j| {

@@ -3,17 +3,24 @@
 //! bootstrap intervals.
 
 use crate::bootstrap::{BootstrapConfig, Interval, bootstrap_map, percentile_interval};
-use crate::calibration::{
-    DEFAULT_BINS, accuracy, ace, brier, check_bins, classwise_ece, ece_em, nll, top_label_bins,
-};
+use crate::calibration::{DEFAULT_BINS, accuracy, ace, brier, check_bins, classwise_ece, ece_em, nll, top_label_bins};
 use crate::error::{MetricsError, Outcome, Undefined};
 use crate::predictions::{Predictions, check_scores};
 use crate::ranking::{ERROR_DETECTION_METRICS, ErrorDetection};
 use crate::scores::BuiltinScore;
 
 /// The §11 names of the calibration metrics, in report order.
-pub const CALIBRATION_METRICS: [&str; 9] =
-    ["accuracy", "nll", "brier", "ece", "ece_em", "mce", "rmsce", "classwise_ece", "ace"];
+pub const CALIBRATION_METRICS: [&str; 9] = [
+    "accuracy",
+    "nll",
+    "brier",
+    "ece",
+    "ece_em",
+    "mce",
+    "rmsce",
+    "classwise_ece",
+    "ace",
+];
 
 /// Whether a larger value of the metric `name` is better (for ranking heads and bolding the
 /// best). Unknown names are treated as "lower is better", like the error metrics.
@@ -110,7 +117,14 @@ struct Scratch {
 }
 
 /// Writes every metric of `pred` and the scores into `out`, in report order.
-fn fill_values(pred: &Predictions, custom: &mut dyn FnMut(usize, &mut Vec<f64>), n_custom: usize, bins: usize, s: &mut Scratch, out: &mut [Outcome]) -> Result<(), MetricsError> {
+fn fill_values(
+    pred: &Predictions,
+    custom: &mut dyn FnMut(usize, &mut Vec<f64>),
+    n_custom: usize,
+    bins: usize,
+    s: &mut Scratch,
+    out: &mut [Outcome],
+) -> Result<(), MetricsError> {
     for (o, v) in out.iter_mut().zip(calibration_values(pred, bins)) {
         *o = Ok(v);
     }
@@ -145,8 +159,8 @@ impl Report {
                 name: s.name.to_string(),
                 inner: Box::new(e),
             })?;
-            let clash = BuiltinScore::ALL.iter().any(|b| b.name() == s.name)
-                || scores[..i].iter().any(|t| t.name == s.name);
+            let clash =
+                BuiltinScore::ALL.iter().any(|b| b.name() == s.name) || scores[..i].iter().any(|t| t.name == s.name);
             if clash {
                 return Err(MetricsError::InvalidParameter {
                     name: "score name",
@@ -155,7 +169,11 @@ impl Report {
                 });
             }
         }
-        let names: Vec<&str> = BuiltinScore::ALL.iter().map(|b| b.name()).chain(scores.iter().map(|s| s.name)).collect();
+        let names: Vec<&str> = BuiltinScore::ALL
+            .iter()
+            .map(|b| b.name())
+            .chain(scores.iter().map(|s| s.name))
+            .collect();
         let width = CALIBRATION_METRICS.len() + names.len() * ERROR_DETECTION_METRICS.len();
 
         let mut values = vec![Ok(0.0); width];
@@ -189,7 +207,11 @@ impl Report {
             value: values[k],
             interval: intervals.as_ref().map(|iv| iv[k]),
         };
-        let calibration = CALIBRATION_METRICS.iter().enumerate().map(|(k, &m)| entry(k, m)).collect();
+        let calibration = CALIBRATION_METRICS
+            .iter()
+            .enumerate()
+            .map(|(k, &m)| entry(k, m))
+            .collect();
         let error_detection = names
             .iter()
             .enumerate()
@@ -198,7 +220,12 @@ impl Report {
                 entries: ERROR_DETECTION_METRICS
                     .iter()
                     .enumerate()
-                    .map(|(m, &metric)| entry(CALIBRATION_METRICS.len() + j * ERROR_DETECTION_METRICS.len() + m, metric))
+                    .map(|(m, &metric)| {
+                        entry(
+                            CALIBRATION_METRICS.len() + j * ERROR_DETECTION_METRICS.len() + m,
+                            metric,
+                        )
+                    })
                     .collect(),
             })
             .collect();

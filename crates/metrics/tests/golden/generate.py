@@ -90,10 +90,6 @@ def seq_sum_cols(a: np.ndarray) -> np.ndarray:
     return s
 
 
-def as_float(x) -> float:
-    return float(x)
-
-
 def clean_zero(x: np.ndarray) -> np.ndarray:
     """Turn -0.0 into 0.0 so that JSON never carries a negative zero."""
     x = np.asarray(x, dtype=np.float64)
@@ -382,12 +378,15 @@ def _fingerprint(p, scores, labels, M):
     return fp
 
 
-def _gap_problems(v: np.ndarray, name: str) -> list[str]:
+def _gap_problems(v: np.ndarray, name: str, relative: bool = False) -> list[str]:
+    """Distinct values so close that another rounding could tie them or swap them.  Probabilities
+    from a softmax carry a *relative* rounding error (tiny ones stay accurate), scores such as
+    1 - max p an *absolute* one."""
     out = []
     s = np.unique(v)
     if len(s) > 1:
         d = np.diff(s)
-        scale = np.maximum(1.0, np.abs(s[1:]))
+        scale = np.abs(s[1:]) if relative else np.maximum(1.0, np.abs(s[1:]))
         bad = d < FRAGILE * scale
         if bad.any():
             i = int(np.nonzero(bad)[0][0])
@@ -396,7 +395,8 @@ def _gap_problems(v: np.ndarray, name: str) -> list[str]:
 
 
 def _edge_problems(v: np.ndarray, M: int, name: str) -> list[str]:
-    edges = np.array([m / M for m in range(0, M + 1)])
+    # 0 and 1 are not boundaries between two §11 bins (x <= 0 and x in (0, 1/M] share bin 1)
+    edges = np.array([m / M for m in range(1, M)])
     d = np.abs(v[:, None] - edges[None, :])
     bad = (d > 0) & (d < FRAGILE)
     if bad.any():
@@ -429,18 +429,21 @@ def robustness_check(case_name, input_kind, values, labels, M, custom):
     vecs = {"conf": p.max(axis=1), **{f"p[:,{k}]": p[:, k] for k in range(p.shape[1])}}
     if input_kind == "logits":
         for name, v in vecs.items():
-            problems += _gap_problems(v, name)
+            problems += _gap_problems(v, name, relative=True)
             problems += _edge_problems(v, M, name)
     # sr and margin of given probabilities are single IEEE operations on exact inputs, and custom
     # scores are given: only the entropy (and, from logits, everything) can move by an ulp
     movable = dict(sc) if input_kind == "logits" else {"entropy": sc["entropy"]}
     for k, u in movable.items():
-        problems += _gap_problems(u, k)
+        # the entropy is a sum of non-negative terms: its rounding error is relative to its size
+        problems += _gap_problems(u, k, relative=(k == "entropy"))
         near1 = (np.abs(u - 1.0) < FRAGILE) & (u != 1.0)
-        near0 = (np.abs(u) < FRAGILE) & (u != 0.0)
+        near0 = (np.abs(u) < FRAGILE) & (u != 0.0) & (k != "entropy")
         if near1.any() or near0.any():
             problems.append(f"{k}: a score within {FRAGILE} of 0 or 1 but not on it")
         problems += _edge_problems(1.0 - u, M, f"1-{k}")
+    if input_kind == "logits" and np.any((p > 0) & (p < 1e-300)):
+        problems.append("a probability is (nearly) subnormal: flush-to-zero would change it to 0")
     # dedupe, keep it short
     problems = list(dict.fromkeys(problems))
     check(not problems, f"case {case_name} is fragile:\n  " + "\n  ".join(problems[:10]))
@@ -500,7 +503,6 @@ def compute_case(spec: dict) -> tuple[dict, dict]:
         if len(g):
             em.append((len(g), float(hit[g].mean()), float(conf[g].mean())))
     cal["ece_em"] = l1_of(em, n)
-    cw = 0.0
     cw_terms = []
     ace_terms, nonempty = [], 0
     for k in range(C):
@@ -511,8 +513,7 @@ def compute_case(spec: dict) -> tuple[dict, dict]:
         groups = [g for g in equal_mass_groups(pk, M) if len(g)]
         nonempty = len(groups)  # same for every class: min(N, M)
         ace_terms += [abs(float(yk[g].mean()) - float(pk[g].mean())) for g in groups]
-    cw = math.fsum(cw_terms) / C
-    cal["classwise_ece"] = cw
+    cal["classwise_ece"] = math.fsum(cw_terms) / C
     cal["ace"] = math.fsum(ace_terms) / (C * nonempty)
     sources.update(
         accuracy="numpy (§11: mean(1 - e), argmax lowest index on ties)",
@@ -679,7 +680,7 @@ def compute_case(spec: dict) -> tuple[dict, dict]:
         out["peer_values"] = peer
     all_notes = ([spec["notes"]] if spec.get("notes") else []) + notes
     if all_notes:
-        out["notes"] = " ".join(all_notes)
+        out["notes"] = "; ".join(all_notes)
     summary = {
         "name": name, "n": n, "C": C, "input": kind, "bins": M, "acc": cal["accuracy"], "ece": cal["ece"],
         "roc_sr": ed["sr"]["roc_auc"], "aurc_sr": ed["sr"]["aurc"], "peers": len(peer),
@@ -715,6 +716,21 @@ def quantize_rows(rng, p, denom):
     for i in range(len(p)):
         fl[i, order[i, : short[i]]] += 1
     return fl / denom
+
+
+def canonical_layout(p):
+    """Give every multiset of row values ONE column order (chosen by the multiset itself), so
+    that equal-entropy rows are identical rows. Rows that are permutations of one another have
+    entropies that differ in the last bit depending on the summation order, which would make a
+    tie in one implementation a strict order in another."""
+    out = np.empty_like(p)
+    C = p.shape[1]
+    perms = list(itertools.permutations(range(C)))
+    for i, row in enumerate(p):
+        s = np.sort(row)[::-1]
+        key = int(round(float(np.dot(s, np.arange(1, C + 1)) * 1024)))
+        out[i] = s[list(perms[key % len(perms)])]
+    return out
 
 
 def case_specs():
@@ -896,11 +912,12 @@ def case_specs():
     # 13. N = 100000
     rng = np.random.default_rng(1013)
     n, C = 100_000, 4
-    p = quantize_rows(rng, dirichlet_probs(rng, n, C, alpha=0.5), 32)
+    p = canonical_layout(quantize_rows(rng, dirichlet_probs(rng, n, C, alpha=0.5), 32))
     y = sample_labels(rng, p, sharpen=0.8)
     specs.append(dict(
         name="large_n100000_c4",
         description="N=100000, C=4, probabilities quantized to multiples of 1/32 (dyadic, rows sum to exactly 1; "
+        "each multiset of values always appears in the same column order; "
         "keeps the file small and makes ties everywhere), custom score quantized to multiples of 1/1000. "
         "Stored gzipped.",
         num_classes=C, input="probs", values=p, labels=y,
@@ -936,7 +953,20 @@ def case_specs():
         [0.0, 1000.0, -1000.0], [-1000.0, 0.0, 1000.0],
     ])
     fy = np.array([2, 0, 1, 0, 2, 1, 0, 0])
-    zr = rng.normal(0, 1, size=(52, 3)) * 600.0
+    # random rows: the largest logit either dominates so much that every softmax rounds the
+    # maximum to exactly 1.0 (all other gaps >= 40), or the top two are within 8 so the
+    # confidence is far from 1. In between, max p = 1 - 1e-14 in one valid implementation and
+    # exactly 1.0 in another (exp(z - logsumexp) loses it in the ulp of a logit of ~1000),
+    # which would turn a tie of sr = 0 into a strict order.  Also keep every probability either
+    # exactly 0 (exp underflows) or a normal number (a flush-to-zero libm could drop subnormals).
+    zr = []
+    while len(zr) < 52:
+        row = rng.normal(0, 1, 3) * 600.0
+        gaps = np.sort(row.max() - row)[1:]
+        # and no probability near the subnormal range: every other gap < 650 or > 750
+        if (gaps[0] <= 8.0 or gaps[0] >= 40.0) and not np.any((gaps > 650.0) & (gaps < 750.0)):
+            zr.append(row)
+    zr = np.array(zr)
     z = np.vstack([fixed, zr])
     y = np.r_[fy, rng.integers(0, 3, 52)]
     specs.append(dict(
@@ -1008,9 +1038,9 @@ def case_specs():
 
     # 20. tied maximum probability
     rows = [
-        [0.4, 0.4, 0.2], [0.4, 0.4, 0.2], [0.2, 0.4, 0.4], [0.2, 0.4, 0.4], [0.45, 0.1, 0.45],
-        [0.45, 0.1, 0.45], [0.35, 0.35, 0.3], [0.3, 0.35, 0.35], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5],
-        [0.6, 0.2, 0.2], [0.1, 0.8, 0.1], [0.25, 0.25, 0.5], [0.5, 0.25, 0.25],
+        [0.4, 0.4, 0.2], [0.4, 0.4, 0.2], [0.1, 0.45, 0.45], [0.1, 0.45, 0.45], [0.45, 0.1, 0.45],
+        [0.45, 0.1, 0.45], [0.35, 0.35, 0.3], [0.28, 0.36, 0.36], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5],
+        [0.6, 0.2, 0.2], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25],
     ]
     labels = [0, 1, 1, 2, 0, 2, 0, 2, 1, 1, 0, 1, 2, 1]
     specs.append(dict(
@@ -1051,12 +1081,19 @@ def case_specs():
     # 23. logits with C=5 and moderate values, bins = 15, logits tied exactly
     rng = np.random.default_rng(1023)
     n = 400
-    z = np.round(rng.normal(0, 2, size=(n, 5)) * 2) / 2  # half-integer logits: tied logits and rows
+    # 16 prototype rows of half-integer logits (a few with a tied maximum), repeated verbatim.
+    # Not shifted: exp(z - (max + ln sum)) is a valid softmax that is not exactly shift-invariant.
+    # Not permuted: entropies of permuted rows can differ in the last bit with the summation order.
+    protos = np.round(rng.normal(0, 2, size=(16, 5)) * 2) / 2
+    protos[[0, 1, 2], :2] = protos[[0, 1, 2], :2].max(axis=1, keepdims=True) + 1.0  # tied max in 0, 1
+    protos[3, [1, 3]] = protos[3].max() + 0.5  # tied max in 1 and 3
+    check(len({tuple(np.sort(r - r.max())) for r in protos}) == len(protos), "quantized_logits protos")
+    z = protos[rng.integers(0, len(protos), n)]
     y = sample_labels(rng, softmax_ref(z), sharpen=0.8)
     specs.append(dict(
         name="quantized_logits_c5",
-        description="C=5, N=400 logits rounded to multiples of 0.5: repeated rows (exactly tied scores from "
-        "logits) and tied maximum logits (argmax lowest index).",
+        description="C=5, N=400 logits: 16 half-integer prototype rows repeated verbatim (exactly tied "
+        "scores computed from logits), some with tied maximum logits (argmax lowest index).",
         num_classes=5, input="logits", values=z, labels=y, scores={},
     ))
     return specs
