@@ -467,24 +467,22 @@ mod npy {
             "data is truncated: {} bytes for {count} values of {size} bytes",
             body.len()
         );
-        let big = order == '>';
-        let mut data = Vec::with_capacity(count);
-        for chunk in body[..count * size].chunks_exact(size) {
-            let mut b = [0u8; 8];
-            b[..size].copy_from_slice(chunk);
-            if big {
-                b[..size].reverse();
-            }
-            data.push(match (kind, size) {
-                ('f', 2) => f64::from(half::f16::from_le_bytes([b[0], b[1]])),
-                ('f', 4) => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                ('f', 8) => f64::from_le_bytes(b),
-                ('i', _) => sign_extend(u64::from_le_bytes(b), size) as f64,
-                ('u', _) => u64::from_le_bytes(b) as f64,
-                ('b', 1) => f64::from(u8::from(b[0] != 0)),
-                _ => bail!("unsupported dtype `{descr}`"),
-            });
-        }
+        let raw = &body[..count * size];
+        let data = match (kind, size) {
+            ('f', 2) => widen::<2>(raw, order, |b| f64::from(half::f16::from_le_bytes(b))),
+            ('f', 4) => widen::<4>(raw, order, |b| f64::from(f32::from_le_bytes(b))),
+            ('f', 8) => widen::<8>(raw, order, f64::from_le_bytes),
+            ('i', 1) => widen::<1>(raw, order, |b| f64::from(i8::from_le_bytes(b))),
+            ('i', 2) => widen::<2>(raw, order, |b| f64::from(i16::from_le_bytes(b))),
+            ('i', 4) => widen::<4>(raw, order, |b| f64::from(i32::from_le_bytes(b))),
+            ('i', 8) => widen::<8>(raw, order, |b| i64::from_le_bytes(b) as f64),
+            ('u', 1) => widen::<1>(raw, order, |b| f64::from(b[0])),
+            ('u', 2) => widen::<2>(raw, order, |b| f64::from(u16::from_le_bytes(b))),
+            ('u', 4) => widen::<4>(raw, order, |b| f64::from(u32::from_le_bytes(b))),
+            ('u', 8) => widen::<8>(raw, order, |b| u64::from_le_bytes(b) as f64),
+            ('b', 1) => widen::<1>(raw, order, |b| f64::from(u8::from(b[0] != 0))),
+            _ => bail!("unsupported dtype `{descr}`"),
+        };
         let array = match shape.as_slice() {
             [_] => super::Array::vector(data),
             [rows, cols] => {
@@ -505,9 +503,18 @@ mod npy {
         Ok(array)
     }
 
-    fn sign_extend(v: u64, size: usize) -> i64 {
-        let shift = 64 - 8 * size as u32;
-        ((v << shift) as i64) >> shift
+    /// Converts `N`-byte elements in byte order `order` ('<' or '>') with `f` (little-endian).
+    fn widen<const N: usize>(raw: &[u8], order: char, f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
+        raw.chunks_exact(N)
+            .map(|c| {
+                let mut b = [0u8; N];
+                b.copy_from_slice(c);
+                if order == '>' {
+                    b.reverse();
+                }
+                f(b)
+            })
+            .collect()
     }
 
     /// Column-major data of a `[rows, cols]` array (Fortran order) to row-major.

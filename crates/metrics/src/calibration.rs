@@ -1,11 +1,11 @@
 //! Calibration of a classifier's probabilities (spec §11, `calibration` group).
 //!
-//! Every binned metric shares two primitives: [`equal_width_bin`], which follows the spec's
+//! Every binned metric shares two primitives: [`EqualWidthEdges`], which follows the spec's
 //! edge rule to the letter, and [`BinAccumulator`], which sums counts, values and outcomes per
 //! bin in f64. Equal-mass metrics group a stable sort of the values.
 
 use crate::error::MetricsError;
-use crate::order::{equal_mass_groups, stable_argsort};
+use crate::order::{equal_mass_groups, key_value, partition_equal_mass, sortable_key};
 use crate::predictions::Predictions;
 
 /// Default number of bins of every binned metric (spec §11).
@@ -13,23 +13,9 @@ pub const DEFAULT_BINS: usize = 15;
 
 /// 0-based equal-width bin of `x` among `bins` bins: the smallest `m` in `1..=M` with
 /// `x <= m/M` (with `m/M` one f64 division), minus one. `x <= 0` goes to the first bin and
-/// `x > 1` to the last.
-#[inline]
+/// `x > 1` to the last. Builds the edge table each call: in loops use [`EqualWidthEdges`].
 pub fn equal_width_bin(x: f64, bins: usize) -> usize {
-    if x <= 0.0 {
-        return 0;
-    }
-    let m_f = bins as f64;
-    // ceil(x·M) is the answer up to one rounding step either way; settle it against the
-    // exact edges the spec defines.
-    let mut m = ((x * m_f).ceil() as usize).clamp(1, bins);
-    while m > 1 && x <= (m - 1) as f64 / m_f {
-        m -= 1;
-    }
-    while m < bins && x > m as f64 / m_f {
-        m += 1;
-    }
-    m - 1
+    EqualWidthEdges::new(bins).bin(x)
 }
 
 /// Validates a number of bins.
@@ -47,9 +33,45 @@ pub fn check_bins(bins: usize) -> Result<(), MetricsError> {
     Ok(())
 }
 
+/// The upper edges `m/M`, `m = 0..=M`, each one f64 division as the spec defines them.
+#[derive(Debug, Clone)]
+pub struct EqualWidthEdges {
+    edges: Vec<f64>,
+}
+
+impl EqualWidthEdges {
+    /// Edges of `bins` equal-width bins.
+    pub fn new(bins: usize) -> Self {
+        Self {
+            edges: (0..=bins).map(|m| m as f64 / bins as f64).collect(),
+        }
+    }
+
+    /// 0-based bin of `x` (see [`equal_width_bin`]).
+    #[inline]
+    pub fn bin(&self, x: f64) -> usize {
+        // ⌈x·M⌉ is the answer up to one rounding step either way; settle it against the exact
+        // edges.
+        let bins = self.edges.len() - 1;
+        if x <= 0.0 {
+            return 0;
+        }
+        // The truncating cast is floor for x > 0; the loops below fix it up (no libm call).
+        let mut m = ((x * bins as f64) as usize + 1).clamp(1, bins);
+        while m > 1 && x <= self.edges[m - 1] {
+            m -= 1;
+        }
+        while m < bins && x > self.edges[m] {
+            m += 1;
+        }
+        m - 1
+    }
+}
+
 /// Per-bin sums of value ("confidence") and outcome ("accuracy") in f64.
 #[derive(Debug, Clone)]
 pub struct BinAccumulator {
+    edges: EqualWidthEdges,
     count: Vec<u64>,
     sum_value: Vec<f64>,
     sum_outcome: Vec<f64>,
@@ -59,6 +81,7 @@ impl BinAccumulator {
     /// `bins` empty bins.
     pub fn new(bins: usize) -> Self {
         Self {
+            edges: EqualWidthEdges::new(bins),
             count: vec![0; bins],
             sum_value: vec![0.0; bins],
             sum_outcome: vec![0.0; bins],
@@ -76,7 +99,7 @@ impl BinAccumulator {
     /// Adds one sample to its equal-width bin.
     #[inline]
     pub fn add_equal_width(&mut self, value: f64, outcome: f64) {
-        let b = equal_width_bin(value, self.count.len());
+        let b = self.edges.bin(value);
         self.add(b, value, outcome);
     }
 
@@ -171,19 +194,34 @@ pub fn rmsce(pred: &Predictions, bins: usize) -> f64 {
     top_label_bins(pred, bins).rms(pred.len())
 }
 
-/// Sums `|mean outcome − mean value|·weight(group)` over the non-empty equal-mass groups of a
-/// stable sort of `values`; returns the weighted sum and the number of non-empty groups.
-fn equal_mass_gaps(values: &[f64], outcome: impl Fn(usize) -> f64, bins: usize, weight_by_size: bool) -> (f64, usize) {
-    let order = stable_argsort(values);
+/// `(key, index)` pairs of `values`, in input order.
+fn index_pairs(values: &[f64]) -> Vec<(u64, u32)> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (sortable_key(v), i as u32))
+        .collect()
+}
+
+/// Sums `|mean outcome − mean value|·weight(group)` over the non-empty equal-mass groups of
+/// `(key, index)` pairs (see [`index_pairs`]); returns the weighted sum and the number of
+/// non-empty groups.
+fn equal_mass_gaps(
+    mut sorted: Vec<(u64, u32)>,
+    outcome: impl Fn(usize) -> f64,
+    bins: usize,
+    weight_by_size: bool,
+) -> (f64, usize) {
+    partition_equal_mass(&mut sorted, bins);
     let mut total = 0.0;
     let mut groups = 0;
-    for (start, end) in equal_mass_groups(order.len(), bins) {
+    for (start, end) in equal_mass_groups(sorted.len(), bins) {
         if start == end {
             continue;
         }
         let (mut sv, mut so) = (0.0, 0.0);
-        for &i in &order[start..end] {
-            sv += values[i as usize];
+        for &(k, i) in &sorted[start..end] {
+            sv += key_value(k);
             so += outcome(i as usize);
         }
         let size = (end - start) as f64;
@@ -197,44 +235,48 @@ fn equal_mass_gaps(values: &[f64], outcome: impl Fn(usize) -> f64, bins: usize, 
 /// `ece_em`: top-label L1 calibration error over `bins` equal-mass groups of the confidence.
 pub fn ece_em(pred: &Predictions, bins: usize) -> f64 {
     let correct = |i: usize| f64::from(u8::from(pred.predicted()[i] == pred.labels()[i]));
-    let (total, _) = equal_mass_gaps(pred.confidence(), correct, bins, true);
+    let (total, _) = equal_mass_gaps(index_pairs(pred.confidence()), correct, bins, true);
     total / pred.len() as f64
-}
-
-/// Column `k` of the probabilities, into `out` (reused across classes).
-fn class_column(pred: &Predictions, k: usize, out: &mut Vec<f64>) {
-    out.clear();
-    out.extend(pred.probs().chunks_exact(pred.num_classes()).map(|p| p[k]));
 }
 
 /// `classwise_ece`: (1/C) Σ_k Σ_m (|B_mk|/N)·|mean 1[y=k] − mean p_k|, equal-width bins of p_k.
 pub fn classwise_ece(pred: &Predictions, bins: usize) -> f64 {
     let c = pred.num_classes();
-    let mut total = 0.0;
-    let mut acc = BinAccumulator::new(bins);
-    for k in 0..c {
-        acc.count.fill(0);
-        acc.sum_value.fill(0.0);
-        acc.sum_outcome.fill(0.0);
-        for (p, &y) in pred.probs().chunks_exact(c).zip(pred.labels()) {
-            acc.add_equal_width(p[k], f64::from(u8::from(y as usize == k)));
+    let edges = EqualWidthEdges::new(bins);
+    // One row-major pass; accumulators are [class][bin].
+    let mut count = vec![0u64; c * bins];
+    let mut sum_p = vec![0.0f64; c * bins];
+    let mut hits = vec![0u64; c * bins];
+    for (p, &y) in pred.probs().chunks_exact(c).zip(pred.labels()) {
+        for (k, &pk) in p.iter().enumerate() {
+            let slot = k * bins + edges.bin(pk);
+            count[slot] += 1;
+            sum_p[slot] += pk;
+            hits[slot] += u64::from(y as usize == k);
         }
-        total += acc.l1(pred.len());
     }
-    total / c as f64
+    let total: f64 = (0..c * bins)
+        .filter(|&s| count[s] > 0)
+        .map(|s| (hits[s] as f64 - sum_p[s]).abs()) // |B|·|acc − conf| = |hits − Σp|
+        .sum();
+    total / (pred.len() as f64 * c as f64)
 }
 
 /// `ace`: (1/(C·M')) Σ_k Σ_r |mean 1[y=k] − mean p_k| over the equal-mass groups of p_k, where
 /// M' counts the non-empty groups (M when N ≥ M).
 pub fn ace(pred: &Predictions, bins: usize) -> f64 {
     let c = pred.num_classes();
-    let mut column = Vec::with_capacity(pred.len());
     let mut total = 0.0;
     let mut groups = 0;
     for k in 0..c {
-        class_column(pred, k, &mut column);
+        let column = pred
+            .probs()
+            .chunks_exact(c)
+            .enumerate()
+            .map(|(i, p)| (sortable_key(p[k]), i as u32))
+            .collect();
         let is_k = |i: usize| f64::from(u8::from(pred.labels()[i] as usize == k));
-        let (t, g) = equal_mass_gaps(&column, is_k, bins, false);
+        let (t, g) = equal_mass_gaps(column, is_k, bins, false);
         total += t;
         groups += g;
     }
@@ -313,11 +355,12 @@ pub fn reliability_bins(pred: &Predictions, binning: Binning) -> Result<Vec<Reli
     match binning {
         Binning::EqualWidth(m) => {
             check_bins(m)?;
+            let edges = EqualWidthEdges::new(m);
             let mut count = vec![0u64; m];
             let mut sum_conf = vec![0.0; m];
             let mut n_correct = vec![0u64; m];
             for (i, &c) in conf.iter().enumerate() {
-                let b = equal_width_bin(c, m);
+                let b = edges.bin(c);
                 count[b] += 1;
                 sum_conf[b] += c;
                 n_correct[b] += u64::from(correct(i));
@@ -336,17 +379,18 @@ pub fn reliability_bins(pred: &Predictions, binning: Binning) -> Result<Vec<Reli
         }
         Binning::EqualMass(m) => {
             check_bins(m)?;
-            let order = stable_argsort(conf);
-            Ok(equal_mass_groups(order.len(), m)
+            let mut parts = index_pairs(conf);
+            partition_equal_mass(&mut parts, m);
+            Ok(equal_mass_groups(parts.len(), m)
                 .map(|(s, e)| {
-                    let idx = &order[s..e];
-                    let sum: f64 = idx.iter().map(|&i| conf[i as usize]).sum();
-                    let ok = idx.iter().filter(|&&i| correct(i as usize)).count() as u64;
-                    let (lo, hi) = match (idx.first(), idx.last()) {
-                        (Some(&a), Some(&b)) => (conf[a as usize], conf[b as usize]),
+                    let group = &parts[s..e];
+                    let sum: f64 = group.iter().map(|&(k, _)| key_value(k)).sum();
+                    let ok = group.iter().filter(|&&(_, i)| correct(i as usize)).count() as u64;
+                    let (lo, hi) = match (group.iter().map(|p| p.0).min(), group.iter().map(|p| p.0).max()) {
+                        (Some(a), Some(b)) => (key_value(a), key_value(b)),
                         _ => (f64::NAN, f64::NAN),
                     };
-                    make_bin(lo, hi, idx.len() as u64, sum, ok)
+                    make_bin(lo, hi, group.len() as u64, sum, ok)
                 })
                 .collect())
         }

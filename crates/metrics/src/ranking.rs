@@ -11,7 +11,7 @@
 
 use crate::calibration::{BinAccumulator, DEFAULT_BINS, check_bins};
 use crate::error::{MetricsError, Outcome, Undefined};
-use crate::order::{for_each_tie_group, stable_argsort};
+use crate::order::{for_each_run, key_value, sort_pairs, sortable_key, sorted_with_index};
 use crate::predictions::check_scores;
 
 /// Counts of one group of tied scores.
@@ -21,12 +21,18 @@ struct Group {
     errors: usize,
 }
 
-/// Groups of tied scores in ascending score order, with their error counts.
+/// Groups of tied scores in ascending score order, with their error counts: one sort of
+/// `(score key, error)` pairs, then a sequential scan.
 fn tie_groups(errors: &[bool], u: &[f64]) -> Vec<Group> {
-    let order = stable_argsort(u);
+    let mut pairs: Vec<(u64, u32)> = u
+        .iter()
+        .zip(errors)
+        .map(|(&v, &e)| (sortable_key(v), u32::from(e)))
+        .collect();
+    sort_pairs(&mut pairs);
     let mut groups = Vec::new();
-    for_each_tie_group(u, &order, |s, e| {
-        let errs = order[s..e].iter().filter(|&&i| errors[i as usize]).count();
+    for_each_run(&pairs, |s, e| {
+        let errs = pairs[s..e].iter().map(|p| p.1 as usize).sum();
         groups.push(Group {
             size: e - s,
             errors: errs,
@@ -247,17 +253,17 @@ pub fn risk_coverage_curve(errors: &[bool], u: &[f64]) -> Result<Vec<CurvePoint>
         return Err(MetricsError::Empty { what: "scores" });
     }
     check_scores("scores", u, errors.len())?;
-    let order = stable_argsort(u);
+    let sorted = sorted_with_index(u);
     let n = errors.len() as f64;
     let mut points = Vec::new();
     let (mut kept, mut errs) = (0usize, 0usize);
-    for_each_tie_group(u, &order, |s, e| {
+    for_each_run(&sorted, |s, e| {
         kept += e - s;
-        errs += order[s..e].iter().filter(|&&i| errors[i as usize]).count();
+        errs += sorted[s..e].iter().filter(|p| errors[p.1 as usize]).count();
         points.push(CurvePoint {
             coverage: kept as f64 / n,
             risk: errs as f64 / kept as f64,
-            threshold: u[order[e - 1] as usize],
+            threshold: key_value(sorted[s].0),
         });
     });
     Ok(points)

@@ -116,7 +116,9 @@ struct Scratch {
     score: Vec<f64>,
 }
 
-/// Writes every metric of `pred` and the scores into `out`, in report order.
+/// Writes every metric of `pred` and the scores into `out`, in report order. With `parallel`,
+/// the calibration metrics run on a second thread while this one does error detection (the
+/// bootstrap parallelises across resamples instead).
 fn fill_values(
     pred: &Predictions,
     custom: &mut dyn FnMut(usize, &mut Vec<f64>),
@@ -124,23 +126,41 @@ fn fill_values(
     bins: usize,
     s: &mut Scratch,
     out: &mut [Outcome],
+    parallel: bool,
 ) -> Result<(), MetricsError> {
-    for (o, v) in out.iter_mut().zip(calibration_values(pred, bins)) {
+    let (cal_out, ed_out) = out.split_at_mut(CALIBRATION_METRICS.len());
+    let mut detect = || -> Result<(), MetricsError> {
+        s.errors.clear();
+        s.errors.extend(pred.errors());
+        for (k, chunk) in ed_out
+            .chunks_mut(ERROR_DETECTION_METRICS.len())
+            .enumerate()
+            .take(BuiltinScore::ALL.len() + n_custom)
+        {
+            match BuiltinScore::ALL.get(k) {
+                Some(b) => b.compute_into(pred, &mut s.score),
+                None => custom(k - BuiltinScore::ALL.len(), &mut s.score),
+            }
+            let ed = ErrorDetection::compute(&s.errors, &s.score, bins)?;
+            for (o, (_, v)) in chunk.iter_mut().zip(ed.entries()) {
+                *o = v;
+            }
+        }
+        Ok(())
+    };
+    let calibration = if parallel {
+        std::thread::scope(|scope| {
+            let handle = scope.spawn(|| calibration_values(pred, bins));
+            let detected = detect();
+            let cal = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            detected.map(|()| cal)
+        })?
+    } else {
+        detect()?;
+        calibration_values(pred, bins)
+    };
+    for (o, v) in cal_out.iter_mut().zip(calibration) {
         *o = Ok(v);
-    }
-    s.errors.clear();
-    s.errors.extend(pred.errors());
-    let mut pos = CALIBRATION_METRICS.len();
-    for k in 0..BuiltinScore::ALL.len() + n_custom {
-        match BuiltinScore::ALL.get(k) {
-            Some(b) => b.compute_into(pred, &mut s.score),
-            None => custom(k - BuiltinScore::ALL.len(), &mut s.score),
-        }
-        let ed = ErrorDetection::compute(&s.errors, &s.score, bins)?;
-        for (o, (_, v)) in out[pos..].iter_mut().zip(ed.entries()) {
-            *o = v;
-        }
-        pos += ERROR_DETECTION_METRICS.len();
     }
     Ok(())
 }
@@ -182,7 +202,15 @@ impl Report {
             out.clear();
             out.extend_from_slice(scores[k].values);
         };
-        fill_values(pred, &mut copy_full, scores.len(), cfg.bins, &mut scratch, &mut values)?;
+        fill_values(
+            pred,
+            &mut copy_full,
+            scores.len(),
+            cfg.bins,
+            &mut scratch,
+            &mut values,
+            true,
+        )?;
 
         let intervals: Option<Vec<Result<Interval, Undefined>>> = match &cfg.bootstrap {
             None => None,
@@ -195,7 +223,7 @@ impl Report {
                         v.extend(idx.iter().map(|&i| scores[k].values[i]));
                     };
                     // Inputs were validated on the full sample, so a resample cannot fail.
-                    if fill_values(resampled, &mut gather, scores.len(), cfg.bins, s, out).is_err() {
+                    if fill_values(resampled, &mut gather, scores.len(), cfg.bins, s, out, false).is_err() {
                         out.fill(Err(Undefined::NoDefinedResample));
                     }
                 })?;

@@ -7,7 +7,7 @@ crate:
 * scikit-learn: ``roc_auc_score`` and ``average_precision_score``;
 * torchmetrics: ``binary_calibration_error`` / ``multiclass_calibration_error``
   (norm ``l1`` -> ece, ``max`` -> mce, ``l2`` -> rmsce);
-* plain numpy written directly from the text of spec §11 (``/work/shared/spec/methods.md``)
+* plain numpy written directly from the text of spec §11 (the method spec, summarised in ``docs/metrics.md``)
   for everything else, and for ece/mce/rmsce wherever torchmetrics deliberately differs.
 
 Where two sources apply to the same number they are computed both ways and asserted to agree
