@@ -80,7 +80,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (matrix.data, matrix.cols)
     };
     let pred = match role {
-        Role::Probs => Predictions::from_probs(&data, num_classes, &labels),
+        Role::Probs => Predictions::from_probs(data, num_classes, &labels),
         _ => Predictions::from_logits(&data, num_classes, &labels),
     }
     .map_err(|e| attribute(e, &matrix_src, &labels_src))?;
@@ -312,6 +312,6 @@ mod tests {
     #[test]
     fn table_aligns() {
         let t = table(&["a".into(), "bb".into()], &[vec!["xyz".into(), "1".into()]]);
-        assert_eq!(t, "a     bb\n-------\nxyz    1\n");
+        assert_eq!(t, "a    bb\n-------\nxyz   1\n");
     }
 }

@@ -157,7 +157,7 @@ pub fn read_labels(src: &Source) -> Result<Vec<i64>> {
         .collect()
 }
 
-fn pick_named<'a>(names: &'a [String], role: Role) -> Option<&'a str> {
+fn pick_named(names: &[String], role: Role) -> Option<&str> {
     role.names()
         .iter()
         .find_map(|want| names.iter().find(|n| n.as_str() == *want))

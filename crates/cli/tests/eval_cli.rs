@@ -2,6 +2,9 @@
 //! (files written by numpy, pyarrow and safetensors: `fixtures/make_fixtures.py`), and every
 //! bad-input case with the message it must print.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -465,7 +468,7 @@ fn bad_inputs_name_the_file_and_row() {
         (
             vec![
                 "--probs".into(),
-                fixture("preds.parquet"),
+                format!("{}#p0,p1,p2", fixture("preds.parquet")),
                 "--labels".into(),
                 fixture("preds.parquet"),
                 "--scores".into(),

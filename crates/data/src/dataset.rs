@@ -62,9 +62,9 @@ impl Input {
         match self {
             Input::Text(text) => words(text),
             Input::Pair(a, b) => words(a) + words(b),
-            Input::Choice {
-                question, options, ..
-            } => words(question) + options.iter().map(|o| words(o)).sum::<usize>(),
+            Input::Choice { question, options, .. } => {
+                words(question) + options.iter().map(|o| words(o)).sum::<usize>()
+            }
             Input::Tokens(tokens) => tokens.len(),
         }
     }
@@ -258,17 +258,14 @@ impl Dataset {
             .ok_or_else(|| DataError::MissingSplit {
                 dataset: self.name.clone(),
                 split: name.to_owned(),
-                reason: if self.notes.is_empty() {
-                    format!(
-                        "it has {}",
-                        self.splits
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                } else {
-                    self.notes.join(" ")
+                reason: {
+                    let names: Vec<&str> = self.splits.iter().map(|s| s.name.as_str()).collect();
+                    let mut reason = format!("it has {}", names.join(", "));
+                    for note in &self.notes {
+                        reason.push_str("; ");
+                        reason.push_str(note);
+                    }
+                    reason
                 },
             })
     }
@@ -294,12 +291,10 @@ fn check_label(dataset: &str, names: &[String], example: &Example) -> Result<()>
                 return Err(bad(*index));
             }
             match &example.input {
-                Input::Tokens(tokens) if tokens.len() != tags.len() => {
-                    Err(DataError::InvalidOption {
-                        option: format!("tags of `{}`", example.id),
-                        reason: format!("{} tags for {} words", tags.len(), tokens.len()),
-                    })
-                }
+                Input::Tokens(tokens) if tokens.len() != tags.len() => Err(DataError::InvalidOption {
+                    option: format!("tags of `{}`", example.id),
+                    reason: format!("{} tags for {} words", tags.len(), tokens.len()),
+                }),
                 _ => Ok(()),
             }
         }
@@ -351,11 +346,7 @@ pub(crate) struct LabelSet {
 impl LabelSet {
     pub(crate) fn new<S: AsRef<str>>(names: &[S]) -> Self {
         let names: Vec<String> = names.iter().map(|s| s.as_ref().to_owned()).collect();
-        let index = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
-            .collect();
+        let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         Self { names, index }
     }
 
@@ -365,12 +356,8 @@ impl LabelSet {
 
     /// The index of `name`, or a message that lists the known labels.
     pub(crate) fn lookup(&self, name: &str) -> std::result::Result<usize, String> {
-        self.get(name).ok_or_else(|| {
-            format!(
-                "unknown label `{name}` (expected one of: {})",
-                self.names.join(", ")
-            )
-        })
+        self.get(name)
+            .ok_or_else(|| format!("unknown label `{name}` (expected one of: {})", self.names.join(", ")))
     }
 
     pub(crate) fn names(&self) -> &[String] {

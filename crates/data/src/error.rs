@@ -105,10 +105,10 @@ pub enum DataError {
     },
     /// The files of a dataset are not under the data root.
     #[error(
-        "dataset `{dataset}`: files not found under the data root `{}`; looked for: {}. \
-         How to get them: {how_to_get} Pass `--root DIR` (or `data_root:` in the experiment YAML) \
-         if they live elsewhere. Downloading from the Hugging Face hub is not available in this \
-         build; see docs/datasets.md.",
+        "dataset `{dataset}`: not found under the data root `{}` (looked for {}). It needs, \
+         relative to the root: {needs}. How to get them: {how_to_get} Pass `--root DIR` (or set \
+         the data root in the experiment YAML) if they live elsewhere. Downloading from the \
+         Hugging Face hub is not available in this build; see docs/datasets.md.",
         root.display(),
         looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
@@ -119,6 +119,8 @@ pub enum DataError {
         root: PathBuf,
         /// Every path that was tried, in order.
         looked: Vec<PathBuf>,
+        /// The files the dataset reads, relative to the root.
+        needs: String,
         /// Where the files come from.
         how_to_get: String,
     },
@@ -173,11 +175,7 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn malformed(
-        path: &std::path::Path,
-        location: Location,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn malformed(path: &std::path::Path, location: Location, reason: impl Into<String>) -> Self {
         DataError::Malformed {
             path: path.to_path_buf(),
             location,

@@ -154,7 +154,10 @@ pub fn load_generic(spec: &GenericSpec, options: &LoadOptions) -> Result<Dataset
         "the files named in the dataset mapping `{}` (paths are relative to the data root)",
         spec.name
     );
-    let mut locator = Locator::new(&spec.name, &options.root, &how);
+    let mut needs = vec![spec.splits.train.display().to_string()];
+    needs.extend(spec.splits.val.iter().map(|p| p.display().to_string()));
+    needs.push(spec.splits.test.display().to_string());
+    let mut locator = Locator::new(&spec.name, &options.root, &how, needs.join(", "));
     let mut files: Vec<(&str, PathBuf)> = vec![("train", spec.splits.train.clone())];
     if let Some(val) = &spec.splits.val {
         files.push(("val", val.clone()));
@@ -189,10 +192,7 @@ pub fn load_generic(spec: &GenericSpec, options: &LoadOptions) -> Result<Dataset
         Some(names) => {
             let distinct: BTreeSet<&String> = names.iter().collect();
             if names.is_empty() || distinct.len() != names.len() {
-                return Err(DataError::invalid(
-                    "labels",
-                    "must be a non-empty list without repeats",
-                ));
+                return Err(DataError::invalid("labels", "must be a non-empty list without repeats"));
             }
             LabelSet::new(names)
         }
@@ -220,9 +220,9 @@ pub fn load_generic(spec: &GenericSpec, options: &LoadOptions) -> Result<Dataset
                 let label_name = values.next().unwrap_or_default();
                 let pair = spec.text_pair.as_ref().and_then(|_| values.next());
                 let id = spec.id.as_ref().and_then(|_| values.next());
-                let label = labels.lookup(&label_name).map_err(|m| {
-                    DataError::malformed(&path, record.location, m)
-                })?;
+                let label = labels
+                    .lookup(&label_name)
+                    .map_err(|m| DataError::malformed(&path, record.location, m))?;
                 Ok(Example {
                     id: id.unwrap_or_else(|| row_id(&spec.name, split, row)),
                     input: match pair {
@@ -242,12 +242,7 @@ pub fn load_generic(spec: &GenericSpec, options: &LoadOptions) -> Result<Dataset
     Dataset::new(&spec.name, Task::Sequence, labels.into_names(), parts, Vec::new())
 }
 
-fn read_records(
-    path: &Path,
-    format: Format,
-    header: bool,
-    columns: &[&Column],
-) -> Result<Vec<Record>> {
+fn read_records(path: &Path, format: Format, header: bool, columns: &[&Column]) -> Result<Vec<Record>> {
     match format {
         Format::Csv | Format::Tsv => {
             let table = if format == Format::Csv {
@@ -308,9 +303,9 @@ fn read_jsonl(path: &Path, columns: &[&Column]) -> Result<Vec<Record>> {
             let values = keys
                 .iter()
                 .map(|key| {
-                    let value = object.get(*key).ok_or_else(|| {
-                        DataError::malformed(path, location, format!("no key `{key}`"))
-                    })?;
+                    let value = object
+                        .get(*key)
+                        .ok_or_else(|| DataError::malformed(path, location, format!("no key `{key}`")))?;
                     json_scalar(value).ok_or_else(|| {
                         DataError::malformed(
                             path,
@@ -370,9 +365,9 @@ fn read_parquet(path: &Path, columns: &[&Column]) -> Result<Vec<Record>> {
         let values = indices
             .iter()
             .map(|&i| {
-                let (name, field) = fields.get(i).ok_or_else(|| {
-                    DataError::malformed(path, location, format!("no column #{i}"))
-                })?;
+                let (name, field) = fields
+                    .get(i)
+                    .ok_or_else(|| DataError::malformed(path, location, format!("no column #{i}")))?;
                 parquet_scalar(field).ok_or_else(|| {
                     DataError::malformed(
                         path,

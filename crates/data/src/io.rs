@@ -20,22 +20,23 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
             .map_err(|e| DataError::io(path, e))?;
     } else {
         let mut file = file;
-        file.read_to_end(&mut bytes)
-            .map_err(|e| DataError::io(path, e))?;
+        file.read_to_end(&mut bytes).map_err(|e| DataError::io(path, e))?;
     }
     Ok(bytes)
+}
+
+fn strip_bom(mut text: String) -> String {
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    text
 }
 
 /// Bytes as UTF-8 text without a leading byte-order mark; invalid UTF-8 is an error naming the
 /// line.
 pub(crate) fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String> {
     match String::from_utf8(bytes) {
-        Ok(mut text) => {
-            if text.starts_with('\u{feff}') {
-                text.drain(..'\u{feff}'.len_utf8());
-            }
-            Ok(text)
-        }
+        Ok(text) => Ok(strip_bom(text)),
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let line = 1 + e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count() as u64;
@@ -44,6 +45,14 @@ pub(crate) fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String> {
                 line,
             })
         }
+    }
+}
+
+/// Bytes as UTF-8 text (without a byte-order mark), or as Latin-1 when they are not UTF-8.
+pub(crate) fn utf8_or_latin1(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => strip_bom(text),
+        Err(e) => e.into_bytes().into_iter().map(char::from).collect(),
     }
 }
 
@@ -58,15 +67,18 @@ pub(crate) struct Locator<'a> {
     dataset: &'a str,
     root: &'a Path,
     how_to_get: &'a str,
+    needs: String,
     looked: Vec<PathBuf>,
 }
 
 impl<'a> Locator<'a> {
-    pub(crate) fn new(dataset: &'a str, root: &'a Path, how_to_get: &'a str) -> Self {
+    /// `needs` lists the dataset's files relative to the root, for the error message.
+    pub(crate) fn new(dataset: &'a str, root: &'a Path, how_to_get: &'a str, needs: String) -> Self {
         Self {
             dataset,
             root,
             how_to_get,
+            needs,
             looked: Vec::new(),
         }
     }
@@ -91,6 +103,7 @@ impl<'a> Locator<'a> {
                 dataset: self.dataset.to_owned(),
                 root: self.root.to_path_buf(),
                 looked: self.looked.clone(),
+                needs: self.needs.clone(),
                 how_to_get: self.how_to_get.to_owned(),
             }),
         }
@@ -98,10 +111,7 @@ impl<'a> Locator<'a> {
 
     /// `path` relative to the root, for messages and split origins.
     pub(crate) fn show(&self, path: &Path) -> String {
-        path.strip_prefix(self.root)
-            .unwrap_or(path)
-            .display()
-            .to_string()
+        path.strip_prefix(self.root).unwrap_or(path).display().to_string()
     }
 }
 
@@ -124,11 +134,7 @@ impl Table {
         for (i, line) in text.lines().enumerate() {
             let line_no = i as u64 + 1;
             if line.is_empty() {
-                return Err(DataError::malformed(
-                    path,
-                    Location::Line(line_no),
-                    "empty line",
-                ));
+                return Err(DataError::malformed(path, Location::Line(line_no), "empty line"));
             }
             let fields: Vec<String> = line.split('\t').map(str::to_owned).collect();
             match width {
@@ -137,10 +143,7 @@ impl Table {
                     return Err(DataError::malformed(
                         path,
                         Location::Line(line_no),
-                        format!(
-                            "expected {w} tab-separated fields, found {}",
-                            fields.len()
-                        ),
+                        format!("expected {w} tab-separated fields, found {}", fields.len()),
                     ));
                 }
                 Some(_) => {}
@@ -171,14 +174,7 @@ impl Table {
             source,
         };
         let header = if has_header {
-            Some(
-                reader
-                    .headers()
-                    .map_err(csv_err)?
-                    .iter()
-                    .map(str::to_owned)
-                    .collect(),
-            )
+            Some(reader.headers().map_err(csv_err)?.iter().map(str::to_owned).collect())
         } else {
             None
         };

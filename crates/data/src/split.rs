@@ -8,7 +8,7 @@
 //! Hugging Face picks. Both parts keep the original file order.
 
 use crate::error::{DataError, Result};
-use crate::rng::SplitMix64;
+use crate::rng::{Rng64, SplitMix64};
 
 /// The default validation fraction.
 pub const DEFAULT_VAL_FRACTION: f64 = 0.2;
@@ -37,9 +37,7 @@ pub fn holdout_indices(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>
     if n_val == 0 || n_val >= n {
         return Err(DataError::invalid(
             "val_fraction",
-            format!(
-                "a holdout of {fraction} of {n} examples is {n_val}, which leaves an empty split"
-            ),
+            format!("a holdout of {fraction} of {n} examples is {n_val}, which leaves an empty split"),
         ));
     }
     let mut order: Vec<usize> = (0..n).collect();

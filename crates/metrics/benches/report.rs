@@ -1,6 +1,8 @@
 //! The whole §11 report at N = 10^6, C = 10 (three built-in scores and two supplied ones),
 //! its parts, and a bootstrap at N = 10^4. Run with `cargo bench -p ueb-metrics`.
 
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use ueb_metrics::{BootstrapConfig, ErrorDetection, NamedScore, Predictions, Report, ReportConfig, calibration_values};
@@ -23,7 +25,9 @@ fn problem(n: usize, c: usize) -> (Predictions, Vec<f64>, Vec<f64>) {
             logits.push(3.0 * uniform() + if k == y { 2.0 } else { 0.0 });
         }
     }
-    let pred = Predictions::from_logits(&logits, c, &labels).expect("valid synthetic logits");
+    let Ok(pred) = Predictions::from_logits(&logits, c, &labels) else {
+        unreachable!("synthetic logits are finite and labels in range")
+    };
     let a: Vec<f64> = (0..n).map(|_| uniform()).collect();
     let b: Vec<f64> = pred.confidence().iter().map(|p| 1.0 - p + 0.05 * uniform()).collect();
     (pred, a, b)

@@ -5,7 +5,7 @@ use std::time::Instant;
 use ueb_metrics::calibration::{ace, brier, classwise_ece, ece_em, nll, top_label_bins};
 use ueb_metrics::{BuiltinScore, ErrorDetection, Predictions};
 
-fn main() {
+fn main() -> Result<(), ueb_metrics::MetricsError> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().unwrap_or(0));
     let n = args.next().filter(|&v| v > 0).unwrap_or(100_000);
     let c = args.next().filter(|&v| v > 1).unwrap_or(10);
@@ -41,12 +41,10 @@ fn main() {
         );
     };
     println!("N = {n}, C = {c}, {reps} repetitions");
-    let mut pred = None;
     time("Predictions::from_probs", &mut || {
-        pred = Some(Predictions::from_probs(&probs, c, &labels).unwrap());
-        0.0
+        Predictions::from_probs(&probs, c, &labels).map_or(f64::NAN, |p| p.confidence()[0])
     });
-    let pred = pred.unwrap();
+    let pred = Predictions::from_probs(&probs, c, &labels)?;
     time("top-label bins (ece/mce/rmsce)", &mut || {
         top_label_bins(&pred, 15).l1(n)
     });
@@ -62,7 +60,8 @@ fn main() {
             u[0]
         });
         time(&format!("error detection ({})", b.name()), &mut || {
-            ErrorDetection::with_default_bins(&errors, &u).unwrap().aurc.unwrap()
+            ErrorDetection::with_default_bins(&errors, &u).map_or(f64::NAN, |e| e.aurc.unwrap_or(f64::NAN))
         });
     }
+    Ok(())
 }

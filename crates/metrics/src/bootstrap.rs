@@ -1,9 +1,11 @@
 //! Seeded percentile bootstrap intervals and a paired bootstrap test.
 //!
 //! Resample `b` draws its indices from its own random stream, derived from `(seed, b)`, so the
-//! result is the same whatever the number of threads. The generator is xoshiro256** seeded by
-//! SplitMix64, written out here so that no dependency update can ever change a published
-//! interval.
+//! result is the same whatever the number of threads. The generator is `ueb-rng`'s
+//! xoshiro256**, fixed by its published definition so that no dependency update can change a
+//! published interval.
+
+use ueb_rng::{Rng64, Xoshiro256};
 
 use crate::error::{MetricsError, Outcome, Undefined};
 
@@ -62,66 +64,9 @@ pub struct Interval {
     pub defined: usize,
 }
 
-/// SplitMix64 step (Steele et al. 2014), used to seed xoshiro and to derive streams.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// xoshiro256** (Blackman & Vigna 2018): a small, fast generator whose output is fixed by its
-/// published definition.
-#[derive(Debug, Clone)]
-pub struct Rng {
-    s: [u64; 4],
-}
-
-impl Rng {
-    /// The generator for stream `stream` of `seed`.
-    pub fn new(seed: u64, stream: u64) -> Self {
-        let (mut a, mut b) = (seed, stream ^ 0x6a09_e667_f3bc_c909);
-        let mut sm = splitmix64(&mut a) ^ splitmix64(&mut b).rotate_left(17);
-        Self {
-            s: [
-                splitmix64(&mut sm),
-                splitmix64(&mut sm),
-                splitmix64(&mut sm),
-                splitmix64(&mut sm),
-            ],
-        }
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform integer in `0..n` (`n > 0`), unbiased (Lemire 2019).
-    pub fn below(&mut self, n: u64) -> u64 {
-        let mut m = u128::from(self.next_u64()) * u128::from(n);
-        if (m as u64) < n {
-            let threshold = n.wrapping_neg() % n;
-            while (m as u64) < threshold {
-                m = u128::from(self.next_u64()) * u128::from(n);
-            }
-        }
-        (m >> 64) as u64
-    }
-}
-
 /// Fills `out` with the `n` indices of resample `b`.
 pub fn resample_indices(seed: u64, b: u64, n: usize, out: &mut Vec<usize>) {
-    let mut rng = Rng::new(seed, b);
+    let mut rng = Xoshiro256::new(seed, b);
     out.clear();
     out.extend((0..n).map(|_| rng.below(n as u64) as usize));
 }
@@ -265,25 +210,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn xoshiro_reference_output() {
-        // Reference: xoshiro256** from state {1, 2, 3, 4} (the authors' C code).
-        let mut r = Rng { s: [1, 2, 3, 4] };
-        let got: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
-        assert_eq!(got, vec![11520, 0, 1509978240]);
-    }
-
-    #[test]
-    fn below_is_in_range_and_covers() {
-        let mut r = Rng::new(7, 0);
-        let mut seen = [false; 5];
-        for _ in 0..1000 {
-            let x = r.below(5) as usize;
-            seen[x] = true;
-        }
-        assert!(seen.iter().all(|&s| s));
-    }
 
     #[test]
     fn interval_of_a_constant_is_the_constant() {

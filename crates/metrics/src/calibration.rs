@@ -5,7 +5,7 @@
 //! bin in f64. Equal-mass metrics group a stable sort of the values.
 
 use crate::error::MetricsError;
-use crate::order::{equal_mass_groups, key_value, partition_equal_mass, sortable_key};
+use crate::order::{equal_mass_sums, key_value, sortable_key};
 use crate::predictions::Predictions;
 
 /// Default number of bins of every binned metric (spec §11).
@@ -33,6 +33,10 @@ pub fn check_bins(bins: usize) -> Result<(), MetricsError> {
     Ok(())
 }
 
+/// Up to this many bins, a value whose x·M lies more than 1e-9 from an integer is binned
+/// without looking at the edges.
+const FAST_BIN_LIMIT: usize = 1 << 20;
+
 /// The upper edges `m/M`, `m = 0..=M`, each one f64 division as the spec defines them.
 #[derive(Debug, Clone)]
 pub struct EqualWidthEdges {
@@ -50,21 +54,23 @@ impl EqualWidthEdges {
     /// 0-based bin of `x` (see [`equal_width_bin`]).
     #[inline]
     pub fn bin(&self, x: f64) -> usize {
-        // ⌈x·M⌉ is the answer up to one rounding step either way; settle it against the exact
-        // edges.
         let bins = self.edges.len() - 1;
-        if x <= 0.0 {
-            return 0;
+        let y = x * bins as f64;
+        let t = y as usize; // saturating: x ≤ 0 gives 0
+        let frac = y - t as f64;
+        // Far from an edge the rounding of x·M (at most M·2⁻⁵³, far below 1e-9 for the bin
+        // counts allowed here) and of the edges cannot matter.
+        if bins <= FAST_BIN_LIMIT && frac > 1e-9 && frac < 1.0 - 1e-9 && t < bins {
+            return t;
         }
-        // The truncating cast is floor for x > 0; the loops below fix it up (no libm call).
-        let mut m = ((x * bins as f64) as usize + 1).clamp(1, bins);
-        while m > 1 && x <= self.edges[m - 1] {
-            m -= 1;
+        // ⌊x·M⌋ is the answer up to one rounding step either way: settle it against the edges.
+        let mut b = t.min(bins - 1);
+        if b > 0 && x <= self.edges[b] {
+            b -= 1;
+        } else if b + 1 < bins && x > self.edges[b + 1] {
+            b += 1;
         }
-        while m < bins && x > self.edges[m] {
-            m += 1;
-        }
-        m - 1
+        b
     }
 }
 
@@ -194,38 +200,15 @@ pub fn rmsce(pred: &Predictions, bins: usize) -> f64 {
     top_label_bins(pred, bins).rms(pred.len())
 }
 
-/// `(key, index)` pairs of `values`, in input order.
-fn index_pairs(values: &[f64]) -> Vec<(u64, u32)> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (sortable_key(v), i as u32))
-        .collect()
-}
-
 /// Sums `|mean outcome − mean value|·weight(group)` over the non-empty equal-mass groups of
-/// `(key, index)` pairs (see [`index_pairs`]); returns the weighted sum and the number of
+/// the values whose [`sortable_key`]s are `keys`; returns the weighted sum and the number of
 /// non-empty groups.
-fn equal_mass_gaps(
-    mut sorted: Vec<(u64, u32)>,
-    outcome: impl Fn(usize) -> f64,
-    bins: usize,
-    weight_by_size: bool,
-) -> (f64, usize) {
-    partition_equal_mass(&mut sorted, bins);
+fn equal_mass_gaps(keys: &[u64], outcome: impl Fn(usize) -> f64, bins: usize, weight_by_size: bool) -> (f64, usize) {
     let mut total = 0.0;
     let mut groups = 0;
-    for (start, end) in equal_mass_groups(sorted.len(), bins) {
-        if start == end {
-            continue;
-        }
-        let (mut sv, mut so) = (0.0, 0.0);
-        for &(k, i) in &sorted[start..end] {
-            sv += key_value(k);
-            so += outcome(i as usize);
-        }
-        let size = (end - start) as f64;
-        let gap = (so / size - sv / size).abs();
+    for g in equal_mass_sums(keys, outcome, bins).iter().filter(|g| g.count > 0) {
+        let size = g.count as f64;
+        let gap = (g.sum_outcome / size - g.sum_value / size).abs();
         total += if weight_by_size { size * gap } else { gap };
         groups += 1;
     }
@@ -235,7 +218,8 @@ fn equal_mass_gaps(
 /// `ece_em`: top-label L1 calibration error over `bins` equal-mass groups of the confidence.
 pub fn ece_em(pred: &Predictions, bins: usize) -> f64 {
     let correct = |i: usize| f64::from(u8::from(pred.predicted()[i] == pred.labels()[i]));
-    let (total, _) = equal_mass_gaps(index_pairs(pred.confidence()), correct, bins, true);
+    let keys: Vec<u64> = pred.confidence().iter().map(|&v| sortable_key(v)).collect();
+    let (total, _) = equal_mass_gaps(&keys, correct, bins, true);
     total / pred.len() as f64
 }
 
@@ -268,15 +252,12 @@ pub fn ace(pred: &Predictions, bins: usize) -> f64 {
     let c = pred.num_classes();
     let mut total = 0.0;
     let mut groups = 0;
+    let mut keys = Vec::with_capacity(pred.len());
     for k in 0..c {
-        let column = pred
-            .probs()
-            .chunks_exact(c)
-            .enumerate()
-            .map(|(i, p)| (sortable_key(p[k]), i as u32))
-            .collect();
+        keys.clear();
+        keys.extend(pred.probs().chunks_exact(c).map(|p| sortable_key(p[k])));
         let is_k = |i: usize| f64::from(u8::from(pred.labels()[i] as usize == k));
-        let (t, g) = equal_mass_gaps(column, is_k, bins, false);
+        let (t, g) = equal_mass_gaps(&keys, is_k, bins, false);
         total += t;
         groups += g;
     }
@@ -379,18 +360,17 @@ pub fn reliability_bins(pred: &Predictions, binning: Binning) -> Result<Vec<Reli
         }
         Binning::EqualMass(m) => {
             check_bins(m)?;
-            let mut parts = index_pairs(conf);
-            partition_equal_mass(&mut parts, m);
-            Ok(equal_mass_groups(parts.len(), m)
-                .map(|(s, e)| {
-                    let group = &parts[s..e];
-                    let sum: f64 = group.iter().map(|&(k, _)| key_value(k)).sum();
-                    let ok = group.iter().filter(|&&(_, i)| correct(i as usize)).count() as u64;
-                    let (lo, hi) = match (group.iter().map(|p| p.0).min(), group.iter().map(|p| p.0).max()) {
-                        (Some(a), Some(b)) => (key_value(a), key_value(b)),
-                        _ => (f64::NAN, f64::NAN),
+            let keys: Vec<u64> = conf.iter().map(|&v| sortable_key(v)).collect();
+            let correct = |i: usize| f64::from(u8::from(correct(i)));
+            Ok(equal_mass_sums(&keys, correct, m)
+                .into_iter()
+                .map(|g| {
+                    let (lo, hi) = if g.count > 0 {
+                        (key_value(g.key_range.0), key_value(g.key_range.1))
+                    } else {
+                        (f64::NAN, f64::NAN)
                     };
-                    make_bin(lo, hi, group.len() as u64, sum, ok)
+                    make_bin(lo, hi, g.count as u64, g.sum_value, g.sum_outcome as u64)
                 })
                 .collect())
         }

@@ -22,23 +22,23 @@ pub fn key_value(k: u64) -> f64 {
 /// Below this size a comparison sort beats the radix passes' fixed cost.
 const SMALL: usize = 512;
 
-/// Sorts `(key, payload)` pairs by key, stably (equal keys keep their order).
-pub fn sort_pairs(pairs: &mut Vec<(u64, u32)>) {
-    if pairs.len() <= SMALL {
-        pairs.sort_by_key(|p| p.0);
+/// Sorts `items` by `key`, stably, with an LSD radix sort over bytes (all eight histograms in
+/// one read pass; a byte shared by every key costs no pass).
+pub fn radix_sort_by<T: Copy + Default>(items: &mut Vec<T>, key: impl Fn(&T) -> u64) {
+    if items.len() <= SMALL {
+        items.sort_by_key(|t| key(t));
         return;
     }
-    let n = pairs.len();
-    // All eight byte histograms in one read pass.
+    let n = items.len();
     let mut hist = [[0usize; 256]; 8];
-    for &(k, _) in pairs.iter() {
+    for t in items.iter() {
+        let k = key(t);
         for (d, h) in hist.iter_mut().enumerate() {
             h[((k >> (8 * d)) & 0xff) as usize] += 1;
         }
     }
-    let mut buf = vec![(0u64, 0u32); n];
+    let mut buf = vec![T::default(); n];
     for (d, h) in hist.iter_mut().enumerate() {
-        // A digit shared by every key would only copy: skip its pass.
         if h.contains(&n) {
             continue;
         }
@@ -49,13 +49,18 @@ pub fn sort_pairs(pairs: &mut Vec<(u64, u32)>) {
             offset += here;
         }
         let shift = 8 * d;
-        for &p in pairs.iter() {
-            let slot = &mut h[((p.0 >> shift) & 0xff) as usize];
-            buf[*slot] = p;
+        for t in items.iter() {
+            let slot = &mut h[((key(t) >> shift) & 0xff) as usize];
+            buf[*slot] = *t;
             *slot += 1;
         }
-        std::mem::swap(pairs, &mut buf);
+        std::mem::swap(items, &mut buf);
     }
+}
+
+/// Sorts `(key, payload)` pairs by key, stably (equal keys keep their order).
+pub fn sort_pairs(pairs: &mut Vec<(u64, u32)>) {
+    radix_sort_by(pairs, |p| p.0);
 }
 
 /// `(key, index)` pairs of `keys` sorted by key; equal keys keep ascending index order.
@@ -104,32 +109,114 @@ pub fn equal_mass_groups(n: usize, bins: usize) -> impl Iterator<Item = (usize, 
     })
 }
 
-/// Reorders `pairs` so that each equal-mass group of their (key, payload) order occupies its
-/// [`equal_mass_groups`] range; the order inside a group is unspecified. With distinct pairs
-/// (payload = index) the groups are exactly those of a stable sort, found by recursive
-/// selection in O(N log M) instead of a full sort.
-pub fn partition_equal_mass(pairs: &mut [(u64, u32)], bins: usize) {
-    let n = pairs.len();
-    let mut ends: Vec<usize> = equal_mass_groups(n, bins)
-        .map(|(_, e)| e)
-        .filter(|&e| e > 0 && e < n)
-        .collect();
-    ends.dedup();
-    multi_select(pairs, &ends, 0);
+/// Sums over one equal-mass group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MassGroup {
+    /// Members.
+    pub count: usize,
+    /// Σ of the members' values.
+    pub sum_value: f64,
+    /// Σ of the members' outcomes.
+    pub sum_outcome: f64,
+    /// Smallest and largest key (meaningless when `count == 0`).
+    pub key_range: (u64, u64),
 }
 
-/// Puts the element of absolute rank `r` in place for every `r` in `ranks` (sorted), with
-/// smaller elements before it and larger after.
-fn multi_select(pairs: &mut [(u64, u32)], ranks: &[usize], offset: usize) {
-    if ranks.is_empty() || pairs.len() <= 1 {
-        return;
+impl MassGroup {
+    const EMPTY: MassGroup = MassGroup {
+        count: 0,
+        sum_value: 0.0,
+        sum_outcome: 0.0,
+        key_range: (u64::MAX, 0),
+    };
+
+    #[inline]
+    fn add(&mut self, k: u64, outcome: f64) {
+        self.count += 1;
+        self.sum_value += key_value(k);
+        self.sum_outcome += outcome;
+        self.key_range = (self.key_range.0.min(k), self.key_range.1.max(k));
     }
-    let mid = ranks.len() / 2;
-    let r = ranks[mid] - offset;
-    pairs.select_nth_unstable(r);
-    let (left, right) = pairs.split_at_mut(r);
-    multi_select(left, &ranks[..mid], offset);
-    multi_select(right, &ranks[mid + 1..], offset + r);
+}
+
+/// Per-group sums over the `bins` equal-mass groups of the samples ordered by (key, index), as
+/// [`equal_mass_groups`] cuts them. `keys[i]` is [`sortable_key`] of sample `i`'s value.
+///
+/// Instead of a full sort, one histogram over the keys' actual range finds the buckets that lie
+/// inside a single group (their members are summed directly) and those that straddle a group
+/// edge; only the latter are sorted by (key, index), so ties at an edge still split by index.
+/// Summation order inside a group differs from a sort's by rounding only.
+pub fn equal_mass_sums(keys: &[u64], outcome: impl Fn(usize) -> f64, bins: usize) -> Vec<MassGroup> {
+    let n = keys.len();
+    let mut groups = vec![MassGroup::EMPTY; bins];
+    if n == 0 {
+        return groups;
+    }
+    let (q, r) = (n / bins, n % bins);
+    let group_of = |rank: usize| {
+        if rank < r * (q + 1) {
+            rank / (q + 1)
+        } else {
+            r + (rank - r * (q + 1)) / q
+        }
+    };
+    if n <= SMALL {
+        let mut pairs: Vec<(u64, u32)> = keys.iter().enumerate().map(|(i, &k)| (k, i as u32)).collect();
+        pairs.sort_unstable();
+        for (rank, &(k, i)) in pairs.iter().enumerate() {
+            groups[group_of(rank)].add(k, outcome(i as usize));
+        }
+        return groups;
+    }
+    // About four samples a bucket, over the range the keys actually span.
+    let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(2).clamp(8, 16);
+    let (lo, hi) = keys.iter().fold((u64::MAX, 0), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+    let shift = (u64::BITS - (hi - lo).leading_zeros()).saturating_sub(bucket_bits);
+    let bucket = |k: u64| ((k - lo) >> shift) as usize;
+    let mut start = vec![0usize; (1 << bucket_bits) + 1];
+    for &k in keys {
+        start[bucket(k) + 1] += 1;
+    }
+    for b in 1..start.len() {
+        start[b] += start[b - 1];
+    }
+    const MIXED: u32 = u32::MAX;
+    // Group ends in rank order; bucket starts are non-decreasing, so one pointer walks both.
+    let ends: Vec<usize> = equal_mass_groups(n, bins).map(|(_, e)| e).collect();
+    let mut g = 0;
+    let owner: Vec<u32> = start
+        .windows(2)
+        .map(|w| {
+            while ends[g] <= w[0] && g + 1 < bins {
+                g += 1;
+            }
+            if w[1] > w[0] && w[1] <= ends[g] {
+                g as u32
+            } else {
+                MIXED
+            }
+        })
+        .collect();
+    let mut mixed = Vec::new();
+    for (i, &k) in keys.iter().enumerate() {
+        match owner[bucket(k)] {
+            MIXED => mixed.push((k, i as u32)),
+            g => groups[g as usize].add(k, outcome(i)),
+        }
+    }
+    mixed.sort_unstable();
+    let mut current = usize::MAX;
+    let mut rank = 0;
+    for &(k, i) in &mixed {
+        let b = bucket(k);
+        if b != current {
+            current = b;
+            rank = start[b];
+        }
+        groups[group_of(rank)].add(k, outcome(i as usize));
+        rank += 1;
+    }
+    groups
 }
 
 #[cfg(test)]
@@ -163,28 +250,36 @@ mod tests {
     }
 
     #[test]
-    fn equal_mass_partition_matches_sorted_groups() {
+    fn equal_mass_sums_match_sorted_groups() {
         let mut x: u64 = 99;
-        for (n, bins) in [(1000usize, 15usize), (17, 5), (3, 5), (1, 1), (64, 64), (500, 7)] {
-            let keys: Vec<f64> = (0..n)
+        for (n, bins, levels) in [
+            (5000usize, 15usize, 13u64),
+            (20000, 15, 1 << 40),
+            (17, 5, 3),
+            (3, 5, 2),
+            (600, 600, 7),
+            (4000, 7, 2),
+        ] {
+            let values: Vec<f64> = (0..n)
                 .map(|_| {
                     x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    ((x >> 40) % 13) as f64 / 13.0
+                    ((x >> 20) % levels) as f64 / levels as f64
                 })
                 .collect();
-            let sorted = sorted_with_index(&keys);
-            let mut part: Vec<(u64, u32)> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, &k)| (sortable_key(k), i as u32))
-                .collect();
-            partition_equal_mass(&mut part, bins);
-            for (s, e) in equal_mass_groups(n, bins) {
-                let mut a: Vec<u32> = sorted[s..e].iter().map(|p| p.1).collect();
-                let mut b: Vec<u32> = part[s..e].iter().map(|p| p.1).collect();
-                a.sort_unstable();
-                b.sort_unstable();
-                assert_eq!(a, b, "n {n}, bins {bins}, group {s}..{e}");
+            let keys: Vec<u64> = values.iter().map(|&v| sortable_key(v)).collect();
+            let outcome = |i: usize| (i % 3) as f64;
+            let got = equal_mass_sums(&keys, outcome, bins);
+            let sorted = sorted_with_index(&values);
+            for (g, (s, e)) in equal_mass_groups(n, bins).enumerate() {
+                let members = &sorted[s..e];
+                assert_eq!(got[g].count, e - s, "n {n} bins {bins} group {g}");
+                let want_o: f64 = members.iter().map(|p| outcome(p.1 as usize)).sum();
+                let want_v: f64 = members.iter().map(|p| key_value(p.0)).sum();
+                assert_eq!(got[g].sum_outcome, want_o, "n {n} bins {bins} group {g}");
+                assert!((got[g].sum_value - want_v).abs() <= 1e-9 * want_v.abs().max(1.0));
+                if e > s {
+                    assert_eq!(got[g].key_range, (members[0].0, members[members.len() - 1].0));
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Validated classifier outputs: probabilities (given, or from logits), labels and the
 //! per-sample quantities every metric reads.
 
+use std::borrow::Cow;
+
 use crate::error::MetricsError;
 
 /// Tolerance on `|Σ_k p_ik − 1|` for probability rows (spec §11).
@@ -26,36 +28,48 @@ pub struct Predictions {
 }
 
 impl Predictions {
-    /// Validates probabilities (`[N, C]` row-major, each row summing to 1 within
+    /// Validates probabilities (`[N, C]` row-major, a `Vec` or a slice, each row summing to 1 within
     /// [`ROW_SUM_TOLERANCE`], no negative entry) and labels in `0..C`.
     ///
     /// # Errors
     /// Empty input, fewer than 2 classes, a ragged buffer, a label count that is not `N`,
     /// NaN/Inf, a negative probability, a bad row sum, a label out of range.
-    pub fn from_probs(probs: &[f64], num_classes: usize, labels: &[i64]) -> Result<Self, MetricsError> {
+    pub fn from_probs<'a>(
+        probs: impl Into<Cow<'a, [f64]>>,
+        num_classes: usize,
+        labels: &[i64],
+    ) -> Result<Self, MetricsError> {
+        let probs: Vec<f64> = probs.into().into_owned(); // a Vec is moved, a slice copied
         let n = check_shape("probs", probs.len(), num_classes, labels.len())?;
-        check_finite_matrix("probs", probs, num_classes)?;
-        for (row, p) in probs.chunks_exact(num_classes).enumerate() {
-            if let Some((col, &value)) = p.iter().enumerate().find(|(_, v)| **v < 0.0) {
-                return Err(MetricsError::NegativeProbability { row, col, value });
-            }
-            let sum: f64 = p.iter().sum();
-            if (sum - 1.0).abs() > ROW_SUM_TOLERANCE {
-                return Err(MetricsError::RowSum { row, sum });
-            }
-        }
         let labels = check_labels(labels, num_classes)?;
         let mut out = Self {
             num_classes,
-            probs: probs.to_vec(),
             labels,
             ..Self::default()
         };
+        out.predicted.reserve_exact(n);
+        out.confidence.reserve_exact(n);
         out.nll.reserve_exact(n);
-        for (p, &y) in out.probs.chunks_exact(num_classes).zip(&out.labels) {
+        // One pass validates each row and derives its prediction, confidence and NLL term.
+        for (row, (p, &y)) in probs.chunks_exact(num_classes).zip(&out.labels).enumerate() {
+            let mut sum = 0.0;
+            let mut valid = true;
+            for &v in p {
+                sum += v;
+                valid &= v >= 0.0 && v.is_finite(); // false for NaN
+            }
+            if !valid {
+                return Err(row_error(row, p));
+            }
+            if (sum - 1.0).abs() > ROW_SUM_TOLERANCE {
+                return Err(MetricsError::RowSum { row, sum });
+            }
+            let (k, conf) = argmax(p);
+            out.predicted.push(k as u32);
+            out.confidence.push(conf);
             out.nll.push(-p[y as usize].max(NLL_CLIP).ln());
         }
-        out.derive_top();
+        out.probs = probs;
         Ok(out)
     }
 
@@ -172,6 +186,26 @@ impl Predictions {
     /// Error indicators collected into a vector.
     pub fn error_vec(&self) -> Vec<bool> {
         self.errors().collect()
+    }
+}
+
+/// The first invalid entry of a probability row: non-finite, or else negative.
+fn row_error(row: usize, p: &[f64]) -> MetricsError {
+    match p.iter().position(|v| !v.is_finite()) {
+        Some(col) => MetricsError::NonFinite {
+            what: "probs",
+            row,
+            col: Some(col),
+            value: p[col],
+        },
+        None => {
+            let col = p.iter().position(|&v| v < 0.0).unwrap_or(0);
+            MetricsError::NegativeProbability {
+                row,
+                col,
+                value: p[col],
+            }
+        }
     }
 }
 

@@ -109,58 +109,112 @@ impl Default for ReportConfig {
     }
 }
 
-/// Scratch buffers reused across scores and bootstrap resamples.
-#[derive(Default)]
-struct Scratch {
-    errors: Vec<bool>,
-    score: Vec<f64>,
+/// Independent pieces of the report, so that they can run on several cores.
+#[derive(Debug, Clone, Copy)]
+enum Task {
+    /// `accuracy`, `nll`, `brier`, `ece`, `ece_em`, `mce`, `rmsce`.
+    Calibration,
+    /// `classwise_ece`.
+    Classwise,
+    /// `ace`.
+    Ace,
+    /// Error detection of score `k` (built-in scores first).
+    Score(usize),
 }
 
-/// Writes every metric of `pred` and the scores into `out`, in report order. With `parallel`,
-/// the calibration metrics run on a second thread while this one does error detection (the
-/// bootstrap parallelises across resamples instead).
-fn fill_values(
+/// The tasks of a report with `n_scores` scores, the longest first.
+fn tasks(n_scores: usize) -> Vec<Task> {
+    [Task::Ace, Task::Classwise, Task::Calibration]
+        .into_iter()
+        .chain((0..n_scores).map(Task::Score))
+        .collect()
+}
+
+/// Where a supplied score's values come from (the full sample, or a resample).
+type ScoreSource<'a> = &'a (dyn Fn(usize, &mut Vec<f64>) + Sync);
+
+/// Runs one task; returns `(position in report order, value)` pairs.
+fn run_task(
+    task: Task,
     pred: &Predictions,
-    custom: &mut dyn FnMut(usize, &mut Vec<f64>),
-    n_custom: usize,
+    errors: &[bool],
+    custom: ScoreSource<'_>,
     bins: usize,
-    s: &mut Scratch,
-    out: &mut [Outcome],
-    parallel: bool,
-) -> Result<(), MetricsError> {
-    let (cal_out, ed_out) = out.split_at_mut(CALIBRATION_METRICS.len());
-    let mut detect = || -> Result<(), MetricsError> {
-        s.errors.clear();
-        s.errors.extend(pred.errors());
-        for (k, chunk) in ed_out
-            .chunks_mut(ERROR_DETECTION_METRICS.len())
-            .enumerate()
-            .take(BuiltinScore::ALL.len() + n_custom)
-        {
-            match BuiltinScore::ALL.get(k) {
-                Some(b) => b.compute_into(pred, &mut s.score),
-                None => custom(k - BuiltinScore::ALL.len(), &mut s.score),
-            }
-            let ed = ErrorDetection::compute(&s.errors, &s.score, bins)?;
-            for (o, (_, v)) in chunk.iter_mut().zip(ed.entries()) {
-                *o = v;
-            }
+    buf: &mut Vec<f64>,
+) -> Result<Vec<(usize, Outcome)>, MetricsError> {
+    Ok(match task {
+        Task::Calibration => {
+            let top = top_label_bins(pred, bins);
+            let n = pred.len();
+            let values = [
+                accuracy(pred),
+                nll(pred),
+                brier(pred),
+                top.l1(n),
+                ece_em(pred, bins),
+                top.max_gap(),
+                top.rms(n),
+            ];
+            values.into_iter().enumerate().map(|(k, v)| (k, Ok(v))).collect()
         }
-        Ok(())
+        Task::Classwise => vec![(7, Ok(classwise_ece(pred, bins)))],
+        Task::Ace => vec![(8, Ok(ace(pred, bins)))],
+        Task::Score(k) => {
+            match BuiltinScore::ALL.get(k) {
+                Some(b) => b.compute_into(pred, buf),
+                None => custom(k - BuiltinScore::ALL.len(), buf),
+            }
+            let ed = ErrorDetection::compute(errors, buf, bins)?;
+            let base = CALIBRATION_METRICS.len() + k * ERROR_DETECTION_METRICS.len();
+            ed.entries()
+                .into_iter()
+                .enumerate()
+                .map(|(m, (_, v))| (base + m, v))
+                .collect()
+        }
+    })
+}
+
+/// Every metric of `pred` and the scores, in report order; `threads > 1` spreads the tasks
+/// over that many threads (the bootstrap runs one thread per resample batch instead).
+fn report_values(
+    pred: &Predictions,
+    custom: ScoreSource<'_>,
+    n_scores: usize,
+    bins: usize,
+    threads: usize,
+    out: &mut [Outcome],
+) -> Result<(), MetricsError> {
+    let errors = pred.error_vec();
+    let tasks = tasks(n_scores);
+    let work = |next: &std::sync::atomic::AtomicUsize| -> Result<Vec<(usize, Outcome)>, MetricsError> {
+        let mut buf = Vec::new();
+        let mut done = Vec::new();
+        loop {
+            let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&task) = tasks.get(t) else { break };
+            done.extend(run_task(task, pred, &errors, custom, bins, &mut buf)?);
+        }
+        Ok(done)
     };
-    let calibration = if parallel {
-        std::thread::scope(|scope| {
-            let handle = scope.spawn(|| calibration_values(pred, bins));
-            let detected = detect();
-            let cal = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            detected.map(|()| cal)
-        })?
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, Outcome)>, MetricsError>> = if threads <= 1 {
+        vec![work(&next)]
     } else {
-        detect()?;
-        calibration_values(pred, bins)
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads.min(tasks.len()))
+                .map(|_| scope.spawn(|| work(&next)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        })
     };
-    for (o, v) in cal_out.iter_mut().zip(calibration) {
-        *o = Ok(v);
+    for r in results {
+        for (pos, v) in r? {
+            out[pos] = v;
+        }
     }
     Ok(())
 }
@@ -197,33 +251,24 @@ impl Report {
         let width = CALIBRATION_METRICS.len() + names.len() * ERROR_DETECTION_METRICS.len();
 
         let mut values = vec![Ok(0.0); width];
-        let mut scratch = Scratch::default();
-        let mut copy_full = |k: usize, out: &mut Vec<f64>| {
+        let copy_full = |k: usize, out: &mut Vec<f64>| {
             out.clear();
             out.extend_from_slice(scores[k].values);
         };
-        fill_values(
-            pred,
-            &mut copy_full,
-            scores.len(),
-            cfg.bins,
-            &mut scratch,
-            &mut values,
-            true,
-        )?;
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        report_values(pred, &copy_full, names.len(), cfg.bins, threads, &mut values)?;
 
         let intervals: Option<Vec<Result<Interval, Undefined>>> = match &cfg.bootstrap {
             None => None,
             Some(b) => {
-                let init = || (Predictions::default(), Scratch::default());
-                let draws = bootstrap_map(n, b, width, init, |(resampled, s), idx, out| {
+                let draws = bootstrap_map(n, b, width, Predictions::default, |resampled, idx, out| {
                     pred.resample_into(idx, resampled);
-                    let mut gather = |k: usize, v: &mut Vec<f64>| {
+                    let gather = |k: usize, v: &mut Vec<f64>| {
                         v.clear();
                         v.extend(idx.iter().map(|&i| scores[k].values[i]));
                     };
                     // Inputs were validated on the full sample, so a resample cannot fail.
-                    if fill_values(resampled, &mut gather, scores.len(), cfg.bins, s, out, false).is_err() {
+                    if report_values(resampled, &gather, names.len(), cfg.bins, 1, out).is_err() {
                         out.fill(Err(Undefined::NoDefinedResample));
                     }
                 })?;

@@ -39,14 +39,12 @@ impl BuiltinScore {
                 h / (p.len() as f64).ln()
             }
             BuiltinScore::Margin => {
+                // Branch-free top two: the new second is the larger of the old second and the
+                // smaller of (old first, v).
                 let (mut first, mut second) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
                 for &v in p {
-                    if v > first {
-                        second = first;
-                        first = v;
-                    } else if v > second {
-                        second = v;
-                    }
+                    second = second.max(first.min(v));
+                    first = first.max(v);
                 }
                 1.0 - (first - second)
             }

@@ -1,6 +1,9 @@
 //! Golden tests: every §11 metric against values computed independently by
 //! `tests/golden/generate.py` (scikit-learn, torchmetrics, numpy). See `tests/golden/README.md`.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,8 @@
 //! Property tests: invariances every §11 metric must have.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use ueb_metrics::{ErrorDetection, NamedScore, Predictions, Report, ReportConfig};
 
@@ -93,7 +96,7 @@ proptest! {
         let mut perm: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() { perm.swap(i, (next() % (i as u64 + 1)) as usize); }
         let a = Predictions::from_probs(&probs, 2, &labels).unwrap();
-        let b = Predictions::from_probs(&permute(&probs, 2, &perm), 2, &permute(&labels, 1, &perm)).unwrap();
+        let b = Predictions::from_probs(permute(&probs, 2, &perm), 2, &permute(&labels, 1, &perm)).unwrap();
         for bins in [1, 3, 15] {
             let (ca, cb) = (ueb_metrics::calibration_values(&a, bins), ueb_metrics::calibration_values(&b, bins));
             prop_assert!((ca[4] - cb[4]).abs() < 1e-12, "ece_em");

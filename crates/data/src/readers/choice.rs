@@ -31,12 +31,7 @@ pub(crate) fn mmlu(path: &Path, dataset: &str, file_split: &str) -> Result<Vec<E
             let label = LETTERS[..4]
                 .iter()
                 .position(|l| *l == f[answer].trim())
-                .ok_or_else(|| {
-                    table.error(
-                        *line,
-                        format!("answer `{}` is not one of A, B, C, D", f[answer]),
-                    )
-                })?;
+                .ok_or_else(|| table.error(*line, format!("answer `{}` is not one of A, B, C, D", f[answer])))?;
             Ok(Example {
                 id: row_id(dataset, file_split, row),
                 input: Input::Choice {
@@ -91,12 +86,7 @@ pub(crate) fn arc(path: &Path) -> Result<Vec<Example>> {
                 .choices
                 .iter()
                 .position(|c| c.label == row.answer_key)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "answerKey `{}` is not the label of an option",
-                        row.answer_key
-                    ))
-                })?;
+                .ok_or_else(|| bad(format!("answerKey `{}` is not the label of an option", row.answer_key)))?;
             Ok(Example {
                 id: row.id,
                 input: Input::Choice {

@@ -41,32 +41,29 @@ pub(crate) fn read(path: &Path, dataset: &str, file_split: &str) -> Result<Vec<E
     let mut words: Vec<String> = Vec::new();
     let mut tags: Vec<String> = Vec::new();
     let mut start_line = 0;
-    let flush = |words: &mut Vec<String>,
-                 tags: &mut Vec<String>,
-                 start_line: u64,
-                 out: &mut Vec<Example>|
-     -> Result<()> {
-        if words.is_empty() {
-            return Ok(());
-        }
-        iob1_to_iob2(tags);
-        let label = tags
-            .iter()
-            .enumerate()
-            .map(|(k, t)| {
-                labels.lookup(t).map_err(|m| {
-                    DataError::malformed(path, Location::Line(start_line + k as u64), m)
+    let flush =
+        |words: &mut Vec<String>, tags: &mut Vec<String>, start_line: u64, out: &mut Vec<Example>| -> Result<()> {
+            if words.is_empty() {
+                return Ok(());
+            }
+            iob1_to_iob2(tags);
+            let label = tags
+                .iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    labels
+                        .lookup(t)
+                        .map_err(|m| DataError::malformed(path, Location::Line(start_line + k as u64), m))
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        out.push(Example {
-            id: row_id(dataset, file_split, out.len()),
-            input: Input::Tokens(std::mem::take(words)),
-            label: Label::Tags(label),
-        });
-        tags.clear();
-        Ok(())
-    };
+                .collect::<Result<Vec<_>>>()?;
+            out.push(Example {
+                id: row_id(dataset, file_split, out.len()),
+                input: Input::Tokens(std::mem::take(words)),
+                label: Label::Tags(label),
+            });
+            tags.clear();
+            Ok(())
+        };
     for (i, line) in text.lines().enumerate() {
         let line_no = i as u64 + 1;
         let fields: Vec<&str> = line.split_whitespace().collect();

@@ -9,12 +9,7 @@ use crate::io::Table;
 use crate::readers::row_id;
 
 /// SST-2: a header with `sentence` and `label` columns.
-pub(crate) fn sst2(
-    path: &Path,
-    dataset: &str,
-    file_split: &str,
-    labels: &LabelSet,
-) -> Result<Vec<Example>> {
+pub(crate) fn sst2(path: &Path, dataset: &str, file_split: &str, labels: &LabelSet) -> Result<Vec<Example>> {
     let table = Table::tsv(path, true)?;
     let text = table.column("sentence")?;
     let label = table.column("label")?;
@@ -22,12 +17,7 @@ pub(crate) fn sst2(
 }
 
 /// CoLA: no header; fields are source, label, original mark, sentence.
-pub(crate) fn cola(
-    path: &Path,
-    dataset: &str,
-    file_split: &str,
-    labels: &LabelSet,
-) -> Result<Vec<Example>> {
+pub(crate) fn cola(path: &Path, dataset: &str, file_split: &str, labels: &LabelSet) -> Result<Vec<Example>> {
     let table = Table::tsv(path, false)?;
     table.require_width(4)?;
     class_rows(&table, dataset, file_split, labels, 3, 1)

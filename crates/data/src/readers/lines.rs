@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::dataset::{Example, Input, Label, LabelSet};
 use crate::error::{DataError, Location, Result};
-use crate::io::{read_bytes, read_text, utf8};
+use crate::io::{read_bytes, read_text, utf8_or_latin1};
 use crate::readers::row_id;
 
 /// The six coarse TREC classes.
@@ -32,12 +32,7 @@ fn label_text_lines(path: &Path, text: &str) -> Result<Vec<(u64, String, String)
 }
 
 /// SST-5 (and the sentence-level SST-2 files): `<label> <sentence>`.
-pub(crate) fn sst5(
-    path: &Path,
-    dataset: &str,
-    file_split: &str,
-    labels: &LabelSet,
-) -> Result<Vec<Example>> {
+pub(crate) fn sst5(path: &Path, dataset: &str, file_split: &str, labels: &LabelSet) -> Result<Vec<Example>> {
     let text = read_text(path)?;
     label_text_lines(path, &text)?
         .into_iter()
@@ -60,12 +55,7 @@ pub(crate) fn sst5(
 /// The upstream `TREC.train` is ISO-8859-1; a file that is not valid UTF-8 is decoded as
 /// Latin-1.
 pub(crate) fn trec_lines(path: &Path) -> Result<Vec<(u64, String, String, String)>> {
-    let bytes = read_bytes(path)?;
-    let text = match utf8(path, bytes.clone()) {
-        Ok(text) => text,
-        Err(DataError::Utf8 { .. }) => bytes.iter().map(|&b| char::from(b)).collect(),
-        Err(e) => return Err(e),
-    };
+    let text = utf8_or_latin1(read_bytes(path)?);
     label_text_lines(path, &text)?
         .into_iter()
         .map(|(line, label, text)| match label.split_once(':') {

@@ -8,8 +8,8 @@ pub(crate) mod choice;
 pub(crate) mod conll;
 pub(crate) mod glue;
 pub(crate) mod lines;
-pub mod newsgroups;
-pub mod toxigen;
+pub(crate) mod newsgroups;
+pub(crate) mod toxigen;
 
 use std::path::Path;
 

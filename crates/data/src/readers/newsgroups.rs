@@ -46,17 +46,29 @@ pub enum NewsgroupsPart {
     Quotes,
 }
 
+impl NewsgroupsPart {
+    /// The name used on the command line and in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Headers => "headers",
+            Self::Footers => "footers",
+            Self::Quotes => "quotes",
+        }
+    }
+}
+
 impl FromStr for NewsgroupsPart {
     type Err = DataError;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "headers" => Ok(Self::Headers),
-            "footers" => Ok(Self::Footers),
-            "quotes" => Ok(Self::Quotes),
-            other => Err(DataError::invalid(
+        match [Self::Headers, Self::Footers, Self::Quotes]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+        {
+            Some(part) => Ok(part),
+            None => Err(DataError::invalid(
                 "remove",
-                format!("`{other}` is not one of headers, footers, quotes"),
+                format!("`{s}` is not one of headers, footers, quotes"),
             )),
         }
     }
@@ -81,9 +93,7 @@ pub fn strip_quotes(text: &str) -> String {
     const ANYWHERE: [&str; 5] = ["writes in", "writes:", "wrote:", "says:", "said:"];
     const START: [&str; 4] = ["In article", "Quoted from", "|", ">"];
     text.split('\n')
-        .filter(|line| {
-            !(ANYWHERE.iter().any(|p| line.contains(p)) || START.iter().any(|p| line.starts_with(p)))
-        })
+        .filter(|line| !(ANYWHERE.iter().any(|p| line.contains(p)) || START.iter().any(|p| line.starts_with(p))))
         .collect::<Vec<_>>()
         .join("\n")
 }

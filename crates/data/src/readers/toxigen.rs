@@ -97,13 +97,10 @@ pub(crate) fn read(path: &Path, dataset: &str, file_split: &str) -> Result<Vec<E
                     .parse::<f64>()
                     .ok()
                     .filter(|v| v.is_finite())
-                    .ok_or_else(|| {
-                        table.error(*line, format!("{name} `{}` is not a finite number", f[col]))
-                    })
+                    .ok_or_else(|| table.error(*line, format!("{name} `{}` is not a finite number", f[col])))
             };
             let total = score(ai, "toxicity_ai")? + score(human, "toxicity_human")?;
-            let text = unwrap_bytes_literal(&f[text])
-                .map_err(|m| table.error(*line, format!("text: {m}")))?;
+            let text = unwrap_bytes_literal(&f[text]).map_err(|m| table.error(*line, format!("text: {m}")))?;
             Ok(Example {
                 id: row_id(dataset, file_split, row),
                 input: Input::Text(text),
