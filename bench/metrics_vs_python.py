@@ -28,6 +28,13 @@ of single functions.
 
 from __future__ import annotations
 
+import os
+
+# torch's OpenMP workers spin for a while after each parallel call (the default "active" wait
+# policy) and steal a core from the `ueb eval` subprocess timed next; measured here, that made
+# ueb look ~1.6x slower and torchmetrics itself ~10x slower. Passive waiting is fair to both.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import os

@@ -55,6 +55,9 @@ fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Matrix file size from which `ueb eval` reads it on a second thread.
+const PARALLEL_READ_BYTES: u64 = 1 << 20;
+
 /// A supplied score file with the name it is reported under.
 struct ScoreInput {
     name: String,
@@ -71,8 +74,25 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     };
     let matrix_src = Source::parse(matrix_arg);
     let labels_src = Source::parse(&args.labels);
-    let matrix = input::read(&matrix_src, role)?;
-    let labels = input::read_labels(&labels_src)?;
+    // The matrix is the largest file: when it is big, read it while this thread reads the
+    // others (for small files a thread costs more than it saves).
+    let big = std::fs::metadata(&matrix_src.path).is_ok_and(|m| m.len() > PARALLEL_READ_BYTES);
+    let (matrix, labels, scores) = if !big {
+        (
+            input::read(&matrix_src, role),
+            input::read_labels(&labels_src),
+            read_scores(&args.scores),
+        )
+    } else {
+        std::thread::scope(|scope| {
+            let matrix = scope.spawn(|| input::read(&matrix_src, role));
+            let labels = input::read_labels(&labels_src);
+            let scores = read_scores(&args.scores);
+            let matrix = matrix.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (matrix, labels, scores)
+        })
+    };
+    let (matrix, labels, scores) = (matrix?, labels?, scores?);
 
     let (data, num_classes) = if matrix.one_dimensional {
         (binary_columns(&matrix.data, role), 2)
@@ -85,7 +105,6 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     .map_err(|e| attribute(e, &matrix_src, &labels_src))?;
 
-    let scores = read_scores(&args.scores)?;
     let named: Vec<NamedScore<'_>> = scores
         .iter()
         .map(|s| NamedScore {

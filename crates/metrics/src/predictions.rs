@@ -47,27 +47,38 @@ impl Predictions {
             labels,
             ..Self::default()
         };
-        out.predicted.reserve_exact(n);
-        out.confidence.reserve_exact(n);
-        out.nll.reserve_exact(n);
-        // One pass validates each row and derives its prediction, confidence and NLL term.
-        for (row, (p, &y)) in probs.chunks_exact(num_classes).zip(&out.labels).enumerate() {
-            let mut sum = 0.0;
-            let mut valid = true;
-            for &v in p {
-                sum += v;
-                valid &= v >= 0.0 && v.is_finite(); // false for NaN
-            }
-            if !valid {
-                return Err(row_error(row, p));
-            }
-            if (sum - 1.0).abs() > ROW_SUM_TOLERANCE {
-                return Err(MetricsError::RowSum { row, sum });
-            }
-            let (k, conf) = argmax(p);
-            out.predicted.push(k as u32);
-            out.confidence.push(conf);
-            out.nll.push(-p[y as usize].max(NLL_CLIP).ln());
+        out.predicted = vec![0; n];
+        out.confidence = vec![0.0; n];
+        out.nll = vec![0.0; n];
+        // One pass validates each row and derives its prediction, confidence and NLL term, in
+        // parallel chunks of rows when there are many.
+        let threads = if n >= PARALLEL_ROWS {
+            std::thread::available_parallelism().map_or(1, |t| t.get())
+        } else {
+            1
+        };
+        let rows = n.div_ceil(threads);
+        let chunks = probs
+            .chunks(rows * num_classes)
+            .zip(out.labels.chunks(rows))
+            .zip(out.predicted.chunks_mut(rows))
+            .zip(out.confidence.chunks_mut(rows))
+            .zip(out.nll.chunks_mut(rows))
+            .enumerate();
+        let first_error = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .map(|(c, ((((p, y), pred), conf), nll))| {
+                    scope.spawn(move || derive_rows(p, num_classes, y, pred, conf, nll, c * rows))
+                })
+                .collect();
+            // Chunks are in row order, so the first error found is the first in the file.
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .find_map(Result::err)
+        });
+        if let Some(err) = first_error {
+            return Err(err);
         }
         out.probs = probs;
         Ok(out)
@@ -187,6 +198,48 @@ impl Predictions {
     pub fn error_vec(&self) -> Vec<bool> {
         self.errors().collect()
     }
+}
+
+/// Row count above which [`Predictions::from_probs`] splits its pass over threads.
+const PARALLEL_ROWS: usize = 1 << 15;
+
+/// Validates probability rows (the first being row `first_row`) and fills their prediction,
+/// confidence and NLL term.
+fn derive_rows(
+    probs: &[f64],
+    num_classes: usize,
+    labels: &[u32],
+    predicted: &mut [u32],
+    confidence: &mut [f64],
+    nll: &mut [f64],
+    first_row: usize,
+) -> Result<(), MetricsError> {
+    let rows = probs
+        .chunks_exact(num_classes)
+        .zip(labels)
+        .zip(predicted.iter_mut().zip(confidence).zip(nll));
+    for (i, ((p, &y), ((pred, conf), nll))) in rows.enumerate() {
+        let mut sum = 0.0;
+        let mut valid = true;
+        for &v in p {
+            sum += v;
+            valid &= v >= 0.0 && v.is_finite(); // false for NaN
+        }
+        if !valid {
+            return Err(row_error(first_row + i, p));
+        }
+        if (sum - 1.0).abs() > ROW_SUM_TOLERANCE {
+            return Err(MetricsError::RowSum {
+                row: first_row + i,
+                sum,
+            });
+        }
+        let (k, c) = argmax(p);
+        *pred = k as u32;
+        *conf = c;
+        *nll = -p[y as usize].max(NLL_CLIP).ln();
+    }
+    Ok(())
 }
 
 /// The first invalid entry of a probability row: non-finite, or else negative.

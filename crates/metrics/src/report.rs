@@ -109,6 +109,9 @@ impl Default for ReportConfig {
     }
 }
 
+/// Sample count from which [`Report::compute`] spreads its tasks over threads.
+const PARALLEL_SAMPLES: usize = 1 << 14;
+
 /// Independent pieces of the report, so that they can run on several cores.
 #[derive(Debug, Clone, Copy)]
 enum Task {
@@ -255,7 +258,12 @@ impl Report {
             out.clear();
             out.extend_from_slice(scores[k].values);
         };
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        // Below PARALLEL_SAMPLES, starting threads costs more than it saves.
+        let threads = if n >= PARALLEL_SAMPLES {
+            std::thread::available_parallelism().map_or(1, |t| t.get())
+        } else {
+            1
+        };
         report_values(pred, &copy_full, names.len(), cfg.bins, threads, &mut values)?;
 
         let intervals: Option<Vec<Result<Interval, Undefined>>> = match &cfg.bootstrap {
