@@ -237,4 +237,73 @@ mod tests {
         let full = x.iter().sum::<f64>() / x.len() as f64;
         assert!(a.low < full && full < a.high);
     }
+
+    #[test]
+    fn paired_test_of_identical_statistics_is_not_significant() {
+        let x: Vec<f64> = (0..40).map(|i| (i * 7 % 11) as f64).collect();
+        let cfg = BootstrapConfig {
+            resamples: 300,
+            seed: 5,
+            confidence: 0.95,
+        };
+        let mean = |idx: &[usize]| Ok(idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64);
+        let t = paired_bootstrap(x.len(), &cfg, || (), |_, idx| (mean(idx), mean(idx)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.difference, 0.0);
+        assert_eq!((t.interval.low, t.interval.high), (0.0, 0.0));
+        assert_eq!(t.p_value, 1.0);
+    }
+
+    #[test]
+    fn paired_test_detects_a_consistent_difference() {
+        let x: Vec<f64> = (0..40).map(|i| (i * 7 % 11) as f64).collect();
+        let cfg = BootstrapConfig {
+            resamples: 999,
+            seed: 5,
+            confidence: 0.95,
+        };
+        let mean = |idx: &[usize]| idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64;
+        let t = paired_bootstrap(x.len(), &cfg, || (), |_, idx| (Ok(mean(idx) + 1.0), Ok(mean(idx))))
+            .unwrap()
+            .unwrap();
+        assert!((t.difference - 1.0).abs() < 1e-12);
+        // A beats B on every resample: p = 2·(0 + 1)/(999 + 1).
+        assert!((t.p_value - 0.002).abs() < 1e-12, "{}", t.p_value);
+    }
+
+    #[test]
+    fn paired_test_reports_undefined_statistics() {
+        let cfg = BootstrapConfig {
+            resamples: 10,
+            seed: 0,
+            confidence: 0.95,
+        };
+        let t = paired_bootstrap(5, &cfg, || (), |_, _| (Err(Undefined::NoErrors), Ok(1.0))).unwrap();
+        assert_eq!(t, Err(Undefined::NoErrors));
+    }
+
+    #[test]
+    fn invalid_configuration_is_an_error() {
+        let bad = BootstrapConfig {
+            resamples: 0,
+            ..BootstrapConfig::default()
+        };
+        assert!(matches!(
+            bootstrap_ci(3, &bad, |_| Ok(0.0)),
+            Err(MetricsError::InvalidParameter { .. })
+        ));
+        let bad = BootstrapConfig {
+            confidence: 1.0,
+            ..BootstrapConfig::default()
+        };
+        assert!(matches!(
+            bootstrap_ci(3, &bad, |_| Ok(0.0)),
+            Err(MetricsError::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            bootstrap_ci(0, &BootstrapConfig::default(), |_| Ok(0.0)),
+            Err(MetricsError::Empty { .. })
+        ));
+    }
 }
