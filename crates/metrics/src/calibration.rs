@@ -301,7 +301,11 @@ pub fn wilson_interval(successes: u64, n: u64) -> (f64, f64) {
     let denom = 1.0 + z2 / n_f;
     let centre = (p + z2 / (2.0 * n_f)) / denom;
     let half = Z95 / denom * (p * (1.0 - p) / n_f + z2 / (4.0 * n_f * n_f)).sqrt();
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    // At k = 0 (k = n) the bound is exactly 0 (1); the formula would leave a rounding residue
+    // that excludes the observed accuracy.
+    let low = if successes == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let high = if successes == n { 1.0 } else { (centre + half).min(1.0) };
+    (low, high)
 }
 
 fn make_bin(lower: f64, upper: f64, count: u64, sum_conf: f64, correct: u64) -> ReliabilityBin {
@@ -397,6 +401,12 @@ mod tests {
         }
         assert_eq!(equal_width_bin(0.5, 10), 4);
         assert_eq!(equal_width_bin(1.5, 10), 9);
+    }
+
+    #[test]
+    fn wilson_is_exact_at_the_extremes() {
+        assert_eq!(wilson_interval(0, 7).0, 0.0);
+        assert_eq!(wilson_interval(7, 7).1, 1.0);
     }
 
     #[test]

@@ -15,6 +15,10 @@ Where two sources apply to the same number they are computed both ways and asser
 (bins ``[lo, hi)`` instead of ``(lo, hi]``; a confidence of exactly 1.0 in an extra bin) the
 §11 numpy value goes into ``expected`` and the torchmetrics value into ``peer_values``.
 
+Each case also carries ``curves``: reliability bins (equal width and equal mass, with Wilson
+intervals cross-checked against scipy), risk-coverage curves and the oracle rejection curve,
+all written from the definitions in numpy (layout: README.md, section "Curves").
+
 The script also checks that every case is *robust*: the expected values must not depend on
 how an implementation rounds in the places §11 leaves open (summation order of the softmax
 normaliser and of the entropy, which ``exp``/``ln`` it calls, ``exp(z - logsumexp)`` versus
@@ -32,12 +36,14 @@ The output is deterministic: running the script twice gives byte-identical files
 from __future__ import annotations
 
 import argparse
+import importlib
 import gzip
 import itertools
 import json
 import math
 import sys
 import warnings
+from decimal import Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
 
@@ -50,6 +56,12 @@ import torchmetrics
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
+
+# the per-bin (accuracy, confidence, proportion) helper behind binary_calibration_error; the module
+# name is shadowed by the function of the same name, hence importlib
+_tm_binning_bucketize = importlib.import_module(
+    "torchmetrics.functional.classification.calibration_error"
+)._binning_bucketize
 
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "cases"
@@ -450,6 +462,228 @@ def robustness_check(case_name, input_kind, values, labels, M, custom):
 
 
 # ---------------------------------------------------------------------------------------------
+# curves (reliability bins, risk-coverage, oracle rejection), numpy from §11 and docs/metrics.md
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile, as an f64
+ORACLE_MAX_POINTS = 7  # the thinned oracle curve; 0 (every step) is always written too
+RC_SKIP_N, RC_SKIP_DISTINCT = 10_000, 10_000  # N > this and a score with more distinct values: no curve
+
+
+def wilson_formula(k: int, n: int) -> tuple[float, float]:
+    """Wilson score interval, written from the formula: centre ± half, clipped to [0, 1]."""
+    p = k / n
+    z2 = Z95 * Z95
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2.0 * n)) / denom
+    half = Z95 / denom * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def wilson_decimal(k: int, n: int) -> tuple[Decimal, Decimal]:
+    """The same interval in 50-digit decimal arithmetic (z is the exact value of the f64 Z95)."""
+    with localcontext() as ctx:
+        ctx.prec = 50
+        z = Decimal(Z95)
+        p = Decimal(k) / Decimal(n)
+        z2 = z * z
+        denom = 1 + z2 / n
+        centre = (p + z2 / (2 * n)) / denom
+        half = z / denom * (p * (1 - p) / n + z2 / (4 * n * n)).sqrt()
+        lo, hi = max(Decimal(0), centre - half), min(Decimal(1), centre + half)
+        # algebraically centre = half at k = 0 and centre + half = 1 at k = n; 50 digits leave ~1e-50
+        check((k > 0 or lo < Decimal("1e-45")) and (k < n or hi > 1 - Decimal("1e-45")), "wilson decimal ends")
+        return (Decimal(0) if k == 0 else lo), (Decimal(1) if k == n else hi)
+
+
+_WILSON_CACHE: dict[tuple[int, int], tuple[float, float]] = {}
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson 95% interval of k successes in n trials. The stored value is the 50-digit decimal
+    interval rounded once to f64 (so k = n gives exactly 1.0 and k = 0 exactly 0.0, where the f64
+    formula can land one ulp inside); it must agree with the f64 formula (1e-15) and with
+    scipy.stats.binomtest(k, n).proportion_ci(method='wilson') (Newcombe's form, 1e-12)."""
+    if (k, n) not in _WILSON_CACHE:
+        dlo, dhi = wilson_decimal(k, n)
+        lo, hi = float(dlo), float(dhi)
+        flo, fhi = wilson_formula(k, n)
+        agree(lo, flo, f"wilson({k}, {n}) low: decimal vs f64 formula", tol=1e-15)
+        agree(hi, fhi, f"wilson({k}, {n}) high: decimal vs f64 formula", tol=1e-15)
+        ci = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        agree(lo, float(ci.low), f"wilson({k}, {n}) low: decimal vs scipy")
+        agree(hi, float(ci.high), f"wilson({k}, {n}) high: decimal vs scipy")
+        check(0.0 <= lo <= k / n <= hi <= 1.0, f"wilson({k}, {n}) = {(lo, hi)} does not contain {k}/{n}")
+        _WILSON_CACHE[(k, n)] = (lo, hi)
+    return _WILSON_CACHE[(k, n)]
+
+
+def bin_record(lower: float | None, upper: float | None, c: np.ndarray, h: np.ndarray) -> dict:
+    """One ReliabilityBin: c the confidences in the bin, h their correctness (0/1)."""
+    n = len(c)
+    if n == 0:
+        return {"lower": lower, "upper": upper, "count": 0, "mean_confidence": None, "accuracy": None, "wilson": None}
+    k = int(h.sum())
+    return {
+        "lower": lower,
+        "upper": upper,
+        "count": n,
+        "mean_confidence": math.fsum(c) / n,
+        "accuracy": k / n,
+        "wilson": list(wilson(k, n)),
+    }
+
+
+def equal_width_bin_loop(x: np.ndarray, M: int) -> np.ndarray:
+    """Second implementation of the §11 bin rule: the first m in 1..M with x <= m/M, else bin M."""
+    out = np.full(len(x), M - 1)
+    done = np.zeros(len(x), dtype=bool)
+    for m in range(1, M + 1):
+        hit = ~done & (x <= m / M)
+        out[hit] = m - 1
+        done |= hit
+    return out
+
+
+def reliability_equal_width(conf: np.ndarray, hit: np.ndarray, M: int) -> list[dict]:
+    b = equal_width_bin(conf, M)
+    check(np.array_equal(b, equal_width_bin_loop(conf, M)), f"equal-width bins: searchsorted vs loop (M={M})")
+    return [bin_record(m / M, (m + 1) / M, conf[b == m], hit[b == m]) for m in range(M)]
+
+
+def reliability_equal_mass(conf: np.ndarray, hit: np.ndarray, M: int) -> list[dict]:
+    n = len(conf)
+    groups = equal_mass_groups(conf, M)
+    # second implementation: Python's (stable) sort on (value, index), group g starts at g*base + min(g, extra)
+    order = sorted(range(n), key=lambda i: (float(conf[i]), i))
+    base, extra = divmod(n, M)
+    for g in range(M):
+        start = g * base + min(g, extra)
+        size = base + (g < extra)
+        check(list(groups[g]) == order[start:start + size], f"equal-mass group {g} of {M}: numpy vs sorted()")
+    out = []
+    for g in groups:
+        c = conf[g]
+        lo, hi = (float(c.min()), float(c.max())) if len(g) else (None, None)
+        out.append(bin_record(lo, hi, c, hit[g]))
+    return out
+
+
+def reliability_vs_metrics(rows: list[dict], n: int, what: str, ece: float, mce: float | None = None,
+                           rmsce: float | None = None) -> None:
+    """The bins must reproduce the case's ece (or ece_em), mce and rmsce."""
+    full = [r for r in rows if r["count"]]
+    check(sum(r["count"] for r in rows) == n, f"{what}: counts do not add up to N")
+    agree(math.fsum(r["count"] / n * abs(r["accuracy"] - r["mean_confidence"]) for r in full), ece, f"{what}: ece")
+    if mce is not None:
+        agree(max(abs(r["accuracy"] - r["mean_confidence"]) for r in full), mce, f"{what}: mce")
+    if rmsce is not None:
+        rms = math.sqrt(math.fsum(r["count"] / n * (r["accuracy"] - r["mean_confidence"]) ** 2 for r in full))
+        agree(rms, rmsce, f"{what}: rmsce")
+
+
+def reliability_vs_torchmetrics(rows: list[dict], conf: np.ndarray, hit: np.ndarray, M: int, what: str) -> bool:
+    """Where torchmetrics' bins coincide with §11's, its per-bin accuracy/confidence/proportion
+    (``_binning_bucketize``, float64) must agree. Returns whether the comparison was made."""
+    if not np.array_equal(equal_width_bin(conf, M), torch_convention_bin(conf, M)):
+        return False
+    bounds = torch.linspace(0, 1, M + 1, dtype=torch.float64)
+    acc_b, conf_b, prop_b = _tm_binning_bucketize(torch.from_numpy(conf), torch.from_numpy(hit), bounds)
+    acc_b, conf_b, prop_b = acc_b.numpy(), conf_b.numpy(), prop_b.numpy()
+    n = len(conf)
+    check(prop_b[M] == 0.0, f"{what}: torchmetrics' extra bin is not empty")
+    for m, r in enumerate(rows):
+        check(round(float(prop_b[m]) * n) == r["count"], f"{what}: bin {m} count vs torchmetrics")
+        if r["count"]:
+            agree(r["accuracy"], float(acc_b[m]), f"{what}: bin {m} accuracy vs torchmetrics")
+            agree(r["mean_confidence"], float(conf_b[m]), f"{what}: bin {m} mean confidence vs torchmetrics")
+    return True
+
+
+def risk_coverage_numpy(err: np.ndarray, u: np.ndarray) -> dict[str, list]:
+    """One point at the end of each tie group of u, ascending: coverage k/N, risk errors/k,
+    threshold = the group's value. Computed from a stable sort and, again, by thresholding."""
+    n = len(u)
+    order = np.argsort(u, kind="stable")
+    us = u[order]
+    cum = np.cumsum(err[order].astype(np.int64))
+    ends = np.r_[np.nonzero(us[1:] != us[:-1])[0], n - 1]
+    kept = ends + 1
+    cov = [int(k) / n for k in kept]
+    risk = [int(e) / int(k) for e, k in zip(cum[ends], kept)]
+    thr = [float(t) for t in us[ends]]
+    # second route: for each distinct value t, the samples with u <= t
+    distinct = np.unique(u)
+    check(np.array_equal(distinct, us[ends]), "risk-coverage: thresholds vs np.unique")
+    for i, t in enumerate(distinct):
+        mask = u <= t
+        k = int(mask.sum())
+        check(k == int(kept[i]) and int(err[mask].sum()) == int(cum[ends[i]]), f"risk-coverage at u <= {t!r}")
+    return {"coverage": cov, "risk": risk, "threshold": [t + 0.0 for t in thr]}  # + 0.0: no -0.0 in JSON
+
+
+def oracle_rejection_numpy(err: np.ndarray, max_points: int) -> dict:
+    """Errors rejected first; at j = 0, step, 2 step, ... < N: rejection j/N and quality =
+    1 - max(n_err - j, 0)/(N - j), the latter exactly (Fraction) and rounded once."""
+    n = len(err)
+    n_err = int(err.sum())
+    step = 1 if max_points == 0 or n <= max_points else -(-n // max_points)
+    js = list(range(0, n, step))
+    rejection = [j / n for j in js]
+    quality = [float(1 - Fraction(max(n_err - j, 0), n - j)) for j in js]
+    # second route: sort the samples errors-first, drop the first j, mean correctness of the rest
+    oracle = np.sort((~err).astype(np.int64), kind="stable")  # 0 (error) first
+    ok_tail = np.r_[np.cumsum(oracle[::-1])[::-1], 0]  # ok_tail[j] = correct among samples j..N-1
+    for j, q in zip(js, quality):
+        agree(q, int(ok_tail[j]) / (n - j), f"oracle quality at j={j}: formula vs sorted")
+    if max_points != 0:
+        check(len(js) <= max_points, "thinned oracle curve has more than max_points points")
+    return {"max_points": max_points, "rejection": rejection, "quality": quality}
+
+
+def compute_curves(name, conf, hit, err, M, cal, scores, custom) -> tuple[dict, int, bool]:
+    """The `curves` object of one case, and the number of numbers in it."""
+    n = len(conf)
+    rel = []
+    ew = reliability_equal_width(conf, hit, M)
+    reliability_vs_metrics(ew, n, f"{name}: equal-width reliability", cal["ece"], cal["mce"], cal["rmsce"])
+    tm_done = reliability_vs_torchmetrics(ew, conf, hit, M, f"{name}: equal-width reliability")
+    rel.append({"binning": "equal_width", "bins": M, "out": ew})
+    for m in dict.fromkeys((M, 10)):
+        em = reliability_equal_mass(conf, hit, m)
+        if m == M:
+            reliability_vs_metrics(em, n, f"{name}: equal-mass reliability", cal["ece_em"])
+        rel.append({"binning": "equal_mass", "bins": m, "out": em})
+
+    rc, skipped = {}, []
+    for sname in ["sr", *custom]:
+        u = scores[sname]
+        if n > RC_SKIP_N and len(np.unique(u)) > RC_SKIP_DISTINCT:
+            skipped.append(sname)
+            continue
+        rc[sname] = risk_coverage_numpy(err, u)
+        # the curve's mean risk, linearly interpolated inside tie groups, is the aurc
+        k = np.arange(1, n + 1, dtype=np.float64)
+        cum_at_ends = np.r_[0.0, np.round(np.array(rc[sname]["risk"]) * np.array(rc[sname]["coverage"]) * n)]
+        ends = np.r_[0.0, np.round(np.array(rc[sname]["coverage"]) * n)]
+        agree(float(np.mean(np.interp(k, ends, cum_at_ends) / k)), aurc_numpy(err, u)[0], f"{name}/{sname}: aurc from curve")
+
+    orc = [oracle_rejection_numpy(err, 0), oracle_rejection_numpy(err, ORACLE_MAX_POINTS)]
+    # PR(oracle) of prr is the mean quality of the full oracle curve
+    n_ok = n - int(err.sum())
+    kept = np.arange(n, 0, -1)
+    agree(math.fsum(orc[0]["quality"]) / n, float(np.mean(np.minimum(kept, n_ok) / kept)), f"{name}: PR(oracle)")
+
+    curves = {"reliability": rel, "risk_coverage": rc}
+    if skipped:
+        curves["risk_coverage_skipped"] = skipped
+    curves["oracle_rejection"] = orc
+    count = sum(7 * len(r["out"]) for r in rel)  # lower, upper, count, mean, accuracy, 2 wilson ends
+    count += sum(3 * len(c["coverage"]) for c in rc.values())
+    count += sum(2 * len(o["quality"]) for o in orc)
+    return curves, count, tm_done
+
+
+# ---------------------------------------------------------------------------------------------
 # one case
 
 
@@ -664,6 +898,17 @@ def compute_case(spec: dict) -> tuple[dict, dict]:
         + (" (softmax of the logits, row max subtracted)" if kind == "logits" else ""),
     )
 
+    curves, curve_values, rel_tm = compute_curves(name, conf, hit, err, M, cal, scores, custom)
+    sources["curves"] = (
+        "numpy from §11/docs/metrics.md: reliability bins (mean confidence by math.fsum; reproduce ece, mce, "
+        "rmsce and ece_em"
+        + (f"; per-bin accuracy/confidence == torchmetrics _binning_bucketize to {AGREE}" if rel_tm else "")
+        + "); Wilson 95%: 50-digit decimal rounded once == f64 formula (1e-15) == "
+        f"scipy.stats.binomtest(k, n).proportion_ci(method='wilson') ({AGREE}); risk-coverage: stable sort == "
+        "thresholding u <= t, and reproduces aurc; oracle rejection: exact quality (Fraction) == errors-first sort, "
+        "and its mean is PR(oracle) of prr"
+    )
+
     out = {
         "name": name,
         "description": spec["description"],
@@ -674,6 +919,7 @@ def compute_case(spec: dict) -> tuple[dict, dict]:
         "bins": M,
         "scores": {k: [float(x) for x in v] for k, v in custom.items()},
         "expected": {"calibration": cal, "error_detection": ed},
+        "curves": curves,
         "sources": sources,
     }
     if peer:
@@ -684,7 +930,7 @@ def compute_case(spec: dict) -> tuple[dict, dict]:
     summary = {
         "name": name, "n": n, "C": C, "input": kind, "bins": M, "acc": cal["accuracy"], "ece": cal["ece"],
         "roc_sr": ed["sr"]["roc_auc"], "aurc_sr": ed["sr"]["aurc"], "peers": len(peer),
-        "exhaustive": exhaustive_done,
+        "exhaustive": exhaustive_done, "curve_values": curve_values,
     }
     return out, summary
 
@@ -1131,17 +1377,37 @@ def selftest_ties():
 
 
 def render(case: dict) -> bytes:
-    """JSON with the big arrays on one line each; floats via repr (round-trip exact)."""
-    big = {"values": case["values"], "labels": case["labels"]}
+    """JSON with the big arrays on one line each; floats via repr (round-trip exact). Inside
+    `curves`, every list of numbers and every reliability bin is one line too."""
+    inline: dict[str, str] = {}
+
+    def put(obj) -> str:
+        key = f"@@INLINE:{len(inline)}@@"
+        inline[key] = json.dumps(obj, allow_nan=False)
+        return key
+
+    def flatten(obj):
+        if isinstance(obj, dict):
+            if "count" in obj:  # a reliability bin
+                return put(obj)
+            return {k: flatten(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            if all(not isinstance(x, (list, dict)) for x in obj):
+                return put(obj)
+            return [flatten(x) for x in obj]
+        return obj
+
     skel = dict(case)
-    skel["values"] = "@@VALUES@@"
-    skel["labels"] = "@@LABELS@@"
-    skel["scores"] = {k: f"@@SCORE:{k}@@" for k in case["scores"]}
+    skel["values"] = put(case["values"])
+    skel["labels"] = put(case["labels"])
+    skel["scores"] = {k: put(v) for k, v in case["scores"].items()}
+    if "curves" in case:
+        skel["curves"] = flatten(case["curves"])
     text = json.dumps(skel, indent=1, allow_nan=False)
-    text = text.replace('"@@VALUES@@"', json.dumps(big["values"], allow_nan=False))
-    text = text.replace('"@@LABELS@@"', json.dumps(big["labels"]))
-    for k, v in case["scores"].items():
-        text = text.replace(json.dumps(f"@@SCORE:{k}@@"), json.dumps(v, allow_nan=False))
+    for key, val in inline.items():
+        quoted = json.dumps(key)
+        check(text.count(quoted) == 1, f"render: placeholder {key}")
+        text = text.replace(quoted, val)
     back = json.loads(text)
     check(back == case, f"{case['name']}: JSON does not round-trip")
     return (text + "\n").encode()
@@ -1198,7 +1464,8 @@ def main() -> int:
         print(f"{s['name']:34} {s['n']:>6} {s['C']:>3} {s['input']:6} {s['bins']:>3} {fmt(s['acc']):>9} "
               f"{fmt(s['ece']):>9} {fmt(s['roc_sr']):>9} {fmt(s['aurc_sr']):>9} {s['peers']:>5} "
               f"{'yes' if s['exhaustive'] else '':>3}  {s['file']} ({s['bytes']} B)")
-    print(f"{len(summaries)} cases; all cross-source checks passed")
+    print(f"{len(summaries)} cases, {sum(s['curve_values'] for s in summaries)} curve values; "
+          f"all cross-source checks passed")
     return 0
 
 
