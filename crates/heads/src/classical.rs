@@ -1,0 +1,415 @@
+//! Heads that need no training loop: the built-in scores, temperature scaling and vector
+//! scaling (spec §5A), all in f64.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use ueb_metrics::{BuiltinScore, log_softmax_normaliser};
+
+use crate::cache::SplitData;
+use crate::error::HeadError;
+use crate::head::{Head, check_classes, parse_json, write_json};
+
+/// `sr`, `entropy` or `margin` of the model's own probabilities: nothing to fit.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinHead {
+    score: BuiltinScore,
+}
+
+impl BuiltinHead {
+    /// The head for one built-in score.
+    pub fn new(score: BuiltinScore) -> Self {
+        Self { score }
+    }
+
+    pub(crate) fn load(dir: &Path, text: &str) -> Result<Self, HeadError> {
+        #[derive(Deserialize)]
+        struct Saved {
+            head: String,
+        }
+        let saved: Saved = parse_json(dir, text)?;
+        let score = BuiltinScore::ALL.into_iter().find(|s| s.name() == saved.head).ok_or_else(|| HeadError::Meta {
+            path: dir.join("head.json"),
+            reason: format!("`{}` is not a built-in score", saved.head),
+        })?;
+        Ok(Self { score })
+    }
+}
+
+/// The score of each row of row-major probabilities.
+fn score_rows(score: BuiltinScore, probs: &[f64], c: usize) -> Vec<f64> {
+    probs.chunks_exact(c).map(|p| score.of_row(p)).collect()
+}
+
+impl Head for BuiltinHead {
+    fn name(&self) -> &'static str {
+        self.score.name()
+    }
+
+    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        Ok(score_rows(self.score, &split.probs(), split.num_classes()))
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        json!({})
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), HeadError> {
+        write_json(dir, &json!({"head": self.score.name()}))
+    }
+}
+
+/// Softmax of `z/T` (or of any per-class affine map) into `out`, row by row.
+fn scaled_softmax(z: &[f64], c: usize, map: impl Fn(usize, f64) -> f64, out: &mut Vec<f64>) {
+    out.clear();
+    out.resize(z.len(), 0.0);
+    let mut row = vec![0.0; c];
+    for (zi, oi) in z.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+        for (k, r) in row.iter_mut().enumerate() {
+            *r = map(k, zi[k]);
+        }
+        let lse = log_softmax_normaliser(&row);
+        for (o, &r) in oi.iter_mut().zip(&row) {
+            *o = (r - lse).exp();
+        }
+    }
+}
+
+/// Settings of temperature scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemperatureConfig {
+    /// Search interval of T (log-uniform).
+    pub min_temperature: f64,
+    /// Upper end of the search interval.
+    pub max_temperature: f64,
+    /// Stop when the bracket on log T is narrower than this.
+    pub tolerance: f64,
+}
+
+impl Default for TemperatureConfig {
+    fn default() -> Self {
+        Self {
+            min_temperature: 1e-2,
+            max_temperature: 1e2,
+            tolerance: 1e-6,
+        }
+    }
+}
+
+/// Mean NLL of softmax(z/T) against `labels`.
+fn nll_at(z: &[f64], labels: &[i64], c: usize, t: f64) -> f64 {
+    let mut row = vec![0.0; c];
+    let mut total = 0.0;
+    for (zi, &y) in z.chunks_exact(c).zip(labels) {
+        for (r, &v) in row.iter_mut().zip(zi) {
+            *r = v / t;
+        }
+        total += log_softmax_normaliser(&row) - row[y as usize];
+    }
+    total / labels.len() as f64
+}
+
+/// Temperature scaling (Guo et al. 2017): one T minimising the NLL of softmax(z/T) on the fit
+/// split; `u = 1 − max softmax(z/T)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemperatureHead {
+    /// The fitted temperature.
+    pub temperature: f64,
+    /// NLL on the fit split at T = 1 and at the fitted T.
+    nll: (f64, f64),
+    /// Whether the optimum sits on the search interval's edge.
+    at_bound: bool,
+    num_classes: usize,
+}
+
+impl TemperatureHead {
+    /// Fits T on `split` by golden-section search over log T. The NLL is convex in 1/T, hence
+    /// unimodal in log T, so the search finds the global minimum in the interval.
+    ///
+    /// # Errors
+    /// An invalid interval or tolerance, or an empty split.
+    pub fn fit(cfg: &TemperatureConfig, split: &SplitData) -> Result<Self, HeadError> {
+        let bad = |r: &str| HeadError::config("temperature", r);
+        if !(cfg.min_temperature > 0.0 && cfg.max_temperature > cfg.min_temperature && cfg.max_temperature.is_finite()) {
+            return Err(bad("need 0 < min_temperature < max_temperature"));
+        }
+        if !(cfg.tolerance > 0.0) {
+            return Err(bad("tolerance must be positive"));
+        }
+        if split.n() == 0 {
+            return Err(HeadError::fit("temperature", "the fit split is empty"));
+        }
+        let (c, z) = (split.num_classes(), split.logits_f64());
+        let f = |log_t: f64| nll_at(&z, &split.labels, c, log_t.exp());
+        let (mut a, mut b) = (cfg.min_temperature.ln(), cfg.max_temperature.ln());
+        let inv_phi = (5f64.sqrt() - 1.0) / 2.0;
+        let (mut x1, mut x2) = (b - inv_phi * (b - a), a + inv_phi * (b - a));
+        let (mut f1, mut f2) = (f(x1), f(x2));
+        while b - a > cfg.tolerance {
+            if f1 <= f2 {
+                b = x2;
+                (x2, f2) = (x1, f1);
+                x1 = b - inv_phi * (b - a);
+                f1 = f(x1);
+            } else {
+                a = x1;
+                (x1, f1) = (x2, f2);
+                x2 = a + inv_phi * (b - a);
+                f2 = f(x2);
+            }
+        }
+        let log_t = 0.5 * (a + b);
+        let at_bound = log_t - cfg.min_temperature.ln() < 2.0 * cfg.tolerance || cfg.max_temperature.ln() - log_t < 2.0 * cfg.tolerance;
+        Ok(Self {
+            temperature: log_t.exp(),
+            nll: (f(0.0), f(log_t)),
+            at_bound,
+            num_classes: c,
+        })
+    }
+
+    pub(crate) fn load(dir: &Path, text: &str) -> Result<Self, HeadError> {
+        #[derive(Deserialize)]
+        struct Saved {
+            temperature: f64,
+            num_classes: usize,
+        }
+        let s: Saved = parse_json(dir, text)?;
+        Ok(Self {
+            temperature: s.temperature,
+            nll: (f64::NAN, f64::NAN),
+            at_bound: false,
+            num_classes: s.num_classes,
+        })
+    }
+
+    fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        check_classes("temperature", split, self.num_classes)?;
+        let mut p = Vec::new();
+        let t = self.temperature;
+        scaled_softmax(&split.logits_f64(), self.num_classes, |_, z| z / t, &mut p);
+        Ok(p)
+    }
+}
+
+impl Head for TemperatureHead {
+    fn name(&self) -> &'static str {
+        "temperature"
+    }
+
+    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
+    }
+
+    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
+        Some(self.calibrated(split))
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        json!({"temperature": self.temperature, "fit_nll_at_t1": self.nll.0, "fit_nll": self.nll.1, "at_search_bound": self.at_bound})
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), HeadError> {
+        write_json(dir, &json!({"head": "temperature", "temperature": self.temperature, "num_classes": self.num_classes}))
+    }
+}
+
+/// Settings of vector scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorScalingConfig {
+    /// Stop when the gradient's max-norm falls below this.
+    pub gradient_tolerance: f64,
+    /// Iteration limit of L-BFGS.
+    pub max_iterations: usize,
+}
+
+impl Default for VectorScalingConfig {
+    fn default() -> Self {
+        Self {
+            gradient_tolerance: 1e-9,
+            max_iterations: 1000,
+        }
+    }
+}
+
+/// Vector scaling: softmax(v ⊙ z + b) with per-class v, b minimising the NLL on the fit split
+/// (L-BFGS from v = 1, b = 0); `u = 1 − max` of the calibrated probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorScalingHead {
+    /// Per-class scale v.
+    pub scale: Vec<f64>,
+    /// Per-class bias b.
+    pub bias: Vec<f64>,
+    iterations: usize,
+    nll: f64,
+}
+
+/// NLL and gradient of vector scaling at θ = (v, b).
+fn vs_objective(z: &[f64], labels: &[i64], c: usize, theta: &[f64], grad: &mut [f64]) -> f64 {
+    grad.fill(0.0);
+    let (v, b) = theta.split_at(c);
+    let n = labels.len() as f64;
+    let mut row = vec![0.0; c];
+    let mut total = 0.0;
+    for (zi, &y) in z.chunks_exact(c).zip(labels) {
+        for k in 0..c {
+            row[k] = v[k] * zi[k] + b[k];
+        }
+        let lse = log_softmax_normaliser(&row);
+        total += lse - row[y as usize];
+        for k in 0..c {
+            let r = (row[k] - lse).exp() - f64::from(u8::from(k == y as usize));
+            grad[k] += r * zi[k] / n;
+            grad[c + k] += r / n;
+        }
+    }
+    total / n
+}
+
+/// Limited-memory BFGS with a backtracking (Armijo) line search; returns (θ, iterations, f).
+fn lbfgs(
+    mut theta: Vec<f64>,
+    f: impl Fn(&[f64], &mut [f64]) -> f64,
+    tol: f64,
+    max_iter: usize,
+) -> (Vec<f64>, usize, f64) {
+    const MEMORY: usize = 10;
+    let m = theta.len();
+    let mut g = vec![0.0; m];
+    let mut fx = f(&theta, &mut g);
+    let mut history: Vec<(Vec<f64>, Vec<f64>, f64)> = Vec::new(); // (s, y, 1/(yᵀs))
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut iter = 0;
+    while iter < max_iter && g.iter().fold(0.0f64, |a, v| a.max(v.abs())) > tol {
+        iter += 1;
+        // Two-loop recursion: d = −H·g.
+        let mut q = g.clone();
+        let mut alphas = Vec::with_capacity(history.len());
+        for (s, y, rho) in history.iter().rev() {
+            let a = rho * dot(s, &q);
+            q.iter_mut().zip(y).for_each(|(qi, yi)| *qi -= a * yi);
+            alphas.push(a);
+        }
+        if let Some((s, y, _)) = history.last() {
+            let gamma = dot(s, y) / dot(y, y);
+            q.iter_mut().for_each(|qi| *qi *= gamma);
+        }
+        for ((s, y, rho), a) in history.iter().zip(alphas.iter().rev()) {
+            let beta = rho * dot(y, &q);
+            q.iter_mut().zip(s).for_each(|(qi, si)| *qi += (a - beta) * si);
+        }
+        let mut d: Vec<f64> = q.iter().map(|v| -v).collect();
+        let mut slope = dot(&g, &d);
+        if slope >= 0.0 {
+            // Not a descent direction (curvature information went stale): steepest descent.
+            d = g.iter().map(|v| -v).collect();
+            slope = dot(&g, &d);
+            history.clear();
+        }
+        let mut step = 1.0;
+        let mut g_new = vec![0.0; m];
+        let (theta_new, f_new) = loop {
+            let cand: Vec<f64> = theta.iter().zip(&d).map(|(t, di)| t + step * di).collect();
+            let f_cand = f(&cand, &mut g_new);
+            if f_cand <= fx + 1e-4 * step * slope || step < 1e-20 {
+                break (cand, f_cand);
+            }
+            step *= 0.5;
+        };
+        let s: Vec<f64> = theta_new.iter().zip(&theta).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let ys = dot(&y, &s);
+        if ys > 1e-300 {
+            if history.len() == MEMORY {
+                history.remove(0);
+            }
+            history.push((s, y, 1.0 / ys));
+        }
+        let converged = (fx - f_new).abs() <= 1e-16 * fx.abs().max(1.0);
+        theta = theta_new;
+        fx = f_new;
+        g = g_new;
+        if converged {
+            break;
+        }
+    }
+    (theta, iter, fx)
+}
+
+impl VectorScalingHead {
+    /// Fits v and b on `split`.
+    ///
+    /// # Errors
+    /// An empty split or an invalid configuration.
+    pub fn fit(cfg: &VectorScalingConfig, split: &SplitData) -> Result<Self, HeadError> {
+        if split.n() == 0 {
+            return Err(HeadError::fit("vector_scaling", "the fit split is empty"));
+        }
+        if !(cfg.gradient_tolerance > 0.0) || cfg.max_iterations == 0 {
+            return Err(HeadError::config("vector_scaling", "gradient_tolerance and max_iterations must be positive"));
+        }
+        let (c, z) = (split.num_classes(), split.logits_f64());
+        let theta0: Vec<f64> = std::iter::repeat_n(1.0, c).chain(std::iter::repeat_n(0.0, c)).collect();
+        let (theta, iterations, nll) =
+            lbfgs(theta0, |t, g| vs_objective(&z, &split.labels, c, t, g), cfg.gradient_tolerance, cfg.max_iterations);
+        Ok(Self {
+            scale: theta[..c].to_vec(),
+            bias: theta[c..].to_vec(),
+            iterations,
+            nll,
+        })
+    }
+
+    pub(crate) fn load(dir: &Path, text: &str) -> Result<Self, HeadError> {
+        #[derive(Deserialize)]
+        struct Saved {
+            scale: Vec<f64>,
+            bias: Vec<f64>,
+        }
+        let s: Saved = parse_json(dir, text)?;
+        if s.scale.len() != s.bias.len() || s.scale.len() < 2 {
+            return Err(HeadError::Meta {
+                path: dir.join("head.json"),
+                reason: "scale and bias must have one entry per class".into(),
+            });
+        }
+        Ok(Self {
+            scale: s.scale,
+            bias: s.bias,
+            iterations: 0,
+            nll: f64::NAN,
+        })
+    }
+
+    fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        check_classes("vector_scaling", split, self.scale.len())?;
+        let mut p = Vec::new();
+        scaled_softmax(&split.logits_f64(), self.scale.len(), |k, z| self.scale[k] * z + self.bias[k], &mut p);
+        Ok(p)
+    }
+}
+
+impl Head for VectorScalingHead {
+    fn name(&self) -> &'static str {
+        "vector_scaling"
+    }
+
+    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.scale.len()))
+    }
+
+    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
+        Some(self.calibrated(split))
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        json!({"scale": self.scale, "bias": self.bias, "iterations": self.iterations, "fit_nll": self.nll})
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), HeadError> {
+        write_json(dir, &json!({"head": "vector_scaling", "scale": self.scale, "bias": self.bias}))
+    }
+}

@@ -1,0 +1,23 @@
+//! Uncertainty-estimation heads fitted on cached features and logits: the built-in scores,
+//! temperature and vector scaling, Mahalanobis and relative Mahalanobis distances, and the
+//! trainable AdUE and ALIEN heads of arXiv 2505.15443; plus the feature cache they read.
+//!
+//! A head is configured by a [`HeadSpec`], fitted with [`HeadSpec::fit`] on a [`FeatureCache`]
+//! (one split fits, another selects hyperparameters), and then scores any split: `u`, higher =
+//! more uncertain, one value per row in order. Fitted heads save to a directory and [`load`]
+//! back with identical scores.
+
+pub mod cache;
+pub mod classical;
+mod error;
+pub mod head;
+pub mod mahalanobis;
+#[path = "trainable_pending.rs"]
+pub mod trainable;
+
+pub use cache::{
+    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, LoadReport, LogitTolerance, Split,
+    SplitData, Task,
+};
+pub use error::HeadError;
+pub use head::{FitContext, HEAD_NAMES, Head, HeadSpec, load};
