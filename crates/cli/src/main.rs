@@ -1,8 +1,11 @@
 //! `ueb`: the uncertainty-estimation bench command line.
 
 mod data_cmd;
+mod device;
 mod eval;
 mod input;
+mod output;
+mod score;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +27,8 @@ struct Cli {
 enum Command {
     /// Metric report (calibration and error detection) for predictions in a file.
     Eval(eval::EvalArgs),
+    /// Fit an uncertainty head on a feature cache and write its scores.
+    Score(score::ScoreArgs),
     /// Datasets: list the registry, or print a dataset's split statistics.
     Data(data_cmd::DataArgs),
 }
@@ -32,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),
+        Command::Score(args) => score::run(&args),
         Command::Data(args) => data_cmd::run(&args),
     };
     match result {

@@ -29,10 +29,13 @@ impl BuiltinHead {
             head: String,
         }
         let saved: Saved = parse_json(dir, text)?;
-        let score = BuiltinScore::ALL.into_iter().find(|s| s.name() == saved.head).ok_or_else(|| HeadError::Meta {
-            path: dir.join("head.json"),
-            reason: format!("`{}` is not a built-in score", saved.head),
-        })?;
+        let score = BuiltinScore::ALL
+            .into_iter()
+            .find(|s| s.name() == saved.head)
+            .ok_or_else(|| HeadError::Meta {
+                path: dir.join("head.json"),
+                reason: format!("`{}` is not a built-in score", saved.head),
+            })?;
         Ok(Self { score })
     }
 }
@@ -132,10 +135,11 @@ impl TemperatureHead {
     /// An invalid interval or tolerance, or an empty split.
     pub fn fit(cfg: &TemperatureConfig, split: &SplitData) -> Result<Self, HeadError> {
         let bad = |r: &str| HeadError::config("temperature", r);
-        if !(cfg.min_temperature > 0.0 && cfg.max_temperature > cfg.min_temperature && cfg.max_temperature.is_finite()) {
+        if !(cfg.min_temperature > 0.0 && cfg.max_temperature > cfg.min_temperature && cfg.max_temperature.is_finite())
+        {
             return Err(bad("need 0 < min_temperature < max_temperature"));
         }
-        if !(cfg.tolerance > 0.0) {
+        if cfg.tolerance.is_nan() || cfg.tolerance <= 0.0 {
             return Err(bad("tolerance must be positive"));
         }
         if split.n() == 0 {
@@ -161,7 +165,8 @@ impl TemperatureHead {
             }
         }
         let log_t = 0.5 * (a + b);
-        let at_bound = log_t - cfg.min_temperature.ln() < 2.0 * cfg.tolerance || cfg.max_temperature.ln() - log_t < 2.0 * cfg.tolerance;
+        let at_bound = log_t - cfg.min_temperature.ln() < 2.0 * cfg.tolerance
+            || cfg.max_temperature.ln() - log_t < 2.0 * cfg.tolerance;
         Ok(Self {
             temperature: log_t.exp(),
             nll: (f(0.0), f(log_t)),
@@ -212,7 +217,10 @@ impl Head for TemperatureHead {
     }
 
     fn save(&self, dir: &Path) -> Result<(), HeadError> {
-        write_json(dir, &json!({"head": "temperature", "temperature": self.temperature, "num_classes": self.num_classes}))
+        write_json(
+            dir,
+            &json!({"head": "temperature", "temperature": self.temperature, "num_classes": self.num_classes}),
+        )
     }
 }
 
@@ -348,13 +356,20 @@ impl VectorScalingHead {
         if split.n() == 0 {
             return Err(HeadError::fit("vector_scaling", "the fit split is empty"));
         }
-        if !(cfg.gradient_tolerance > 0.0) || cfg.max_iterations == 0 {
-            return Err(HeadError::config("vector_scaling", "gradient_tolerance and max_iterations must be positive"));
+        if cfg.gradient_tolerance.is_nan() || cfg.gradient_tolerance <= 0.0 || cfg.max_iterations == 0 {
+            return Err(HeadError::config(
+                "vector_scaling",
+                "gradient_tolerance and max_iterations must be positive",
+            ));
         }
         let (c, z) = (split.num_classes(), split.logits_f64());
         let theta0: Vec<f64> = std::iter::repeat_n(1.0, c).chain(std::iter::repeat_n(0.0, c)).collect();
-        let (theta, iterations, nll) =
-            lbfgs(theta0, |t, g| vs_objective(&z, &split.labels, c, t, g), cfg.gradient_tolerance, cfg.max_iterations);
+        let (theta, iterations, nll) = lbfgs(
+            theta0,
+            |t, g| vs_objective(&z, &split.labels, c, t, g),
+            cfg.gradient_tolerance,
+            cfg.max_iterations,
+        );
         Ok(Self {
             scale: theta[..c].to_vec(),
             bias: theta[c..].to_vec(),
@@ -387,7 +402,12 @@ impl VectorScalingHead {
     fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
         check_classes("vector_scaling", split, self.scale.len())?;
         let mut p = Vec::new();
-        scaled_softmax(&split.logits_f64(), self.scale.len(), |k, z| self.scale[k] * z + self.bias[k], &mut p);
+        scaled_softmax(
+            &split.logits_f64(),
+            self.scale.len(),
+            |k, z| self.scale[k] * z + self.bias[k],
+            &mut p,
+        );
         Ok(p)
     }
 }
@@ -410,6 +430,9 @@ impl Head for VectorScalingHead {
     }
 
     fn save(&self, dir: &Path) -> Result<(), HeadError> {
-        write_json(dir, &json!({"head": "vector_scaling", "scale": self.scale, "bias": self.bias}))
+        write_json(
+            dir,
+            &json!({"head": "vector_scaling", "scale": self.scale, "bias": self.bias}),
+        )
     }
 }

@@ -85,8 +85,17 @@ pub enum HeadSpec {
 }
 
 /// Every head name, in report order.
-pub const HEAD_NAMES: [&str; 9] =
-    ["sr", "entropy", "margin", "temperature", "vector_scaling", "mahalanobis", "relative_mahalanobis", "adue", "alien"];
+pub const HEAD_NAMES: [&str; 9] = [
+    "sr",
+    "entropy",
+    "margin",
+    "temperature",
+    "vector_scaling",
+    "mahalanobis",
+    "relative_mahalanobis",
+    "adue",
+    "alien",
+];
 
 impl HeadSpec {
     /// The head with its default configuration.
@@ -105,7 +114,10 @@ impl HeadSpec {
             "adue" => HeadSpec::Adue(TrainableConfig::default()),
             "alien" => HeadSpec::Alien(TrainableConfig::default()),
             other => {
-                return Err(HeadError::config(other, format!("unknown head (known: {})", HEAD_NAMES.join(", "))));
+                return Err(HeadError::config(
+                    other,
+                    format!("unknown head (known: {})", HEAD_NAMES.join(", ")),
+                ));
             }
         })
     }
@@ -212,6 +224,12 @@ pub(crate) fn check_classes(head: &str, split: &SplitData, num_classes: usize) -
     if split.num_classes() == num_classes {
         Ok(())
     } else {
-        Err(HeadError::config(head, format!("fitted for {num_classes} classes, the split has {}", split.num_classes())))
+        Err(HeadError::config(
+            head,
+            format!(
+                "fitted for {num_classes} classes, the split has {}",
+                split.num_classes()
+            ),
+        ))
     }
 }

@@ -12,7 +12,6 @@ pub mod classical;
 mod error;
 pub mod head;
 pub mod mahalanobis;
-#[path = "trainable_pending.rs"]
 pub mod trainable;
 
 pub use cache::{

@@ -9,7 +9,9 @@ use faer::{Mat, MatRef, Side};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::cache::{Classifier, ClassifierKind, ClassifierMeta, SplitData, Tensors, classifier_from_tensors, read_bytes, write_tensors};
+use crate::cache::{
+    Classifier, ClassifierKind, ClassifierMeta, SplitData, Tensors, classifier_from_tensors, read_bytes, write_tensors,
+};
 use crate::error::HeadError;
 use crate::head::{FitContext, Head, parse_json, write_json};
 
@@ -49,7 +51,9 @@ fn precision(cov: &Mat<f64>, head: &str) -> Result<Precision, HeadError> {
     let max_diag = (0..d).map(|i| cov[(i, i)]).fold(0.0f64, f64::max);
     if let Ok(llt) = cov.llt(Side::Lower) {
         let l = llt.L();
-        let (lo, hi) = (0..d).map(|i| l[(i, i)]).fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = (0..d)
+            .map(|i| l[(i, i)])
+            .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
         // The squared ratio of Cholesky diagonals bounds the eigenvalue spread from below.
         if lo > 0.0 && (lo / hi).powi(2) > d as f64 * f64::EPSILON {
             return Ok(Precision {
@@ -78,12 +82,22 @@ fn precision(cov: &Mat<f64>, head: &str) -> Result<Precision, HeadError> {
 }
 
 /// The feature rows (f64, row-major `[n, d]`) a head with `cfg` works on.
-fn representation(cfg: &MahalanobisConfig, classifier: Option<&Classifier>, split: &SplitData, head: &str) -> Result<Vec<f64>, HeadError> {
+fn representation(
+    cfg: &MahalanobisConfig,
+    classifier: Option<&Classifier>,
+    split: &SplitData,
+    head: &str,
+) -> Result<Vec<f64>, HeadError> {
     let mut x = match cfg.features {
         FeatureSpace::Input => split.features.iter().map(|&v| f64::from(v)).collect(),
         FeatureSpace::Dense => match classifier {
             Some(c) if c.kind == ClassifierKind::Mlp => c.hidden(&split.features),
-            _ => return Err(HeadError::config(head, "features: dense needs an mlp classifier (this cache's is linear)")),
+            _ => {
+                return Err(HeadError::config(
+                    head,
+                    "features: dense needs an mlp classifier (this cache's is linear)",
+                ));
+            }
         },
     };
     if cfg.l2_normalize {
@@ -139,7 +153,11 @@ impl MahalanobisHead {
     /// # Errors
     /// `features: dense` with a linear classifier, or a class with no sample in the fit split.
     pub fn fit(cfg: &MahalanobisConfig, relative: bool, ctx: &FitContext<'_>) -> Result<Self, HeadError> {
-        let head = if relative { "relative_mahalanobis" } else { "mahalanobis" };
+        let head = if relative {
+            "relative_mahalanobis"
+        } else {
+            "mahalanobis"
+        };
         let split = ctx.split(ctx.fit);
         let classifier = (cfg.features == FeatureSpace::Dense).then(|| ctx.cache.classifier.clone());
         let x = representation(cfg, classifier.as_ref(), split, head)?;
@@ -153,7 +171,10 @@ impl MahalanobisHead {
             }
         }
         if let Some(k) = counts.iter().position(|&m| m == 0) {
-            return Err(HeadError::fit(head, format!("class {k} has no sample in the {} split", ctx.fit)));
+            return Err(HeadError::fit(
+                head,
+                format!("class {k} has no sample in the {} split", ctx.fit),
+            ));
         }
         for k in 0..c {
             for j in 0..d {
@@ -225,7 +246,11 @@ impl MahalanobisHead {
             relative,
             means: mat("means", c, d)?,
             precision: mat("precision", d, d)?,
-            global: if relative { Some((mat("global_mean", 1, d)?, mat("global_precision", d, d)?)) } else { None },
+            global: if relative {
+                Some((mat("global_mean", 1, d)?, mat("global_precision", d, d)?))
+            } else {
+                None
+            },
             classifier,
             pseudo_inverse: s.pseudo_inverse,
             fit_rows: s.fit_rows,
@@ -240,7 +265,9 @@ fn sq_distances(x: MatRef<'_, f64>, centres: &Mat<f64>, prec: &Mat<f64>) -> Mat<
     let cross = &xp * centres.transpose(); // [n, k]
     let mp = centres * prec; // [k, d]
     let (n, k, d) = (x.nrows(), centres.nrows(), x.ncols());
-    let mu_p_mu: Vec<f64> = (0..k).map(|c| (0..d).map(|j| mp[(c, j)] * centres[(c, j)]).sum()).collect();
+    let mu_p_mu: Vec<f64> = (0..k)
+        .map(|c| (0..d).map(|j| mp[(c, j)] * centres[(c, j)]).sum())
+        .collect();
     let mut out = Mat::<f64>::zeros(n, k);
     for i in 0..n {
         let x_p_x: f64 = (0..d).map(|j| xp[(i, j)] * x[(i, j)]).sum();
@@ -253,7 +280,11 @@ fn sq_distances(x: MatRef<'_, f64>, centres: &Mat<f64>, prec: &Mat<f64>) -> Mat<
 
 impl Head for MahalanobisHead {
     fn name(&self) -> &'static str {
-        if self.relative { "relative_mahalanobis" } else { "mahalanobis" }
+        if self.relative {
+            "relative_mahalanobis"
+        } else {
+            "mahalanobis"
+        }
     }
 
     fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
@@ -261,7 +292,11 @@ impl Head for MahalanobisHead {
         if split.dim() != d || split.num_classes() != c {
             return Err(HeadError::config(
                 self.name(),
-                format!("fitted for d = {d}, C = {c}; the split has d = {}, C = {}", split.dim(), split.num_classes()),
+                format!(
+                    "fitted for d = {d}, C = {c}; the split has d = {}, C = {}",
+                    split.dim(),
+                    split.num_classes()
+                ),
             ));
         }
         let x = representation(&self.cfg, self.classifier.as_ref(), split, self.name())?;
@@ -294,8 +329,15 @@ impl Head for MahalanobisHead {
             &json!({"head": self.name(), "config": self.cfg, "num_classes": c, "dim": d, "pseudo_inverse": self.pseudo_inverse,
                 "fit_rows": self.fit_rows, "classifier": self.classifier.as_ref().map(Classifier::meta)}),
         )?;
-        let flat = |m: &Mat<f64>| -> Vec<f64> { (0..m.nrows()).flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)])).collect() };
-        let mut f64s: Vec<(&str, Vec<f64>, Vec<usize>)> = vec![("means", flat(&self.means), vec![c, d]), ("precision", flat(&self.precision), vec![d, d])];
+        let flat = |m: &Mat<f64>| -> Vec<f64> {
+            (0..m.nrows())
+                .flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)]))
+                .collect()
+        };
+        let mut f64s: Vec<(&str, Vec<f64>, Vec<usize>)> = vec![
+            ("means", flat(&self.means), vec![c, d]),
+            ("precision", flat(&self.precision), vec![d, d]),
+        ];
         if let Some((mu0, p0)) = &self.global {
             f64s.push(("global_mean", flat(mu0), vec![1, d]));
             f64s.push(("global_precision", flat(p0), vec![d, d]));

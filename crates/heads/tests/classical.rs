@@ -22,7 +22,11 @@ fn fixture() -> Value {
 }
 
 fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
@@ -43,14 +47,22 @@ fn meta(c: usize, d: usize, kind: ClassifierKind, activation: Activation) -> Cac
 }
 
 fn fixture_cache(fx: &Value) -> FeatureCache {
-    let (c, d) = (fx["num_classes"].as_u64().unwrap() as usize, fx["dim"].as_u64().unwrap() as usize);
+    let (c, d) = (
+        fx["num_classes"].as_u64().unwrap() as usize,
+        fx["dim"].as_u64().unwrap() as usize,
+    );
     let cl = &fx["classifier"];
     let split = |name: &str| {
         let s = &fx["splits"][name];
         SplitData {
             features: f32s(&s["features"]),
             logits: f32s(&s["logits"]),
-            labels: s["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect(),
+            labels: s["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect(),
             group: None,
             dim: d,
             num_classes: c,
@@ -87,7 +99,10 @@ fn ctx<'a>(cache: &'a FeatureCache, device: &'a burn::tensor::Device, fit: Split
 fn assert_close(got: &[f64], want: &[f64], rel: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= rel * w.abs().max(1.0), "{what}: row {i}: got {g:.17e}, expected {w:.17e}");
+        assert!(
+            (g - w).abs() <= rel * w.abs().max(1.0),
+            "{what}: row {i}: got {g:.17e}, expected {w:.17e}"
+        );
     }
 }
 
@@ -102,12 +117,24 @@ fn mahalanobis_matches_numpy() {
         ("input_l2", FeatureSpace::Input, true),
         ("dense_l2", FeatureSpace::Dense, true),
     ] {
-        let cfg = MahalanobisConfig { features, l2_normalize: l2 };
+        let cfg = MahalanobisConfig {
+            features,
+            l2_normalize: l2,
+        };
         for (relative, field) in [(false, "md"), (true, "rmd")] {
-            let spec = if relative { HeadSpec::RelativeMahalanobis(cfg) } else { HeadSpec::Mahalanobis(cfg) };
+            let spec = if relative {
+                HeadSpec::RelativeMahalanobis(cfg)
+            } else {
+                HeadSpec::Mahalanobis(cfg)
+            };
             let head = spec.fit(&ctx(&cache, &device, Split::Train)).unwrap();
             let u = head.score(&cache.test).unwrap();
-            assert_close(&u, &f64s(&fx["mahalanobis"][key][field]), 1e-9, &format!("{key} {field}"));
+            assert_close(
+                &u,
+                &f64s(&fx["mahalanobis"][key][field]),
+                1e-9,
+                &format!("{key} {field}"),
+            );
         }
     }
 }
@@ -134,9 +161,19 @@ fn singular_covariance_uses_the_pseudo_inverse() {
     let md = ueb_heads::mahalanobis::MahalanobisHead::fit(&cfg, false, &ctx(&cache, &device, Split::Train)).unwrap();
     assert!(md.used_pseudo_inverse());
     use ueb_heads::Head;
-    assert_close(&md.score(&cache.test).unwrap(), &f64s(&fx["mahalanobis"]["singular_input"]["md"]), 1e-7, "singular md");
+    assert_close(
+        &md.score(&cache.test).unwrap(),
+        &f64s(&fx["mahalanobis"]["singular_input"]["md"]),
+        1e-7,
+        "singular md",
+    );
     let rmd = ueb_heads::mahalanobis::MahalanobisHead::fit(&cfg, true, &ctx(&cache, &device, Split::Train)).unwrap();
-    assert_close(&rmd.score(&cache.test).unwrap(), &f64s(&fx["mahalanobis"]["singular_input"]["rmd"]), 1e-7, "singular rmd");
+    assert_close(
+        &rmd.score(&cache.test).unwrap(),
+        &f64s(&fx["mahalanobis"]["singular_input"]["rmd"]),
+        1e-7,
+        "singular rmd",
+    );
 }
 
 #[test]
@@ -146,17 +183,42 @@ fn temperature_and_vector_scaling_match_scipy() {
     let device = burn::tensor::Device::flex();
     let t = TemperatureHead::fit(&TemperatureConfig::default(), &cache.val).unwrap();
     let want_t = fx["temperature"]["t"].as_f64().unwrap();
-    assert!((t.temperature - want_t).abs() / want_t < 1e-5, "T = {} vs scipy {want_t}", t.temperature);
-    let head = HeadSpec::from_name("temperature").unwrap().fit(&ctx(&cache, &device, Split::Val)).unwrap();
-    assert_close(&head.score(&cache.test).unwrap(), &f64s(&fx["temperature"]["test_scores"]), 1e-5, "temperature u");
+    assert!(
+        (t.temperature - want_t).abs() / want_t < 1e-5,
+        "T = {} vs scipy {want_t}",
+        t.temperature
+    );
+    let head = HeadSpec::from_name("temperature")
+        .unwrap()
+        .fit(&ctx(&cache, &device, Split::Val))
+        .unwrap();
+    assert_close(
+        &head.score(&cache.test).unwrap(),
+        &f64s(&fx["temperature"]["test_scores"]),
+        1e-5,
+        "temperature u",
+    );
 
-    let vs = HeadSpec::from_name("vector_scaling").unwrap().fit(&ctx(&cache, &device, Split::Val)).unwrap();
+    let vs = HeadSpec::from_name("vector_scaling")
+        .unwrap()
+        .fit(&ctx(&cache, &device, Split::Val))
+        .unwrap();
     let summary = vs.summary();
     let nll = summary["fit_nll"].as_f64().unwrap();
     let want_nll = fx["vector_scaling"]["val_nll"].as_f64().unwrap();
     assert!(nll <= want_nll + 1e-9, "vector scaling NLL {nll} vs scipy {want_nll}");
-    assert_close(&f64s(&summary["scale"]), &f64s(&fx["vector_scaling"]["scale"]), 1e-4, "scale");
-    assert_close(&vs.score(&cache.test).unwrap(), &f64s(&fx["vector_scaling"]["test_scores"]), 1e-5, "vector scaling u");
+    assert_close(
+        &f64s(&summary["scale"]),
+        &f64s(&fx["vector_scaling"]["scale"]),
+        1e-4,
+        "scale",
+    );
+    assert_close(
+        &vs.score(&cache.test).unwrap(),
+        &f64s(&fx["vector_scaling"]["test_scores"]),
+        1e-5,
+        "vector scaling u",
+    );
 }
 
 /// Logits z·T₀ of a model whose true probabilities are softmax(z): temperature scaling must
@@ -190,7 +252,11 @@ fn temperature_recovers_a_known_temperature() {
         num_classes: c,
     };
     let head = TemperatureHead::fit(&TemperatureConfig::default(), &split).unwrap();
-    assert!((head.temperature - t0).abs() / t0 < 0.01, "fitted T = {}, true {t0}", head.temperature);
+    assert!(
+        (head.temperature - t0).abs() / t0 < 0.01,
+        "fitted T = {}, true {t0}",
+        head.temperature
+    );
 }
 
 #[test]
@@ -202,7 +268,11 @@ fn cache_round_trip_and_logit_check() {
     let (back, report) = FeatureCache::load(dir.path()).unwrap();
     assert_eq!(back, cache);
     assert!(report.max_logit_deviation.iter().all(|(_, d)| *d < 1e-5), "{report:?}");
-    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp")));
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp"))
+    );
 }
 
 fn load_err(cache: &FeatureCache) -> String {
@@ -232,12 +302,18 @@ fn cache_validation_names_split_row_and_file() {
     let mut c = base.clone();
     c.train.labels[5] = 3;
     let e = load_err(&c);
-    assert!(e.contains("train split") && e.contains("row 5 has label 3, outside 0..3"), "{e}");
+    assert!(
+        e.contains("train split") && e.contains("row 5 has label 3, outside 0..3"),
+        "{e}"
+    );
 
     let mut c = base.clone();
     c.meta.label_names.pop();
     let e = load_err(&c);
-    assert!(e.contains("meta.json") && e.contains("2 label_names for 3 classes"), "{e}");
+    assert!(
+        e.contains("meta.json") && e.contains("2 label_names for 3 classes"),
+        "{e}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     base.write(dir.path()).unwrap();
@@ -245,7 +321,9 @@ fn cache_validation_names_split_row_and_file() {
     let e = FeatureCache::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("val.safetensors"), "{e}");
 
-    let text = std::fs::read_to_string(dir.path().join("meta.json")).unwrap().replace("\"task\"", "\"tsak\"");
+    let text = std::fs::read_to_string(dir.path().join("meta.json"))
+        .unwrap()
+        .replace("\"task\"", "\"tsak\"");
     std::fs::write(dir.path().join("meta.json"), text).unwrap();
     let e = FeatureCache::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("meta.json") && e.contains("tsak"), "{e}");
@@ -257,8 +335,14 @@ fn dense_features_need_an_mlp_classifier() {
     let mut cache = fixture_cache(&fx);
     cache.classifier.kind = ClassifierKind::Linear;
     let device = burn::tensor::Device::flex();
-    let cfg = MahalanobisConfig { features: FeatureSpace::Dense, l2_normalize: false };
-    let err = HeadSpec::Mahalanobis(cfg).fit(&ctx(&cache, &device, Split::Train)).err().unwrap();
+    let cfg = MahalanobisConfig {
+        features: FeatureSpace::Dense,
+        l2_normalize: false,
+    };
+    let err = HeadSpec::Mahalanobis(cfg)
+        .fit(&ctx(&cache, &device, Split::Train))
+        .err()
+        .unwrap();
     assert!(matches!(err, HeadError::Config { .. }), "{err}");
 }
 
@@ -273,17 +357,33 @@ fn fitted_heads_save_and_load_with_identical_scores() {
         HeadSpec::Margin,
         HeadSpec::from_name("temperature").unwrap(),
         HeadSpec::from_name("vector_scaling").unwrap(),
-        HeadSpec::Mahalanobis(MahalanobisConfig { features: FeatureSpace::Dense, l2_normalize: true }),
+        HeadSpec::Mahalanobis(MahalanobisConfig {
+            features: FeatureSpace::Dense,
+            l2_normalize: true,
+        }),
         HeadSpec::RelativeMahalanobis(MahalanobisConfig::default()),
     ];
     for spec in specs {
         let (fit, select) = spec.default_splits();
-        let head = spec.fit(&FitContext { cache: &cache, fit, select, seed: 3, device: &device }).unwrap();
+        let head = spec
+            .fit(&FitContext {
+                cache: &cache,
+                fit,
+                select,
+                seed: 3,
+                device: &device,
+            })
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         head.save(dir.path()).unwrap();
         let back = ueb_heads::load(dir.path()).unwrap();
         assert_eq!(back.name(), head.name());
-        assert_eq!(back.score(&cache.test).unwrap(), head.score(&cache.test).unwrap(), "{}", head.name());
+        assert_eq!(
+            back.score(&cache.test).unwrap(),
+            head.score(&cache.test).unwrap(),
+            "{}",
+            head.name()
+        );
     }
 }
 

@@ -1,0 +1,215 @@
+//! `ueb score` end to end on a cache written from the heads' numpy/scipy fixture
+//! (`crates/heads/tests/fixtures/make_classical_fixture.py`), and its bad-input messages.
+
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use ueb_heads::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+
+fn fixture() -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../heads/tests/fixtures/classical.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// Writes the fixture's cache into `dir`.
+fn write_cache(dir: &Path) -> Value {
+    let fx = fixture();
+    let f32s = |v: &Value| floats(v).into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+    let (c, d) = (3, 6);
+    let split = |name: &str| SplitData {
+        features: f32s(&fx["splits"][name]["features"]),
+        logits: f32s(&fx["splits"][name]["logits"]),
+        labels: fx["splits"][name]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect(),
+        group: None,
+        dim: d,
+        num_classes: c,
+    };
+    let cl = &fx["classifier"];
+    let cache = FeatureCache {
+        meta: CacheMeta {
+            format: "ueb-cache".into(),
+            version: 1,
+            task: Task::Sequence,
+            num_classes: c,
+            feature_dim: d,
+            classifier: ClassifierMeta {
+                kind: ClassifierKind::Mlp,
+                activation: Activation::Tanh,
+            },
+            label_names: vec!["a".into(), "b".into(), "c".into()],
+            provenance: Value::Null,
+        },
+        classifier: Classifier {
+            kind: ClassifierKind::Mlp,
+            activation: Activation::Tanh,
+            dense_weight: Some(f32s(&cl["dense.weight"])),
+            dense_bias: Some(f32s(&cl["dense.bias"])),
+            out_weight: f32s(&cl["out_proj.weight"]),
+            out_bias: Some(f32s(&cl["out_proj.bias"])),
+            dim: d,
+            num_classes: c,
+        },
+        train: split("train"),
+        val: split("val"),
+        test: split("test"),
+    };
+    cache.write(dir).unwrap();
+    fx
+}
+
+fn ueb() -> Command {
+    Command::cargo_bin("ueb").unwrap()
+}
+
+/// Reads a `.npy` f64 vector written by `ueb score` (header checked loosely).
+fn read_npy(path: &PathBuf) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'<f8'"), "{header}");
+    assert_eq!((10 + header_len) % 64, 0, "header is padded to 64 bytes");
+    bytes[10 + header_len..]
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn scores_match_the_fixture_in_every_output_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let fx = write_cache(&cache);
+    let cfg = dir.path().join("md.yaml");
+    std::fs::write(&cfg, "features: dense\nl2_normalize: true\n").unwrap();
+    for (head, config, expected) in [
+        ("temperature", None, floats(&fx["temperature"]["test_scores"])),
+        ("mahalanobis", Some(&cfg), floats(&fx["mahalanobis"]["dense_l2"]["md"])),
+        ("relative_mahalanobis", None, floats(&fx["mahalanobis"]["input"]["rmd"])),
+    ] {
+        let out = dir.path().join(format!("{head}.npy"));
+        let mut cmd = ueb();
+        cmd.args([
+            "score",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--head",
+            head,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        if let Some(c) = config {
+            cmd.args(["--config", c.to_str().unwrap()]);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{head}: {}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("error-detection ROC-AUC"), "{stdout}");
+        let u = read_npy(&out);
+        assert_eq!(u.len(), expected.len());
+        for (g, w) in u.iter().zip(&expected) {
+            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{head}: {g} vs {w}");
+        }
+    }
+    // The same scores as CSV (shortest round-trip text) and Parquet, read back by ueb eval.
+    for ext in ["csv", "parquet"] {
+        let out = dir.path().join(format!("sr.{ext}"));
+        let o = ueb()
+            .args([
+                "score",
+                "--cache",
+                cache.to_str().unwrap(),
+                "--head",
+                "sr",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(out.exists());
+    }
+    let csv = std::fs::read_to_string(dir.path().join("sr.csv")).unwrap();
+    assert!(csv.starts_with("u\n") && csv.lines().count() == 91, "{}", &csv[..40]);
+}
+
+#[test]
+fn bad_input_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    write_cache(&cache);
+    let out = dir.path().join("u.npy");
+    let run = |args: &[&str]| {
+        let o = ueb().arg("score").args(args).output().unwrap();
+        assert!(!o.status.success(), "{args:?} should fail");
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!e.contains("panicked"), "{e}");
+        e
+    };
+    let c = cache.to_str().unwrap();
+    let o = out.to_str().unwrap();
+    let e = run(&["--cache", c, "--head", "nope", "--out", o]);
+    assert!(e.contains("unknown head") && e.contains("mahalanobis"), "{e}");
+    let e = run(&[
+        "--cache",
+        dir.path().join("missing").to_str().unwrap(),
+        "--head",
+        "sr",
+        "--out",
+        o,
+    ]);
+    assert!(e.contains("meta.json"), "{e}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "features: dense\nl2_normalise: true\n").unwrap();
+    let e = run(&[
+        "--cache",
+        c,
+        "--head",
+        "mahalanobis",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        o,
+    ]);
+    assert!(
+        e.contains("bad.yaml") && e.contains("l2_normalise") && e.contains("line 2"),
+        "{e}"
+    );
+    let e = run(&[
+        "--cache",
+        c,
+        "--head",
+        "sr",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        o,
+    ]);
+    assert!(e.contains("has no settings"), "{e}");
+    let e = run(&[
+        "--cache",
+        c,
+        "--head",
+        "sr",
+        "--out",
+        dir.path().join("u.txt").to_str().unwrap(),
+    ]);
+    assert!(e.contains("unsupported output type"), "{e}");
+    let e = run(&["--cache", c, "--head", "sr", "--split", "dev", "--out", o]);
+    assert!(e.contains("unknown split `dev`"), "{e}");
+    let e = run(&["--cache", c, "--head", "sr", "--device", "tpu", "--out", o]);
+    assert!(e.contains("unknown device"), "{e}");
+}

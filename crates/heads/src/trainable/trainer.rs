@@ -1,0 +1,522 @@
+//! One training run's machinery: the head's parameters on a burn device, the loss with its
+//! gradients by autodiff, and Adam with PyTorch's exact update (including a `beta1` that
+//! changes from step to step, as `OneCycleLR` cycles it).
+
+use burn::tensor::Device;
+use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use ueb_rng::{Rng64, Xoshiro256};
+
+use super::net::{DropoutMasks, HeadNetConfig, LossTensors, ParamSet, Slot, loss, scores};
+use super::schedule::ScheduleStep;
+use super::score::Method;
+use crate::cache::{Classifier, ClassifierKind};
+use crate::error::HeadError;
+
+/// Floating-point type of training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 (the default; the v1 reference trained in bf16 under an f32 autocast).
+    #[default]
+    F32,
+    /// f64 (the final ALIEN reference runs Lightning with `precision='64-true'`); needs a device
+    /// that computes in f64 (flex and ndarray do; many GPUs do not).
+    F64,
+}
+
+impl Precision {
+    pub(crate) fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F64 => FloatDType::F64,
+        }
+    }
+}
+
+/// Parameters (or gradients) of a head on the host, in PyTorch layout (`weight` is
+/// `[out, in]`, row-major), widened to f64.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadParams {
+    /// `dense.weight` `[d, d]` (kind `mlp`).
+    pub dense_weight: Option<Vec<f64>>,
+    /// `dense.bias` `[d]` (kind `mlp`).
+    pub dense_bias: Option<Vec<f64>>,
+    /// `out_proj.weight` `[C, d]`.
+    pub out_weight: Vec<f64>,
+    /// `out_proj.bias` `[C]`, when the classifier has one.
+    pub out_bias: Option<Vec<f64>>,
+}
+
+impl HeadParams {
+    /// The tensor stored under a PyTorch name (`dense.weight`, `dense.bias`, `out_proj.weight`,
+    /// `out_proj.bias`).
+    pub fn get(&self, key: &str) -> Option<&[f64]> {
+        match key {
+            "dense.weight" => self.dense_weight.as_deref(),
+            "dense.bias" => self.dense_bias.as_deref(),
+            "out_proj.weight" => Some(&self.out_weight),
+            "out_proj.bias" => self.out_bias.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// These parameters rounded to f32, as a classifier of `template`'s architecture.
+    pub fn to_classifier(&self, template: &Classifier) -> Classifier {
+        let narrow = |v: &Vec<f64>| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        Classifier {
+            kind: template.kind,
+            activation: template.activation,
+            dense_weight: self.dense_weight.as_ref().map(narrow),
+            dense_bias: self.dense_bias.as_ref().map(narrow),
+            out_weight: narrow(&self.out_weight),
+            out_bias: self.out_bias.as_ref().map(narrow),
+            dim: template.dim,
+            num_classes: template.num_classes,
+        }
+    }
+}
+
+/// The loss of one batch and its terms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossTerms {
+    /// `BCE(u, e)` (batch mean).
+    pub bce: f64,
+    /// `mean((u − anchor)²)`.
+    pub reg: f64,
+    /// `Σ‖θ − θ_init‖²` over all head parameters.
+    pub l2sp: f64,
+    /// `bce + α·reg + β·l2sp`.
+    pub total: f64,
+}
+
+/// Settings of a [`Trainer`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainerOptions {
+    /// λ of SmoothMax (AdUE).
+    pub lambda: f64,
+    /// Weight α of the anchor term.
+    pub alpha: f64,
+    /// Weight β of the L2-SP term.
+    pub beta: f64,
+    /// Dropout probability while training (0 = off).
+    pub dropout: f64,
+    /// Adam's `beta1` for steps whose schedule does not set one.
+    pub adam_beta1: f64,
+    /// Adam's `beta2`.
+    pub adam_beta2: f64,
+    /// Adam's `eps`.
+    pub adam_eps: f64,
+    /// Floating-point type on the device.
+    pub precision: Precision,
+    /// Seed of the dropout masks.
+    pub dropout_seed: u64,
+}
+
+/// Stream of the dropout masks within `dropout_seed` (the shuffle uses another).
+const DROPOUT_STREAM: u64 = 0x4452_4f50; // "DROP"
+
+/// A head being trained: parameters and Adam's moments on a burn device.
+pub struct Trainer {
+    method: Method,
+    net: HeadNetConfig,
+    template: Classifier,
+    opts: TrainerOptions,
+    dtype: FloatDType,
+    device: Device,
+    params: ParamSet,
+    init: ParamSet,
+    exp_avg: Vec<Tensor<2>>,
+    exp_avg_sq: Vec<Tensor<2>>,
+    steps: u64,
+    rng: Xoshiro256,
+}
+
+fn read_err(head: &str, e: impl std::fmt::Display) -> HeadError {
+    HeadError::fit(head, format!("reading a tensor back from the device failed: {e}"))
+}
+
+/// `[rows, cols]` host values (row-major) on `device` in `dtype`.
+pub(crate) fn upload2<E: burn::tensor::Element>(
+    values: Vec<E>,
+    rows: usize,
+    cols: usize,
+    device: &Device,
+    dtype: FloatDType,
+) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, [rows, cols]), (device, DType::from(dtype)))
+}
+
+/// `[n]` host values on `device` in `dtype`.
+pub(crate) fn upload1<E: burn::tensor::Element>(values: Vec<E>, device: &Device, dtype: FloatDType) -> Tensor<1> {
+    let n = values.len();
+    Tensor::from_data(TensorData::new(values, [n]), (device, DType::from(dtype)))
+}
+
+/// Row indices `[n]` on `device`.
+pub(crate) fn upload_index(rows: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+/// PyTorch `[out, in]` → device `[in, out]` (row-major transposes).
+fn transpose(w: &[f32], out: usize, inp: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; w.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = w[o * inp + i];
+        }
+    }
+    t
+}
+
+/// The parameter tensors of `c` on `device`, in the device layout of [`Slot`].
+fn param_set(c: &Classifier, device: &Device, dtype: FloatDType) -> ParamSet {
+    let (d, k) = (c.dim, c.num_classes);
+    let mut set = Vec::with_capacity(4);
+    if let (ClassifierKind::Mlp, Some(w)) = (c.kind, &c.dense_weight) {
+        set.push((Slot::DenseWeight, upload2(transpose(w, d, d), d, d, device, dtype)));
+        if let Some(b) = &c.dense_bias {
+            set.push((Slot::DenseBias, upload2(b.clone(), 1, d, device, dtype)));
+        }
+    }
+    set.push((
+        Slot::OutWeight,
+        upload2(transpose(&c.out_weight, k, d), d, k, device, dtype),
+    ));
+    if let Some(b) = &c.out_bias {
+        set.push((Slot::OutBias, upload2(b.clone(), 1, k, device, dtype)));
+    }
+    set
+}
+
+/// Checks that a classifier is well-formed (lengths match its dimensions and kind).
+pub(crate) fn check_classifier(head: &str, c: &Classifier) -> Result<(), HeadError> {
+    let (d, k) = (c.dim, c.num_classes);
+    let bad = |what: String| Err(HeadError::config(head, format!("classifier: {what}")));
+    if d == 0 || k < 2 {
+        return bad(format!("dimension {d} and {k} classes (need d ≥ 1, C ≥ 2)"));
+    }
+    if c.out_weight.len() != k * d {
+        return bad(format!(
+            "out_proj.weight has {} values, expected {k}×{d}",
+            c.out_weight.len()
+        ));
+    }
+    if c.out_bias.as_ref().is_some_and(|b| b.len() != k) {
+        return bad(format!("out_proj.bias must have {k} values"));
+    }
+    match c.kind {
+        ClassifierKind::Mlp => {
+            if c.dense_weight.as_ref().is_none_or(|w| w.len() != d * d)
+                || c.dense_bias.as_ref().is_none_or(|b| b.len() != d)
+            {
+                return bad(format!("kind mlp needs dense.weight {d}×{d} and dense.bias {d}"));
+            }
+        }
+        ClassifierKind::Linear => {
+            if c.dense_weight.is_some() || c.dense_bias.is_some() {
+                return bad("kind linear has no dense layer".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Trainer {
+    /// A trainer whose head starts at `start` and is anchored (L2-SP) to `init`; both must have
+    /// the same architecture. `device` may or may not have autodiff enabled: the trainer keeps
+    /// its state on the plain device and enables autodiff per step.
+    ///
+    /// # Errors
+    /// Malformed classifiers, different architectures, or a device that does not compute in
+    /// the requested precision.
+    pub fn new(
+        method: Method,
+        start: &Classifier,
+        init: &Classifier,
+        opts: TrainerOptions,
+        device: &Device,
+    ) -> Result<Self, HeadError> {
+        let name = method.name();
+        check_classifier(name, start)?;
+        check_classifier(name, init)?;
+        let same = start.kind == init.kind
+            && start.activation == init.activation
+            && start.dim == init.dim
+            && start.num_classes == init.num_classes
+            && start.out_bias.is_some() == init.out_bias.is_some();
+        if !same {
+            return Err(HeadError::config(
+                name,
+                "start and init classifiers differ in architecture",
+            ));
+        }
+        let device = device.clone().without_autodiff();
+        let dtype = opts.precision.dtype();
+        if !device.supports_dtype(DType::from(dtype)) {
+            return Err(HeadError::config(
+                name,
+                format!("device {device:?} does not compute in {:?}", opts.precision),
+            ));
+        }
+        let params = param_set(start, &device, dtype);
+        let init_set = param_set(init, &device, dtype);
+        let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        Ok(Self {
+            method,
+            net: HeadNetConfig {
+                kind: start.kind,
+                activation: start.activation,
+            },
+            template: start.clone(),
+            opts,
+            dtype,
+            device,
+            params,
+            init: init_set,
+            exp_avg,
+            exp_avg_sq,
+            steps: 0,
+            rng: Xoshiro256::new(opts.dropout_seed, DROPOUT_STREAM),
+        })
+    }
+
+    /// The plain (non-autodiff) device the state lives on.
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Fresh dropout masks for a batch of `rows` (none when dropout is off).
+    fn masks(&mut self, rows: usize) -> Option<DropoutMasks> {
+        let p = self.opts.dropout;
+        if p <= 0.0 {
+            return None;
+        }
+        let d = self.template.dim;
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let draw = |rng: &mut Xoshiro256| -> Vec<f32> {
+            (0..rows * d).map(|_| if rng.unit() < p { 0.0 } else { keep }).collect()
+        };
+        let input = draw(&mut self.rng);
+        let hidden = (self.net.kind == ClassifierKind::Mlp).then(|| draw(&mut self.rng));
+        Some(DropoutMasks {
+            input: upload2(input, rows, d, &self.device, self.dtype).autodiff(),
+            hidden: hidden.map(|h| upload2(h, rows, d, &self.device, self.dtype).autodiff()),
+        })
+    }
+
+    /// Forward and loss on autodiff leaves of the current parameters.
+    ///
+    /// Shapes: `x` `[B, d]`, `e` and `anchor` `[B]`, all on the trainer's device.
+    fn forward_loss(&mut self, x: Tensor<2>, e: Tensor<1>, anchor: Tensor<1>, train: bool) -> (ParamSet, LossTensors) {
+        let [rows, _] = x.dims();
+        let leaves: ParamSet = self
+            .params
+            .iter()
+            .map(|(s, p)| (*s, p.clone().autodiff().require_grad()))
+            .collect();
+        let init: ParamSet = self.init.iter().map(|(s, p)| (*s, p.clone().autodiff())).collect();
+        let masks = if train { self.masks(rows) } else { None };
+        let net = self.net.init(&leaves);
+        let z = net.forward(x.autodiff(), masks.as_ref());
+        let u = scores(self.method, z, self.opts.lambda, self.dtype);
+        let l = loss(
+            u,
+            e.autodiff(),
+            anchor.autodiff(),
+            &leaves,
+            &init,
+            self.opts.alpha,
+            self.opts.beta,
+        );
+        (leaves, l)
+    }
+
+    /// Gradients of `l.total` with respect to `leaves`, on the plain device.
+    fn gradients(&self, leaves: &ParamSet, l: &LossTensors) -> Result<Vec<Tensor<2>>, HeadError> {
+        let grads = l.total.backward();
+        leaves
+            .iter()
+            .map(|(slot, leaf)| {
+                leaf.grad(&grads)
+                    .ok_or_else(|| HeadError::fit(self.method.name(), format!("no gradient reached {}", slot.key())))
+            })
+            .collect()
+    }
+
+    /// One Adam step on a batch already on the device; returns the batch's loss terms before
+    /// the step (plain `[1]` tensors, not read back, so steps do not wait on the device).
+    ///
+    /// PyTorch's single-tensor Adam: `m ← m + (g − m)(1 − β1)`, `v ← β2 v + (1 − β2) g²`,
+    /// `θ ← θ − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)`, with β1 the current step's
+    /// (bias corrections use the current β1, as PyTorch does when OneCycleLR changes it).
+    pub(crate) fn step_device(
+        &mut self,
+        x: Tensor<2>,
+        e: Tensor<1>,
+        anchor: Tensor<1>,
+        at: ScheduleStep,
+    ) -> Result<LossTensors, HeadError> {
+        let (leaves, l) = self.forward_loss(x, e, anchor, true);
+        let grads = self.gradients(&leaves, &l)?;
+        self.steps += 1;
+        let t = self.steps as f64;
+        let beta1 = at.beta1.unwrap_or(self.opts.adam_beta1);
+        let beta2 = self.opts.adam_beta2;
+        let bias1 = 1.0 - beta1.powf(t);
+        let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
+        let step_size = at.lr / bias1;
+        for (i, g) in grads.into_iter().enumerate() {
+            let m = self.exp_avg[i].clone();
+            let m = m.clone() + (g.clone() - m).mul_scalar(1.0 - beta1);
+            let v = self.exp_avg_sq[i].clone().mul_scalar(beta2) + (g.clone() * g).mul_scalar(1.0 - beta2);
+            let denom = v.clone().sqrt().div_scalar(bias2_sqrt).add_scalar(self.opts.adam_eps);
+            let (slot, p) = &self.params[i];
+            let p = p.clone() - (m.clone() / denom).mul_scalar(step_size);
+            self.params[i] = (*slot, p);
+            self.exp_avg[i] = m;
+            self.exp_avg_sq[i] = v;
+        }
+        Ok(LossTensors {
+            bce: l.bce.inner(),
+            reg: l.reg.inner(),
+            l2sp: l.l2sp.inner(),
+            total: l.total.inner(),
+        })
+    }
+
+    /// One Adam step on a host batch (row-major features `[B, d]`, errors and anchors `[B]`),
+    /// with the learning rate and `beta1` of `at`; returns the step's loss (before the update,
+    /// with this step's dropout masks).
+    ///
+    /// # Errors
+    /// Lengths that do not match, or a device read-back failure.
+    pub fn step(
+        &mut self,
+        features: &[f32],
+        errors: &[bool],
+        anchors: &[f64],
+        at: ScheduleStep,
+    ) -> Result<LossTerms, HeadError> {
+        let (x, e, a) = self.upload_batch(features, errors, anchors)?;
+        let l = self.step_device(x, e, a, at)?;
+        self.read_terms(&l)
+    }
+
+    /// The loss on a host batch and its gradient with respect to every head parameter (PyTorch
+    /// layout), with dropout OFF; the state is not changed.
+    ///
+    /// # Errors
+    /// Lengths that do not match, or a device read-back failure.
+    pub fn loss_and_gradients(
+        &mut self,
+        features: &[f32],
+        errors: &[bool],
+        anchors: &[f64],
+    ) -> Result<(LossTerms, HeadParams), HeadError> {
+        let (x, e, a) = self.upload_batch(features, errors, anchors)?;
+        let (leaves, l) = self.forward_loss(x, e, a, false);
+        let terms = self.read_terms(&l)?;
+        let grads = self.gradients(&leaves, &l)?;
+        let set: ParamSet = leaves.iter().map(|(s, _)| *s).zip(grads).collect();
+        Ok((terms, read_param_set(self.method.name(), &set)?))
+    }
+
+    fn read_terms(&self, l: &LossTensors) -> Result<LossTerms, HeadError> {
+        let name = self.method.name();
+        let read = |t: &Tensor<1>| -> Result<f64, HeadError> {
+            t.clone()
+                .inner()
+                .try_into_scalar::<f64>()
+                .map_err(|e| read_err(name, e))
+        };
+        Ok(LossTerms {
+            bce: read(&l.bce)?,
+            reg: read(&l.reg)?,
+            l2sp: read(&l.l2sp)?,
+            total: read(&l.total)?,
+        })
+    }
+
+    fn upload_batch(
+        &self,
+        features: &[f32],
+        errors: &[bool],
+        anchors: &[f64],
+    ) -> Result<(Tensor<2>, Tensor<1>, Tensor<1>), HeadError> {
+        let d = self.template.dim;
+        let rows = errors.len();
+        if rows == 0 || features.len() != rows * d || anchors.len() != rows {
+            return Err(HeadError::config(
+                self.method.name(),
+                format!(
+                    "a batch of {rows} errors needs {rows}×{d} features and {rows} anchors, got {} and {}",
+                    features.len(),
+                    anchors.len()
+                ),
+            ));
+        }
+        let e: Vec<f32> = errors.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+        Ok((
+            upload2(features.to_vec(), rows, d, &self.device, self.dtype),
+            upload1(e, &self.device, self.dtype),
+            upload1(anchors.to_vec(), &self.device, self.dtype),
+        ))
+    }
+
+    /// Logits of features on the device with the current parameters, no dropout.
+    ///
+    /// Shapes: `x` `[B, d]` → `[B, C]` (plain tensors).
+    pub(crate) fn logits_device(&self, x: Tensor<2>) -> Tensor<2> {
+        self.net.init(&self.params).forward(x, None)
+    }
+
+    /// The current parameter tensors (cheap handles; Adam replaces rather than mutates them).
+    pub(crate) fn snapshot(&self) -> ParamSet {
+        self.params.clone()
+    }
+
+    /// The current parameters on the host.
+    ///
+    /// # Errors
+    /// A device read-back failure.
+    pub fn params(&self) -> Result<HeadParams, HeadError> {
+        read_param_set(self.method.name(), &self.params)
+    }
+}
+
+/// Reads a parameter set (device layout) back into PyTorch layout, widened to f64.
+pub(crate) fn read_param_set(head: &str, set: &ParamSet) -> Result<HeadParams, HeadError> {
+    let mut out = HeadParams {
+        dense_weight: None,
+        dense_bias: None,
+        out_weight: Vec::new(),
+        out_bias: None,
+    };
+    for (slot, t) in set {
+        let [rows, cols] = t.dims();
+        let v: Vec<f64> = t.clone().try_into_vec_as::<f64>().map_err(|e| read_err(head, e))?;
+        match slot {
+            Slot::DenseWeight | Slot::OutWeight => {
+                // device [in, out] → PyTorch [out, in]
+                let mut w = vec![0.0f64; v.len()];
+                for i in 0..rows {
+                    for o in 0..cols {
+                        w[o * rows + i] = v[i * cols + o];
+                    }
+                }
+                if *slot == Slot::DenseWeight {
+                    out.dense_weight = Some(w);
+                } else {
+                    out.out_weight = w;
+                }
+            }
+            Slot::DenseBias => out.dense_bias = Some(v),
+            Slot::OutBias => out.out_bias = Some(v),
+        }
+    }
+    Ok(out)
+}
