@@ -4,40 +4,11 @@
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{TOL, case_files, floats, load, predictions};
 use serde_json::Value;
-use ueb_metrics::{NamedScore, Predictions, Report, ReportConfig};
-
-const TOL: f64 = 1e-9;
-
-fn case_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cases");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".json") || p.to_string_lossy().ends_with(".json.gz"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn load(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap();
-    let text = if path.to_string_lossy().ends_with(".gz") {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
-        s
-    } else {
-        String::from_utf8(bytes).unwrap()
-    };
-    serde_json::from_str(&text).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-}
+use ueb_metrics::{NamedScore, Report, ReportConfig};
 
 /// Compares one metric; `expected` null means "undefined".
 fn check(
@@ -75,20 +46,7 @@ fn golden_cases_match_independent_implementations() {
     for path in &files {
         let case = load(path);
         let name = case["name"].as_str().unwrap();
-        let c = case["num_classes"].as_u64().unwrap() as usize;
-        let values = floats(&case["values"]);
-        let labels: Vec<i64> = case["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_i64().unwrap())
-            .collect();
-        let pred = match case["input"].as_str().unwrap() {
-            "probs" => Predictions::from_probs(&values, c, &labels),
-            "logits" => Predictions::from_logits(&values, c, &labels),
-            other => panic!("{name}: unknown input kind {other}"),
-        }
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let pred = predictions(&case);
         let custom: Vec<(String, Vec<f64>)> = case["scores"]
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), floats(v))).collect())

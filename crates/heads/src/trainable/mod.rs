@@ -12,7 +12,7 @@
 //! the classifier's dropout active, and pick the grid point with the best ROC-AUC of `u`
 //! against the errors on the selection split. Training runs on any burn device; scoring runs on
 //! the host (f64 forward pass and score). Decisions are listed in
-//! `crates/heads/DECISIONS-trainable.md`.
+//! `docs/decisions.md` (section "Trainable heads").
 
 mod fit;
 mod infer;

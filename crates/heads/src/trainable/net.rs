@@ -193,7 +193,7 @@ pub(crate) fn scores(method: Method, z: Tensor<2>, lambda: f64, dtype: FloatDTyp
     };
     let eps = method.clamp();
     // In f32, 1 − ε (ε = 1e-8 or 1e-9) rounds to 1.0, where log(1 − u) is −∞ and its gradient
-    // NaN; the largest f32 below 1 keeps the BCE finite (see DECISIONS-trainable.md).
+    // NaN; the largest f32 below 1 keeps the BCE finite (see docs/decisions.md).
     let upper = if dtype == FloatDType::F64 {
         1.0 - eps
     } else {
