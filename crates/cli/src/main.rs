@@ -3,6 +3,7 @@
 mod data_cmd;
 mod device;
 mod eval;
+mod extract;
 mod input;
 mod output;
 mod score;
@@ -31,6 +32,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Datasets: list the registry, or print a dataset's split statistics.
     Data(data_cmd::DataArgs),
+    /// Features (and logits) of an encoder for the texts of a file.
+    Extract(extract::ExtractArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => eval::run(&args),
         Command::Score(args) => score::run(&args),
         Command::Data(args) => data_cmd::run(&args),
+        Command::Extract(args) => extract::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -544,6 +544,21 @@ pub(crate) fn write_tensors(
     i64s: &[(&str, &[i64], Vec<usize>)],
     f64s: &[(&str, &[f64], Vec<usize>)],
 ) -> Result<(), HeadError> {
+    write_safetensors(path, f32s, i64s, f64s, None)
+}
+
+/// Writes f32/i64/f64 tensors (name, row-major values, shape) and optional string metadata as
+/// a safetensors file, atomically (temp file in the same directory, then rename).
+///
+/// # Errors
+/// A shape that does not match its values, or an I/O error naming the file.
+pub fn write_safetensors(
+    path: &Path,
+    f32s: &[(&str, &[f32], Vec<usize>)],
+    i64s: &[(&str, &[i64], Vec<usize>)],
+    f64s: &[(&str, &[f64], Vec<usize>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), HeadError> {
     use safetensors::tensor::TensorView;
     let f32_bytes: Vec<Vec<u8>> = f32s
         .iter()
@@ -580,7 +595,7 @@ pub(crate) fn write_tensors(
             TensorView::new(Dtype::F64, shape.clone(), bytes).map_err(bad)?,
         ));
     }
-    let data = safetensors::serialize(views, None).map_err(bad)?;
+    let data = safetensors::serialize(views, metadata).map_err(bad)?;
     write_atomic(path, &data)
 }
 

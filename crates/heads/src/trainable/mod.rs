@@ -25,6 +25,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use net::gelu_exact;
 pub use schedule::{OneCycle, ScheduleStep};
 pub use score::{ADUE_CLAMP, ALIEN_CLAMP, Method};
 pub use trainer::{HeadParams, LossTerms, Precision, Trainer, TrainerOptions};

@@ -151,8 +151,8 @@ impl HeadNet {
 /// CubeCL backends; flex overrides it) is the derivative of the tanh approximation, 0.3 off at
 /// |x| ≈ 1.
 ///
-/// Shapes: any `[B, d]` → same.
-fn gelu_exact(x: Tensor<2>) -> Tensor<2> {
+/// Shapes: any → same.
+pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let half_x = x.clone().mul_scalar(0.5);
     half_x * x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0)
 }

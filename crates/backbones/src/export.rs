@@ -1,0 +1,170 @@
+//! Export to the feature cache: features, logits and labels per split, and the classifier in
+//! PyTorch layout (`docs/cache-format.md`).
+
+use burn::nn::Linear;
+use burn::tensor::Device;
+use indicatif::ProgressBar;
+use ueb_heads::cache::{CACHE_FORMAT, CACHE_VERSION};
+use ueb_heads::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+
+use crate::config::Family;
+use crate::encoder::SequenceClassifier;
+use crate::error::{BackboneError, Result};
+use crate::extract::{Extractor, to_host};
+use crate::finetune::LabeledSplit;
+use crate::tokenize::TextTokenizer;
+
+/// A `Linear` as PyTorch stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorchLinear {
+    /// `[out, in]`, row-major.
+    pub weight: Vec<f32>,
+    /// `[out]`.
+    pub bias: Option<Vec<f32>>,
+    /// Input width.
+    pub d_in: usize,
+    /// Output width.
+    pub d_out: usize,
+}
+
+/// A burn `Linear` (`[in, out]`) in PyTorch layout.
+///
+/// # Errors
+/// A tensor that cannot be read back.
+pub fn linear_to_torch(linear: &Linear) -> Result<TorchLinear> {
+    let w = linear.weight.val();
+    let [d_in, d_out] = w.dims();
+    let w = to_host(w.transpose())?;
+    let b = match &linear.bias {
+        Some(b) => {
+            let v = b.val();
+            let [n] = v.dims();
+            Some(to_host(v.reshape([1, n]))?)
+        }
+        None => None,
+    };
+    Ok(TorchLinear {
+        weight: w,
+        bias: b,
+        d_in,
+        d_out,
+    })
+}
+
+/// The head of `model` as the cache's `mlp` classifier (tanh for BERT and RoBERTa, GELU for
+/// ELECTRA).
+///
+/// # Errors
+/// A tensor that cannot be read back.
+pub fn classifier_of(model: &SequenceClassifier) -> Result<Classifier> {
+    let dense = linear_to_torch(&model.head.dense)?;
+    let out = linear_to_torch(&model.head.out_proj)?;
+    Ok(Classifier {
+        kind: ClassifierKind::Mlp,
+        activation: match model.head.family {
+            Family::Electra => Activation::Gelu,
+            Family::Bert | Family::Roberta => Activation::Tanh,
+        },
+        dim: dense.d_in,
+        num_classes: out.d_out,
+        dense_weight: Some(dense.weight),
+        dense_bias: dense.bias,
+        out_weight: out.weight,
+        out_bias: out.bias,
+    })
+}
+
+/// The three splits to export, labeled and tokenized.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportSplits<'a> {
+    /// Training split.
+    pub train: LabeledSplit<'a>,
+    /// Validation split.
+    pub val: LabeledSplit<'a>,
+    /// Test split.
+    pub test: LabeledSplit<'a>,
+}
+
+/// What `meta.json` says besides the shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportMeta {
+    /// One name per class.
+    pub label_names: Vec<String>,
+    /// Free-form provenance (model, revision, dataset fingerprints, seed, fine-tuning), as is.
+    pub provenance: serde_json::Value,
+}
+
+/// Runs `model` over every split and assembles the cache (not yet written: call
+/// [`FeatureCache::write`]).
+///
+/// # Errors
+/// Empty splits, label errors, non-finite outputs.
+pub fn export_cache(
+    model: SequenceClassifier,
+    tokenizer: &TextTokenizer,
+    splits: ExportSplits<'_>,
+    meta: ExportMeta,
+    batch_size: usize,
+    device: &Device,
+    progress: Option<&ProgressBar>,
+) -> Result<FeatureCache> {
+    let ExportMeta {
+        label_names,
+        provenance,
+    } = meta;
+    let classifier = classifier_of(&model)?;
+    let c = classifier.num_classes;
+    if label_names.len() != c {
+        return Err(BackboneError::Invalid(format!(
+            "{} label names for a {c}-class head",
+            label_names.len()
+        )));
+    }
+    let extractor = Extractor::Classifier(Box::new(model));
+    let run = |name: &str, s: LabeledSplit<'_>| -> Result<SplitData> {
+        if s.encoded.len() != s.labels.len() {
+            return Err(BackboneError::Invalid(format!(
+                "the {name} split has {} inputs but {} labels",
+                s.encoded.len(),
+                s.labels.len()
+            )));
+        }
+        if let Some((i, l)) = s.labels.iter().enumerate().find(|(_, l)| **l >= c) {
+            return Err(BackboneError::Invalid(format!(
+                "{name} row {i}: label {l} is out of range for {c} classes"
+            )));
+        }
+        let out = extractor.run(tokenizer, s.encoded, batch_size, device, progress)?;
+        Ok(SplitData {
+            logits: out.logits.unwrap_or_default(),
+            features: out.features,
+            labels: s.labels.iter().map(|&l| l as i64).collect(),
+            group: None,
+            dim: classifier.dim,
+            num_classes: c,
+        })
+    };
+    let train = run("train", splits.train)?;
+    let val = run("val", splits.val)?;
+    let test = run("test", splits.test)?;
+    let meta = CacheMeta {
+        format: CACHE_FORMAT.to_string(),
+        version: CACHE_VERSION,
+        task: Task::Sequence,
+        num_classes: c,
+        feature_dim: classifier.dim,
+        classifier: ClassifierMeta {
+            kind: classifier.kind,
+            activation: classifier.activation,
+        },
+        label_names,
+        provenance,
+    };
+    Ok(FeatureCache {
+        meta,
+        classifier,
+        train,
+        val,
+        test,
+    })
+}

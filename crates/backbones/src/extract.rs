@@ -1,0 +1,136 @@
+//! Running an encoder over tokenized texts: features (the first token's last hidden state)
+//! and, when the model has a head, logits, in input order.
+
+use burn::tensor::{Device, Tensor};
+use indicatif::ProgressBar;
+
+use crate::encoder::{Encoder, SequenceClassifier, first_token};
+use crate::error::{BackboneError, Result};
+use crate::tokenize::{Encoded, TextTokenizer};
+
+/// A model to extract from: a classifier (features and logits) or a bare backbone (features).
+#[derive(Debug)]
+pub enum Extractor {
+    /// Features and logits.
+    Classifier(Box<SequenceClassifier>),
+    /// Features only.
+    Backbone(Box<Encoder>),
+}
+
+/// Features `[N, d]` and optional logits `[N, C]`, row-major, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    /// `[N, d]`.
+    pub features: Vec<f32>,
+    /// `[N, C]` when the model has a head.
+    pub logits: Option<Vec<f32>>,
+    /// d.
+    pub dim: usize,
+    /// C (0 without a head).
+    pub num_classes: usize,
+}
+
+impl Extracted {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.features.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a `[B, n]` tensor back to the host.
+pub(crate) fn to_host(t: Tensor<2>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| BackboneError::Invalid(format!("reading a tensor back: {e:?}")))
+}
+
+impl Extractor {
+    /// Hidden size d.
+    fn forward(
+        &self,
+        tokenizer: &TextTokenizer,
+        encoded: &[Encoded],
+        rows: &[usize],
+        device: &Device,
+    ) -> (Tensor<2>, Option<Tensor<2>>) {
+        let input = tokenizer.collate(encoded, rows, device);
+        match self {
+            Extractor::Classifier(m) => {
+                let out = m.forward(&input);
+                (out.features, Some(out.logits))
+            }
+            Extractor::Backbone(m) => (first_token(m.forward(&input)), None),
+        }
+    }
+
+    /// Runs the model over `encoded` in length-sorted batches of `batch_size` and returns the
+    /// rows in input order. `progress` is advanced by the number of rows of each batch.
+    ///
+    /// # Errors
+    /// A non-finite feature or logit, naming the input row.
+    pub fn run(
+        &self,
+        tokenizer: &TextTokenizer,
+        encoded: &[Encoded],
+        batch_size: usize,
+        device: &Device,
+        progress: Option<&ProgressBar>,
+    ) -> Result<Extracted> {
+        let n = encoded.len();
+        let mut features: Vec<f32> = Vec::new();
+        let mut logits: Option<Vec<f32>> = None;
+        let (mut d, mut c) = (0, 0);
+        for rows in tokenizer.batches(encoded, batch_size) {
+            let (f, z) = self.forward(tokenizer, encoded, &rows, device);
+            let [_, fd] = f.dims();
+            if d == 0 {
+                d = fd;
+                features = vec![0.0; n * d];
+            }
+            let fh = to_host(f)?;
+            for (bi, &r) in rows.iter().enumerate() {
+                features[r * d..(r + 1) * d].copy_from_slice(&fh[bi * d..(bi + 1) * d]);
+            }
+            if let Some(z) = z {
+                let [_, zc] = z.dims();
+                c = zc;
+                let out = logits.get_or_insert_with(|| vec![0.0; n * zc]);
+                let zh = to_host(z)?;
+                for (bi, &r) in rows.iter().enumerate() {
+                    out[r * c..(r + 1) * c].copy_from_slice(&zh[bi * c..(bi + 1) * c]);
+                }
+            }
+            if let Some(p) = progress {
+                p.inc(rows.len() as u64);
+            }
+        }
+        if let Some(i) = features.iter().position(|x| !x.is_finite()) {
+            return Err(BackboneError::NonFinite(format!(
+                "non-finite feature in row {} (column {})",
+                i / d.max(1),
+                i % d.max(1)
+            )));
+        }
+        if let Some(z) = &logits
+            && let Some(i) = z.iter().position(|x| !x.is_finite())
+        {
+            return Err(BackboneError::NonFinite(format!(
+                "non-finite logit in row {} (class {})",
+                i / c.max(1),
+                i % c.max(1)
+            )));
+        }
+        Ok(Extracted {
+            features,
+            logits,
+            dim: d,
+            num_classes: c,
+        })
+    }
+}

@@ -1,0 +1,29 @@
+//! BERT-family encoders (BERT, MiniLM, RoBERTa, ELECTRA) in burn: loading Hugging Face
+//! checkpoints, tokenization, fine-tuning and feature-cache export.
+//!
+//! The expensive model pass lives here; everything downstream (heads, metrics) reads the
+//! feature cache it writes (`ueb_heads::FeatureCache`).
+
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod export;
+pub mod extract;
+pub mod finetune;
+pub mod hub;
+pub mod loader;
+pub mod tokenize;
+
+pub use config::{EncoderConfig, Family, HiddenAct, RawConfig};
+pub use encoder::{
+    Encoder, EncoderInput, SequenceClassifier, SequenceHead, SequenceOutput, TokenClassifier, TokenOutput,
+};
+pub use error::{BackboneError, Result};
+pub use export::{ExportMeta, ExportSplits, classifier_of, export_cache};
+pub use extract::{Extracted, Extractor};
+pub use finetune::{EpochRecord, FinetuneConfig, FinetuneMode, FinetuneReport, LabeledSplit, finetune};
+pub use hub::ModelRef;
+pub use loader::{
+    LoadOptions, LoadReport, ModelDir, load_encoder, load_sequence_classifier, load_token_classifier, read_header,
+};
+pub use tokenize::{Encoded, TextInput, TextTokenizer};

@@ -1,0 +1,238 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Fine-tuning (full, LoRA, frozen) and cache export on a tiny random checkpoint and a task it
+//! can learn: does the text say "good" or "bad"?
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use ueb_backbones::export::{ExportMeta, ExportSplits};
+use ueb_backbones::{
+    Encoded, Extractor, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, SequenceClassifier,
+    TextInput, TextTokenizer, export_cache, finetune, load_sequence_classifier,
+};
+use ueb_heads::FeatureCache;
+use ueb_rng::{Rng64, Xoshiro256};
+
+const FILLER: [&str; 8] = ["the", "movie", "was", "really", "quite", "and", "story", "it"];
+
+/// `n` texts with label 1 when they contain "good", 0 when "bad".
+fn task(n: usize, seed: u64) -> (Vec<String>, Vec<usize>) {
+    let mut rng = Xoshiro256::new(seed, 0);
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for _ in 0..n {
+        let y = rng.index(2);
+        let len = 3 + rng.index(5);
+        let mut words: Vec<&str> = (0..len).map(|_| FILLER[rng.index(FILLER.len())]).collect();
+        let at = rng.index(words.len() + 1);
+        words.insert(at, if y == 1 { "good" } else { "bad" });
+        texts.push(words.join(" "));
+        labels.push(y);
+    }
+    (texts, labels)
+}
+
+struct Setup {
+    dir: ModelDir,
+    tok: TextTokenizer,
+    train: (Vec<Encoded>, Vec<usize>),
+    val: (Vec<Encoded>, Vec<usize>),
+    test: (Vec<Encoded>, Vec<usize>),
+}
+
+fn setup() -> Setup {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert");
+    let dir = ModelDir::open(&path).unwrap();
+    let config = dir.encoder_config().unwrap();
+    let tok = TextTokenizer::from_file(&dir.tokenizer, &config, Some(32)).unwrap();
+    let enc = |n, seed| {
+        let (texts, labels) = task(n, seed);
+        let inputs: Vec<TextInput<'_>> = texts.iter().map(|t| TextInput::Single(t)).collect();
+        (tok.encode(&inputs).unwrap(), labels)
+    };
+    let (train, val, test) = (enc(96, 1), enc(48, 2), enc(40, 3));
+    Setup {
+        dir,
+        tok,
+        train,
+        val,
+        test,
+    }
+}
+
+fn split(s: &(Vec<Encoded>, Vec<usize>)) -> LabeledSplit<'_> {
+    LabeledSplit {
+        encoded: &s.0,
+        labels: &s.1,
+    }
+}
+
+/// burn's random generator is one per backend and process: fine-tuning runs that draw dropout
+/// masks at the same time interleave their draws. The tests take turns, as runs in one process
+/// must for bit-identical results.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn load(s: &Setup, device: &Device) -> SequenceClassifier {
+    device.seed(7);
+    let opts = LoadOptions {
+        labels: Some(vec!["bad".into(), "good".into()]),
+    };
+    load_sequence_classifier(&s.dir, &opts, device).unwrap().0
+}
+
+fn cfg(mode: FinetuneMode, epochs: usize, lr: f64) -> FinetuneConfig {
+    FinetuneConfig {
+        mode,
+        epochs,
+        lr,
+        batch_size: 16,
+        warmup_ratio: 0.1,
+        weight_decay: 0.01,
+        seed: 3,
+        ..Default::default()
+    }
+}
+
+fn w(p: &burn::module::Param<burn::tensor::Tensor<2>>) -> Vec<f32> {
+    p.val().into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn full_finetuning_learns_and_is_deterministic() {
+    let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup();
+    let device = Device::flex();
+    let run = || {
+        let (m, report) = finetune(
+            load(&s, &device),
+            &s.tok,
+            split(&s.train),
+            split(&s.val),
+            &cfg(FinetuneMode::Full, 6, 3e-3),
+            &device,
+            false,
+        )
+        .unwrap();
+        let z = Extractor::Classifier(Box::new(m))
+            .run(&s.tok, &s.test.0, 16, &device, None)
+            .unwrap();
+        (report, z)
+    };
+    let (report, z) = run();
+    let first = &report.epochs[0];
+    let best = &report.epochs[report.best_epoch - 1];
+    assert!(best.val_accuracy >= 0.9, "{report:#?}");
+    assert!(
+        report.epochs.last().unwrap().train_loss < first.train_loss,
+        "{report:#?}"
+    );
+    assert_eq!(report.steps, 6 * 96usize.div_ceil(16));
+    // Same seed, same bits.
+    let (_, z2) = run();
+    assert_eq!(z.logits, z2.logits);
+    assert_eq!(z.features, z2.features);
+}
+
+#[test]
+fn lora_trains_adapters_and_head_only() {
+    let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup();
+    let device = Device::flex();
+    let model = load(&s, &device);
+    let inter_before = w(&model.backbone.encoder.layer[0].intermediate.dense.weight);
+    let query_before = w(&model.backbone.encoder.layer[0].attention.self_attn.query.weight);
+    let (m, report) = finetune(
+        model,
+        &s.tok,
+        split(&s.train),
+        split(&s.val),
+        &cfg(FinetuneMode::lora(), 6, 1e-2),
+        &device,
+        false,
+    )
+    .unwrap();
+    // r = 8 on query, key, value of 2 layers at d = 32, plus the whole head (d×d + d + d×2 + 2).
+    assert_eq!(
+        report.trainable_parameters,
+        2 * 3 * (8 * 32 + 8 * 32) + (32 * 32 + 32 + 32 * 2 + 2)
+    );
+    assert_eq!(w(&m.backbone.encoder.layer[0].intermediate.dense.weight), inter_before);
+    assert_ne!(
+        w(&m.backbone.encoder.layer[0].attention.self_attn.query.weight),
+        query_before
+    );
+    let best = &report.epochs[report.best_epoch - 1];
+    assert!(best.val_accuracy >= 0.8, "{report:#?}");
+}
+
+#[test]
+fn frozen_trains_the_head_on_fixed_features() {
+    let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup();
+    let device = Device::flex();
+    let model = load(&s, &device);
+    let before = w(&model.backbone.encoder.layer[1].output.dense.weight);
+    let head_before = w(&model.head.out_proj.weight);
+    let (m, report) = finetune(
+        model,
+        &s.tok,
+        split(&s.train),
+        split(&s.val),
+        &cfg(FinetuneMode::Frozen, 30, 1e-2),
+        &device,
+        false,
+    )
+    .unwrap();
+    assert_eq!(report.trainable_parameters, 32 * 32 + 32 + 32 * 2 + 2);
+    assert_eq!(w(&m.backbone.encoder.layer[1].output.dense.weight), before);
+    assert_ne!(w(&m.head.out_proj.weight), head_before);
+    assert!(
+        report.epochs.last().unwrap().train_loss < report.epochs[0].train_loss,
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn exported_cache_loads_and_matches_the_model() {
+    let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup();
+    let device = Device::flex();
+    let (m, _) = finetune(
+        load(&s, &device),
+        &s.tok,
+        split(&s.train),
+        split(&s.val),
+        &cfg(FinetuneMode::Full, 2, 3e-3),
+        &device,
+        false,
+    )
+    .unwrap();
+    let splits = ExportSplits {
+        train: split(&s.train),
+        val: split(&s.val),
+        test: split(&s.test),
+    };
+    let cache = export_cache(
+        m,
+        &s.tok,
+        splits,
+        ExportMeta {
+            label_names: vec!["bad".into(), "good".into()],
+            provenance: serde_json::json!({"model": "fixtures/bert"}),
+        },
+        16,
+        &device,
+        None,
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    cache.write(tmp.path()).unwrap();
+    let (loaded, report) = FeatureCache::load(tmp.path()).unwrap();
+    assert_eq!(loaded, cache);
+    assert_eq!(
+        loaded.test.labels,
+        s.test.1.iter().map(|&y| y as i64).collect::<Vec<_>>()
+    );
+    assert_eq!(loaded.meta.feature_dim, 32);
+    let _ = report;
+}
