@@ -43,28 +43,6 @@ const SHAPES: [(&str, usize, usize, ClassifierKind, usize); 3] = [
     ("d4096_c4", 4096, 4, ClassifierKind::Linear, 5000),
 ];
 
-/// A SIMD sum run through pulp's dispatch (re-exported by faer): LLVM compiles it for AVX and
-/// ends it with `vzeroupper`, clearing the upper register state faer's kernels leave behind.
-struct ClearUpper<'a>(&'a [f64]);
-
-impl faer::traits::pulp::WithSimd for ClearUpper<'_> {
-    type Output = f64;
-    #[inline(always)]
-    fn with_simd<S: faer::traits::pulp::Simd>(self, simd: S) -> f64 {
-        let (head, tail) = S::as_simd_f64s(self.0);
-        let mut acc = simd.splat_f64s(0.0);
-        for &x in head {
-            acc = simd.add_f64s(acc, x);
-        }
-        simd.reduce_sum_f64s(acc) + tail.iter().sum::<f64>()
-    }
-}
-
-fn clear_upper_state() {
-    let v = [1.0f64; 64];
-    black_box(faer::traits::pulp::Arch::new().dispatch(ClearUpper(black_box(&v[..]))));
-}
-
 fn normal(rng: &mut Xoshiro256) -> f64 {
     let (u1, u2) = (1.0 - rng.unit(), rng.unit());
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -224,7 +202,7 @@ fn inference(cr: &mut Criterion) {
             let batch = prefix(&cache.test, b);
             g.throughput(Throughput::Elements(b as u64));
             for head in &heads {
-                clear_upper_state();
+                ueb_heads::simd::clear_upper_state();
                 g.bench_with_input(BenchmarkId::new(head.name(), b), &batch, |bch, s| {
                     bch.iter(|| head.score(black_box(s)).expect("scoring a batch"))
                 });

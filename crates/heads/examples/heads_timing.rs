@@ -110,29 +110,6 @@ const TRAIN_SHAPE: Shape = Shape {
     n_test: 128,
 };
 
-/// A SIMD sum run through pulp's dispatch (re-exported by faer): LLVM compiles it for AVX and
-/// ends it with `vzeroupper`, which clears the upper register state left by faer's kernels.
-struct ClearUpper<'a>(&'a [f64]);
-
-impl faer::traits::pulp::WithSimd for ClearUpper<'_> {
-    type Output = f64;
-    #[inline(always)]
-    fn with_simd<S: faer::traits::pulp::Simd>(self, simd: S) -> f64 {
-        let (head, tail) = S::as_simd_f64s(self.0);
-        let mut acc = simd.splat_f64s(0.0);
-        for &x in head {
-            acc = simd.add_f64s(acc, x);
-        }
-        simd.reduce_sum_f64s(acc) + tail.iter().sum::<f64>()
-    }
-}
-
-/// Clears the upper halves of the vector registers (see the module docs).
-fn clear_upper_state() {
-    let v = [1.0f64; 64];
-    black_box(faer::traits::pulp::Arch::new().dispatch(ClearUpper(black_box(&v[..]))));
-}
-
 /// Leaves the state a faer product leaves (the 32 × 768 × 768 product of a head's `dense`).
 fn dirty_upper_state() {
     let a = faer::Mat::<f64>::from_fn(32, 768, |i, j| ((i * 7 + j) % 13) as f64 * 0.1);
@@ -455,7 +432,7 @@ fn main() {
                 let mut call = || {
                     black_box(head.score(black_box(&batch)).ok());
                 };
-                clear_upper_state();
+                ueb_heads::simd::clear_upper_state();
                 let (ms, calls) = time_per_call(&mut call, args.repeats, args.min_ms);
                 dirty_upper_state();
                 let (ms_after_product, _) = time_per_call(&mut call, args.repeats, args.min_ms);
@@ -483,7 +460,7 @@ fn main() {
             let mut runs = Vec::new();
             let mut summary = Value::Null;
             for i in 0..=args.train_repeats {
-                clear_upper_state();
+                ueb_heads::simd::clear_upper_state();
                 let t = Instant::now();
                 let head = fit(&spec, &cache, device);
                 let ms = t.elapsed().as_secs_f64() * 1e3;

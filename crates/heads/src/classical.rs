@@ -51,6 +51,9 @@ impl Head for BuiltinHead {
     }
 
     fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        // Whatever ran before on this thread (a faer product) may have left the upper vector
+        // state dirty, which makes the libm calls below ~25× slower.
+        crate::simd::clear_upper_state();
         Ok(score_rows(self.score, &split.probs(), split.num_classes()))
     }
 
@@ -192,6 +195,8 @@ impl TemperatureHead {
 
     fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
         check_classes("temperature", split, self.num_classes)?;
+        // See `BuiltinHead::score`.
+        crate::simd::clear_upper_state();
         let mut p = Vec::new();
         let t = self.temperature;
         scaled_softmax(&split.logits_f64(), self.num_classes, |_, z| z / t, &mut p);
@@ -401,6 +406,8 @@ impl VectorScalingHead {
 
     fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
         check_classes("vector_scaling", split, self.scale.len())?;
+        // See `BuiltinHead::score`.
+        crate::simd::clear_upper_state();
         let mut p = Vec::new();
         scaled_softmax(
             &split.logits_f64(),

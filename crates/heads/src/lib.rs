@@ -11,7 +11,9 @@ pub mod cache;
 pub mod classical;
 mod error;
 pub mod head;
+mod host;
 pub mod mahalanobis;
+pub mod simd;
 pub mod trainable;
 
 pub use cache::{

@@ -15,7 +15,6 @@
 //! `docs/decisions.md` (section "Trainable heads").
 
 mod fit;
-mod infer;
 mod net;
 mod schedule;
 mod score;
@@ -296,7 +295,7 @@ pub struct TrainedHead {
     lambda: f64,
     weights: Classifier,
     /// `weights` widened once for scoring.
-    host: infer::HostHead,
+    host: crate::host::HostHead,
     summary: serde_json::Value,
 }
 
@@ -333,7 +332,7 @@ impl TrainedHead {
         Ok(Self {
             method,
             lambda,
-            host: infer::HostHead::new(classifier),
+            host: crate::host::HostHead::new(classifier),
             weights: classifier.clone(),
             summary: serde_json::json!({ "head": method.name(), "initialisation": true }),
         })
@@ -359,7 +358,7 @@ impl TrainedHead {
         Self {
             method,
             lambda,
-            host: infer::HostHead::new(&weights),
+            host: crate::host::HostHead::new(&weights),
             weights,
             summary,
         }
