@@ -16,6 +16,7 @@ use crate::cache::{
 };
 use crate::error::HeadError;
 use crate::head::{FitContext, Head, parse_json, write_json};
+use crate::host::HostHead;
 
 /// Which representation the distances are computed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -43,6 +44,9 @@ pub struct MahalanobisConfig {
 struct Precision {
     matrix: Mat<f64>,
     pseudo: bool,
+    /// For a pseudo-inverse, its factor `V·diag(1/√s)` over the kept eigenpairs of Σ: what
+    /// scores, without a second eigendecomposition (of the pseudo-inverse).
+    factor: Option<Factor>,
 }
 
 /// The Cholesky factorisation of a symmetric matrix when it is numerically positive definite:
@@ -68,6 +72,7 @@ fn precision(cov: &Mat<f64>, head: &str) -> Result<Precision, HeadError> {
         return Ok(Precision {
             matrix: llt.inverse(),
             pseudo: false,
+            factor: None,
         });
     }
     let evd = cov
@@ -83,23 +88,32 @@ fn precision(cov: &Mat<f64>, head: &str) -> Result<Precision, HeadError> {
             scaled[(i, j)] *= inv;
         }
     }
+    let kept: Vec<(usize, f64)> = (0..d)
+        .filter(|&j| s[j] > cutoff)
+        .map(|j| (j, s[j].sqrt().recip()))
+        .collect();
     Ok(Precision {
         matrix: &scaled * u.transpose(),
         pseudo: true,
+        factor: Some(Factor::from_eigen(u, &kept)),
     })
 }
 
 /// The feature rows (f64, row-major `[n, d]`) a head with `cfg` works on.
 fn representation(
     cfg: &MahalanobisConfig,
-    classifier: Option<&Classifier>,
+    classifier: Option<&(Classifier, HostHead)>,
     split: &SplitData,
     head: &str,
 ) -> Result<Vec<f64>, HeadError> {
     let mut x = match cfg.features {
         FeatureSpace::Input => split.features.iter().map(|&v| f64::from(v)).collect(),
         FeatureSpace::Dense => match classifier {
-            Some(c) if c.kind == ClassifierKind::Mlp => c.hidden(&split.features),
+            Some((c, host)) if c.kind == ClassifierKind::Mlp => {
+                let mut out = Vec::with_capacity(split.features.len());
+                host.forward_blocks(&split.features, true, |_, hidden, _| out.extend_from_slice(hidden));
+                out
+            }
             _ => {
                 return Err(HeadError::config(
                     head,
@@ -139,20 +153,77 @@ fn centred_cov(x: &[f64], d: usize, centre: impl Fn(usize) -> usize, means: &Mat
     cov
 }
 
-/// A precision matrix in factored form, `P = F·Fᵀ`, and centres mapped through the factor, so
-/// that a squared distance is `‖x·F − μ·F‖²`: one product per row of `x`, half of it skipped
-/// when `F` is triangular, instead of the expanded `xᵀPx − 2xᵀPμ + μᵀPμ` (which also loses
-/// digits to cancellation when `x` is near a centre). Computed from the precision matrix alone
-/// (at fit and at load), so a saved head scores with the same bits after loading.
-struct Whitening {
-    /// `F`, column-major `[d, r]`: the lower Cholesky factor of `P` (r = d), or `V·diag(√λ)`
-    /// over the kept eigenpairs of `P` when `P` is singular or too ill-conditioned for Cholesky.
-    factor: Vec<f64>,
+/// A factor `F` of a precision matrix, `P = F·Fᵀ`, column-major `[d, r]`: the lower Cholesky
+/// factor of `P` (r = d), or `V·diag(√λ)` over kept eigenpairs (r = their number).
+struct Factor {
+    values: Vec<f64>,
     dim: usize,
     rank: usize,
-    /// Whether `factor` is lower-triangular.
+    /// Whether `values` is lower-triangular (its upper triangle is zeros and never read).
     lower: bool,
-    /// `μ·F` for every centre `[k, r]`, row-major.
+    /// Whether the factor cannot be derived again from the saved precision matrix (it came
+    /// from the covariance's eigendecomposition) and is saved with the head.
+    saved: bool,
+}
+
+impl Factor {
+    /// `U[:, j]·w` for every kept `(j, w)`: a factor of `U·diag(w²)·Uᵀ`.
+    fn from_eigen(u: MatRef<'_, f64>, kept: &[(usize, f64)]) -> Self {
+        let d = u.nrows();
+        Self {
+            values: kept
+                .iter()
+                .flat_map(|&(j, w)| (0..d).map(move |i| u[(i, j)] * w))
+                .collect(),
+            dim: d,
+            rank: kept.len(),
+            lower: false,
+            saved: true,
+        }
+    }
+
+    /// The factor of a precision matrix: Cholesky when it is sound (see [`sound_cholesky`]),
+    /// else the eigendecomposition, dropping eigenvalues ≤ d·ε·λ_max. A function of `p` alone,
+    /// so a loaded head gets the fitted head's factor bit for bit.
+    fn of_precision(p: &Mat<f64>) -> Result<Self, String> {
+        let d = p.nrows();
+        if let Some(llt) = sound_cholesky(p) {
+            let l = llt.L();
+            let values = (0..d * d)
+                .map(|k| {
+                    let (i, j) = (k % d, k / d);
+                    if i >= j { l[(i, j)] } else { 0.0 }
+                })
+                .collect();
+            return Ok(Self {
+                values,
+                dim: d,
+                rank: d,
+                lower: true,
+                saved: false,
+            });
+        }
+        let evd = p
+            .self_adjoint_eigen(Side::Lower)
+            .map_err(|e| format!("eigendecomposition of the precision matrix failed: {e:?}"))?;
+        let (u, s) = (evd.U(), evd.S().column_vector());
+        let lambda_max = (0..d).map(|i| s[i]).fold(0.0f64, f64::max);
+        let cutoff = d as f64 * f64::EPSILON * lambda_max;
+        let kept: Vec<(usize, f64)> = (0..d).filter(|&j| s[j] > cutoff).map(|j| (j, s[j].sqrt())).collect();
+        Ok(Self {
+            saved: false,
+            ..Self::from_eigen(u, &kept)
+        })
+    }
+}
+
+/// A precision matrix in factored form and centres mapped through the factor, so that a
+/// squared distance is `‖x·F − μ·F‖²`: one product per row of `x`, half of it skipped when `F`
+/// is triangular, instead of the expanded `xᵀPx − 2xᵀPμ + μᵀPμ` (which also loses digits to
+/// cancellation when `x` is near a centre).
+struct Whitening {
+    factor: Factor,
+    /// `μ·F` for every centre `[k, r]`, row-major (one centre after the other).
     centres: Vec<f64>,
 }
 
@@ -160,61 +231,31 @@ struct Whitening {
 const PARALLEL_WORK: usize = 1 << 21;
 
 impl Whitening {
-    /// Factors `p` (Cholesky when its diagonal spread passes the test of [`precision`], else the
-    /// eigendecomposition, dropping eigenvalues ≤ d·ε·λ_max) and maps `centres` `[k, d]`.
-    fn new(p: &Mat<f64>, centres: &Mat<f64>) -> Result<Self, String> {
-        let d = p.nrows();
-        let (factor, rank, lower) = match sound_cholesky(p) {
-            Some(llt) => {
-                let l = llt.L();
-                // Column-major; the upper triangle is never read, zeros keep it defined.
-                let factor = (0..d * d)
-                    .map(|k| {
-                        let (i, j) = (k % d, k / d);
-                        if i >= j { l[(i, j)] } else { 0.0 }
-                    })
-                    .collect();
-                (factor, d, true)
-            }
-            None => {
-                let evd = p
-                    .self_adjoint_eigen(Side::Lower)
-                    .map_err(|e| format!("eigendecomposition of the precision matrix failed: {e:?}"))?;
-                let (u, s) = (evd.U(), evd.S().column_vector());
-                let lambda_max = (0..d).map(|i| s[i]).fold(0.0f64, f64::max);
-                let cutoff = d as f64 * f64::EPSILON * lambda_max;
-                let kept: Vec<usize> = (0..d).filter(|&j| s[j] > cutoff).collect();
-                let factor = kept
-                    .iter()
-                    .flat_map(|&j| {
-                        let scale = s[j].sqrt();
-                        (0..d).map(move |i| u[(i, j)] * scale)
-                    })
-                    .collect();
-                (factor, kept.len(), false)
-            }
-        };
+    /// Maps `centres` `[k, d]` through `factor`.
+    fn new(factor: Factor, centres: &Mat<f64>) -> Self {
+        let (d, rank) = (factor.dim, factor.rank);
         let mut w = Self {
             factor,
-            dim: d,
-            rank,
-            lower,
             centres: Vec::new(),
         };
         let mu: Vec<f64> = (0..centres.nrows())
             .flat_map(|c| (0..d).map(move |j| centres[(c, j)]))
             .collect();
-        w.centres = w.map(&mu);
-        Ok(w)
+        let mapped = w.map(&mu);
+        let k = centres.nrows();
+        w.centres = (0..k * rank).map(|e| mapped[(e % rank) * k + e / rank]).collect();
+        w
     }
 
-    /// `x·F` `[n, r]`, row-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
+    /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
     /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
-    /// faer's blocked kernels.
+    /// faer's blocked kernels on column-major operands (a row-major operand makes faer pack the
+    /// whole factor on every call).
     fn map(&self, x: &[f64]) -> Vec<f64> {
-        let (d, r) = (self.dim, self.rank);
+        let f = &self.factor;
+        let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
-        let work = if self.lower { n * d * (d + 1) / 2 } else { n * d * r };
+        let work = if f.lower { n * d * (d + 1) / 2 } else { n * d * r };
         let threads = if work >= PARALLEL_WORK {
             crate::host::threads()
         } else {
@@ -228,40 +269,44 @@ impl Whitening {
             4 => self.map_by_dots::<4>(x, threads, &mut out),
             _ => {
                 let par = if threads > 1 { Par::rayon(0) } else { Par::Seq };
-                let x = MatRef::from_row_major_slice(x, n, d);
-                let f = MatRef::from_column_major_slice(&self.factor, d, r);
-                let dst = MatMut::from_row_major_slice_mut(&mut out, n, r);
-                if self.lower {
+                let mut x_cm = vec![0.0; n * d];
+                for (i, row) in x.chunks_exact(d).enumerate() {
+                    for (j, v) in row.iter().enumerate() {
+                        x_cm[j * n + i] = *v;
+                    }
+                }
+                let x = MatRef::from_column_major_slice(&x_cm, n, d);
+                let fm = MatRef::from_column_major_slice(&f.values, d, r);
+                let dst = MatMut::from_column_major_slice_mut(&mut out, n, r);
+                if f.lower {
                     triangular::matmul(
                         dst,
                         BlockStructure::Rectangular,
                         Accum::Replace,
                         x,
                         BlockStructure::Rectangular,
-                        f,
+                        fm,
                         BlockStructure::TriangularLower,
                         1.0,
                         par,
                     );
                 } else {
-                    matmul(dst, Accum::Replace, x, f, 1.0, par);
+                    matmul(dst, Accum::Replace, x, fm, 1.0, par);
                 }
             }
         }
         out
     }
 
-    /// `x·F` for `R ≤ 4` rows as dot products with the factor's columns, the columns
-    /// split between `threads` threads in runs of equal work.
+    /// `x·F` (column-major `[R, r]`) for `R ≤ 4` rows as dot products with the factor's
+    /// columns, the columns split between `threads` threads in runs of equal work.
     fn map_by_dots<const R: usize>(&self, x: &[f64], threads: usize, out: &mut [f64]) {
-        let (d, r) = (self.dim, self.rank);
+        let (d, r) = (self.factor.dim, self.factor.rank);
         let rows: [&[f64]; R] = std::array::from_fn(|i| &x[i * d..(i + 1) * d]);
-        // Column-major results (R per column), transposed into `out` at the end.
-        let mut by_col = vec![0.0; r * R];
         // Multiply–adds of the columns before column k (column k of a triangular factor has
         // d − k entries).
         let work_before = |k: usize| {
-            if self.lower {
+            if self.factor.lower {
                 k * d - k * k.saturating_sub(1) / 2
             } else {
                 k * d
@@ -287,15 +332,15 @@ impl Whitening {
         let op = |first: usize, out: &mut [f64]| {
             crate::simd::column_dots(crate::simd::ColumnDots::<R> {
                 rows,
-                factor: &self.factor,
+                factor: &self.factor.values,
                 dim: d,
-                lower: self.lower,
+                lower: self.factor.lower,
                 first,
                 out,
             });
         };
         std::thread::scope(|scope| {
-            let mut rest = &mut by_col[..];
+            let mut rest = &mut out[..];
             let mut runs = Vec::new();
             for w in bounds.windows(2) {
                 let (run, tail) = rest.split_at_mut((w[1] - w[0]) * R);
@@ -311,49 +356,37 @@ impl Whitening {
                 op(k0, run);
             }
         });
-        for (k, col) in by_col.chunks_exact(R).enumerate() {
-            for (i, v) in col.iter().enumerate() {
-                out[i * r + k] = *v;
-            }
-        }
     }
 
     /// The squared distance of every row of `x` `[n, d]` (row-major) to its nearest centre.
     fn min_sq_distances(&self, x: &[f64]) -> Vec<f64> {
-        let r = self.rank;
+        let r = self.factor.rank;
         if r == 0 {
             // P = 0: every direction was dropped, every distance is 0.
-            return vec![0.0; x.len() / self.dim.max(1)];
+            return vec![0.0; x.len() / self.factor.dim.max(1)];
+        }
+        let n = x.len() / self.factor.dim.max(1);
+        if n == 0 {
+            return Vec::new();
         }
         let y = self.map(x);
-        y.chunks_exact(r)
-            .map(|row| {
-                self.centres
-                    .chunks_exact(r)
-                    .map(|mu| sq_distance(row, mu))
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .collect()
-    }
-}
-
-/// `‖a − b‖²` with eight independent partial sums, which LLVM keeps in one vector register.
-fn sq_distance(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for k in 0..8 {
-            let t = x[k] - y[k];
-            acc[k] += t * t;
+        let mut best = vec![f64::INFINITY; n];
+        let mut acc = vec![0.0; n];
+        // Column by column: the inner loop runs over the rows, contiguous in `y`.
+        for mu in self.centres.chunks_exact(r) {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (col, m) in y.chunks_exact(n).zip(mu) {
+                for (a, v) in acc.iter_mut().zip(col) {
+                    let t = v - m;
+                    *a += t * t;
+                }
+            }
+            for (b, a) in best.iter_mut().zip(&acc) {
+                *b = b.min(*a);
+            }
         }
+        best
     }
-    acc.iter().sum::<f64>() + tail
 }
 
 /// A fitted Mahalanobis or relative-Mahalanobis head.
@@ -370,8 +403,8 @@ pub struct MahalanobisHead {
     global: Option<(Mat<f64>, Mat<f64>)>,
     /// Σ₀⁻¹ factored, with the global mean mapped (relative variant only).
     global_whitening: Option<Whitening>,
-    /// The classifier, for `features: dense`.
-    classifier: Option<Classifier>,
+    /// The classifier, for `features: dense`, and its weights widened once for scoring.
+    classifier: Option<(Classifier, HostHead)>,
     pseudo_inverse: bool,
     fit_rows: usize,
 }
@@ -388,7 +421,8 @@ impl MahalanobisHead {
             "mahalanobis"
         };
         let split = ctx.split(ctx.fit);
-        let classifier = (cfg.features == FeatureSpace::Dense).then(|| ctx.cache.classifier.clone());
+        let classifier = (cfg.features == FeatureSpace::Dense)
+            .then(|| (ctx.cache.classifier.clone(), HostHead::new(&ctx.cache.classifier)));
         let x = representation(cfg, classifier.as_ref(), split, head)?;
         let (d, c, n) = (split.dim(), split.num_classes(), split.n());
         let mut means = Mat::<f64>::zeros(c, d);
@@ -410,10 +444,20 @@ impl MahalanobisHead {
                 means[(k, j)] /= counts[k] as f64;
             }
         }
+        // The factor comes with a pseudo-inverse; a Cholesky factor is derived from the
+        // precision matrix, as `load` derives it, so that both score with the same bits.
+        let whiten = |p: Precision, centres: &Mat<f64>| -> Result<(Mat<f64>, Whitening), HeadError> {
+            let factor = match p.factor {
+                Some(f) => f,
+                None => Factor::of_precision(&p.matrix).map_err(|e| HeadError::fit(head, e))?,
+            };
+            Ok((p.matrix, Whitening::new(factor, centres)))
+        };
         let cov = centred_cov(&x, d, |i| split.labels[i] as usize, &means);
         let p = precision(&cov, head)?;
         let mut pseudo = p.pseudo;
-        let global = if relative {
+        let (precision_matrix, whitening) = whiten(p, &means)?;
+        let (global, global_whitening) = if relative {
             let mut mu0 = Mat::<f64>::zeros(1, d);
             for row in x.chunks_exact(d) {
                 for j in 0..d {
@@ -423,21 +467,16 @@ impl MahalanobisHead {
             let cov0 = centred_cov(&x, d, |_| 0, &mu0);
             let p0 = precision(&cov0, head)?;
             pseudo |= p0.pseudo;
-            Some((mu0, p0.matrix))
+            let (p0, w0) = whiten(p0, &mu0)?;
+            (Some((mu0, p0)), Some(w0))
         } else {
-            None
-        };
-        let fit_err = |e: String| HeadError::fit(head, e);
-        let whitening = Whitening::new(&p.matrix, &means).map_err(fit_err)?;
-        let global_whitening = match &global {
-            Some((mu0, p0)) => Some(Whitening::new(p0, mu0).map_err(fit_err)?),
-            None => None,
+            (None, None)
         };
         Ok(Self {
             cfg: *cfg,
             relative,
             means,
-            precision: p.matrix,
+            precision: precision_matrix,
             whitening,
             global,
             global_whitening,
@@ -475,7 +514,11 @@ impl MahalanobisHead {
         };
         let relative = s.head == "relative_mahalanobis";
         let classifier = match s.classifier {
-            Some(meta) => Some(classifier_from_tensors(&t, meta, d, c)?),
+            Some(meta) => {
+                let classifier = classifier_from_tensors(&t, meta, d, c)?;
+                let host = HostHead::new(&classifier);
+                Some((classifier, host))
+            }
             None => None,
         };
         let means = mat("means", c, d)?;
@@ -489,9 +532,29 @@ impl MahalanobisHead {
             path: path.clone(),
             reason,
         };
-        let whitening = Whitening::new(&precision, &means).map_err(meta_err)?;
+        // A factor saved with the head (a pseudo-inverse's), else the one derived from the
+        // precision matrix.
+        let whiten = |p: &Mat<f64>, name: &str, centres: &Mat<f64>| -> Result<Whitening, HeadError> {
+            let factor = if t.has(name) {
+                let rank = t.rows(name)?;
+                if rank > d {
+                    return Err(meta_err(format!("`{name}` has {rank} rows, more than d = {d}")));
+                }
+                Factor {
+                    values: t.f64(name, &[rank, d])?,
+                    dim: d,
+                    rank,
+                    lower: false,
+                    saved: true,
+                }
+            } else {
+                Factor::of_precision(p).map_err(meta_err)?
+            };
+            Ok(Whitening::new(factor, centres))
+        };
+        let whitening = whiten(&precision, "precision_factor", &means)?;
         let global_whitening = match &global {
-            Some((mu0, p0)) => Some(Whitening::new(p0, mu0).map_err(meta_err)?),
+            Some((mu0, p0)) => Some(whiten(p0, "global_precision_factor", mu0)?),
             None => None,
         };
         Ok(Self {
@@ -556,7 +619,7 @@ impl Head for MahalanobisHead {
         write_json(
             dir,
             &json!({"head": self.name(), "config": self.cfg, "num_classes": c, "dim": d, "pseudo_inverse": self.pseudo_inverse,
-                "fit_rows": self.fit_rows, "classifier": self.classifier.as_ref().map(Classifier::meta)}),
+                "fit_rows": self.fit_rows, "classifier": self.classifier.as_ref().map(|(c, _)| c.meta())}),
         )?;
         let flat = |m: &Mat<f64>| -> Vec<f64> {
             (0..m.nrows())
@@ -571,7 +634,19 @@ impl Head for MahalanobisHead {
             f64s.push(("global_mean", flat(mu0), vec![1, d]));
             f64s.push(("global_precision", flat(p0), vec![d, d]));
         }
-        let f32s = self.classifier.as_ref().map(Classifier::tensors).unwrap_or_default();
+        // A factor that cannot be derived from the precision matrix again (a pseudo-inverse's):
+        // Fᵀ `[r, d]`, the column-major `F`. Readers that do not know it ignore it and use the
+        // precision matrix.
+        let factors = [
+            ("precision_factor", Some(&self.whitening)),
+            ("global_precision_factor", self.global_whitening.as_ref()),
+        ];
+        for (name, w) in factors {
+            if let Some(f) = w.map(|w| &w.factor).filter(|f| f.saved) {
+                f64s.push((name, f.values.clone(), vec![f.rank, d]));
+            }
+        }
+        let f32s = self.classifier.as_ref().map(|(c, _)| c.tensors()).unwrap_or_default();
         let f64_refs: Vec<(&str, &[f64], Vec<usize>)> = f64s.iter().map(|(n, v, s)| (*n, &v[..], s.clone())).collect();
         write_tensors(&dir.join("head.safetensors"), &f32s, &[], &f64_refs)
     }
@@ -624,8 +699,8 @@ mod tests {
         // (dot products), 1–3 threads, and 9 rows (faer's kernels).
         for (d, rank) in [(37, 80), (40, 25)] {
             let (p, centres, x) = problem(d, rank, 3, 9);
-            let w = Whitening::new(&p, &centres).unwrap();
-            assert_eq!(w.lower, rank >= d);
+            let w = Whitening::new(Factor::of_precision(&p).unwrap(), &centres);
+            assert_eq!(w.factor.lower, rank >= d);
             let want = direct(&p, &centres, &x);
             let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let check = |got: &[f64], rows: &[f64], what: &str| {

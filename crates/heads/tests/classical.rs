@@ -174,6 +174,40 @@ fn singular_covariance_uses_the_pseudo_inverse() {
         1e-7,
         "singular rmd",
     );
+    // The pseudo-inverse's factor is saved with the head: the same bits after loading.
+    for head in [&md, &rmd] {
+        let dir = tempfile::tempdir().unwrap();
+        head.save(dir.path()).unwrap();
+        let back = ueb_heads::load(dir.path()).unwrap();
+        let u = head.score(&cache.test).unwrap();
+        assert_eq!(back.score(&cache.test).unwrap(), u, "{}", head.name());
+        // A head saved without it (by an older ueb) derives it from the saved pseudo-inverse.
+        let path = dir.path().join("head.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        assert!(names.iter().any(|n| n == "precision_factor"), "{names:?}");
+        let mut f64s_kept: Vec<(String, Vec<f64>, Vec<usize>)> = Vec::new();
+        for name in names.iter().filter(|n| !n.ends_with("precision_factor")) {
+            let t = st.tensor(name).unwrap();
+            let v = t
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            f64s_kept.push((name.clone(), v, t.shape().to_vec()));
+        }
+        let refs: Vec<(&str, &[f64], Vec<usize>)> = f64s_kept
+            .iter()
+            .map(|(n, v, s)| (n.as_str(), &v[..], s.clone()))
+            .collect();
+        ueb_heads::cache::write_safetensors(&path, &[], &[], &refs, None).unwrap();
+        let old = ueb_heads::load(dir.path()).unwrap().score(&cache.test).unwrap();
+        let scale = u.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in old.iter().zip(&u) {
+            assert!((a - b).abs() <= 1e-9 * scale, "{}: {a} vs {b}", head.name());
+        }
+    }
 }
 
 #[test]
