@@ -12,6 +12,7 @@ pub mod extract;
 pub mod finetune;
 pub mod hub;
 pub mod loader;
+pub mod scratch;
 pub mod tokenize;
 
 pub use config::{EncoderConfig, Family, HiddenAct, RawConfig};

@@ -59,6 +59,23 @@ impl TextTokenizer {
     /// # Errors
     /// An unreadable `tokenizer.json`, or a `max_length` the model cannot take.
     pub fn from_file(path: &Path, config: &EncoderConfig, max_length: Option<usize>) -> Result<Self> {
+        let inner = Tokenizer::from_file(path).map_err(|e| BackboneError::Tokenizer {
+            context: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_tokenizer(inner, &path.display().to_string(), config, max_length)
+    }
+
+    /// Binds an already built tokenizer (`context` names it in errors) to a model.
+    ///
+    /// # Errors
+    /// As [`TextTokenizer::from_file`].
+    pub fn from_tokenizer(
+        mut inner: Tokenizer,
+        context: &str,
+        config: &EncoderConfig,
+        max_length: Option<usize>,
+    ) -> Result<Self> {
         let limit = config.max_sequence_length();
         let max_length = max_length.unwrap_or(limit.min(512));
         if max_length > limit {
@@ -71,10 +88,6 @@ impl TextTokenizer {
                 "max_length {max_length} leaves no room for special tokens"
             )));
         }
-        let mut inner = Tokenizer::from_file(path).map_err(|e| BackboneError::Tokenizer {
-            context: path.display().to_string(),
-            message: e.to_string(),
-        })?;
         inner
             .with_truncation(Some(TruncationParams {
                 direction: TruncationDirection::Right,
@@ -83,14 +96,14 @@ impl TextTokenizer {
                 stride: 0,
             }))
             .map_err(|e| BackboneError::Tokenizer {
-                context: path.display().to_string(),
+                context: context.to_string(),
                 message: e.to_string(),
             })?;
         inner.with_padding(None);
         let vocab = inner.get_vocab_size(true);
         if vocab > config.vocab_size {
             return Err(BackboneError::Tokenizer {
-                context: path.display().to_string(),
+                context: context.to_string(),
                 message: format!(
                     "the tokenizer has {vocab} tokens but the model's vocab_size is {}",
                     config.vocab_size

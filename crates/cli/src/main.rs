@@ -6,6 +6,7 @@ mod eval;
 mod extract;
 mod input;
 mod output;
+mod run;
 mod score;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Features (and logits) of an encoder for the texts of a file.
     Extract(extract::ExtractArgs),
+    /// Run an experiment: caches, head scores and metrics (resumable, shardable).
+    Run(run::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Score(args) => score::run(&args),
         Command::Data(args) => data_cmd::run(&args),
         Command::Extract(args) => extract::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

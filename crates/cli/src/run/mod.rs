@@ -1,0 +1,315 @@
+//! `ueb run`: an experiment file → feature caches → head scores → metrics, resumable and
+//! shardable (`docs/runner.md`).
+
+pub mod parquet;
+pub mod plan;
+pub mod stages;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ueb_metrics::{BootstrapConfig, NamedScore, Predictions, Report, ReportConfig};
+
+use self::parquet::{Column, to_bytes};
+use self::plan::Plan;
+use self::stages::{cache_stage, clean_stale, head_stage, read_head};
+use crate::device;
+
+/// The embedded default experiment.
+pub const QUICKSTART: &str = include_str!("../../../../experiments/quickstart.yaml");
+
+/// Arguments of `ueb run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The experiment file (YAML); without one, the embedded quickstart
+    /// (`experiments/quickstart.yaml`: synthetic task, an encoder trained from scratch, every
+    /// head, 3 seeds; offline).
+    #[arg(value_name = "EXPERIMENT.yaml")]
+    experiment: Option<PathBuf>,
+    /// Results directory (default `results/<name>`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Backend: flex, ndarray, wgpu, cuda[:N] (overrides the file's `device`).
+    #[arg(long, value_name = "D")]
+    device: Option<String>,
+    /// Run only shard i of n (1-based): every n-th cell from the i-th.
+    #[arg(long, value_name = "i/n")]
+    shard: Option<String>,
+    /// Log every stage (`-v`), or also library details (`-vv`).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+    match parsed {
+        Some((i, n)) if n >= 1 && (1..=n).contains(&i) => Ok((i, n)),
+        _ => bail!("--shard {s}: expected i/n with 1 ≤ i ≤ n (e.g. 2/4)"),
+    }
+}
+
+/// `env.json`: what produced the results.
+fn env_json(plan: &Plan) -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+    });
+    serde_json::json!({
+        "ueb": env!("CARGO_PKG_VERSION"),
+        "git_sha": option_env!("UEB_GIT_SHA"),
+        "git_dirty": option_env!("UEB_GIT_DIRTY").map(|d| d == "true"),
+        "rustc": option_env!("UEB_RUSTC_VERSION"),
+        "burn": "0.22.1",
+        "device": plan.device,
+        "cpu": cpu,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
+}
+
+/// Writes `bytes` to `path` atomically.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// One row of `metrics.parquet`.
+struct MetricRow {
+    backbone: String,
+    dataset: String,
+    seed: u64,
+    head: String,
+    metric: String,
+    value: Option<f64>,
+    ci_low: Option<f64>,
+    ci_high: Option<f64>,
+}
+
+/// Metrics of every (cell, head), or `None` when some cell of the plan is not finished yet.
+fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>> {
+    let mut rows = Vec::new();
+    for cell in &plan.cells {
+        for spec in &plan.heads {
+            let dir = out.join("cells").join(cell.rel_dir()).join(spec.name());
+            if !dir.join(stages::SCORES_FILE).is_file() {
+                return Ok(None);
+            }
+            let h = read_head(&dir)?;
+            let pred = Predictions::from_probs(h.probs.as_slice(), h.num_classes, &h.labels)
+                .with_context(|| format!("{}", dir.display()))?;
+            let cfg = ReportConfig {
+                bins: plan.metrics.bins,
+                bootstrap: (plan.metrics.bootstrap > 0).then(|| BootstrapConfig {
+                    resamples: plan.metrics.bootstrap,
+                    seed: cell.seed,
+                    ..Default::default()
+                }),
+            };
+            // Under a neutral name: the built-in scores already use `sr`, `entropy` and `margin`.
+            let report = Report::compute(
+                &pred,
+                &[NamedScore {
+                    name: "u",
+                    values: &h.score,
+                }],
+                &cfg,
+            )
+            .with_context(|| format!("{}", dir.display()))?;
+            let supplied = report
+                .error_detection
+                .last()
+                .map(|s| s.entries.clone())
+                .unwrap_or_default();
+            for e in supplied.iter().chain(&report.calibration) {
+                let (lo, hi) = match e.interval {
+                    Some(Ok(i)) => (Some(i.low), Some(i.high)),
+                    _ => (None, None),
+                };
+                rows.push(MetricRow {
+                    backbone: cell.backbone.clone(),
+                    dataset: cell.dataset.clone(),
+                    seed: cell.seed,
+                    head: spec.name().to_string(),
+                    metric: e.name.to_string(),
+                    value: e.value.ok(),
+                    ci_low: lo,
+                    ci_high: hi,
+                });
+            }
+        }
+    }
+    Ok(Some(rows))
+}
+
+fn write_metrics(rows: &[MetricRow], path: &Path) -> Result<()> {
+    let col = |f: fn(&MetricRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let (b, d, h, m) = (
+        col(|r| r.backbone.clone()),
+        col(|r| r.dataset.clone()),
+        col(|r| r.head.clone()),
+        col(|r| r.metric.clone()),
+    );
+    let seed: Vec<i64> = rows.iter().map(|r| r.seed as i64).collect();
+    let value: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
+    let lo: Vec<Option<f64>> = rows.iter().map(|r| r.ci_low).collect();
+    let hi: Vec<Option<f64>> = rows.iter().map(|r| r.ci_high).collect();
+    let bytes = to_bytes(&[
+        Column::Str("backbone", &b),
+        Column::Str("dataset", &d),
+        Column::I64("seed", &seed),
+        Column::Str("head", &h),
+        Column::Str("metric", &m),
+        Column::OptF64("value", &value),
+        Column::OptF64("ci_low", &lo),
+        Column::OptF64("ci_high", &hi),
+    ])?;
+    write_atomic(path, &bytes)
+}
+
+/// Mean ± std (sample) of the values, or `–` when none is defined.
+fn mean_std(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "–".into();
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() == 1 {
+        return format!("{mean:.2}");
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    format!("{mean:.2} ± {:.2}", var.sqrt())
+}
+
+/// The end-of-run table: ROC-AUC × 100 and ECE × 100 per head and backbone × dataset.
+fn summary(plan: &Plan, rows: &[MetricRow]) -> String {
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for c in &plan.cells {
+        let g = (c.backbone.clone(), c.dataset.clone());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut s = String::from("| head |");
+    for (b, d) in &groups {
+        s.push_str(&format!(" {b} / {d}: ROC-AUC×100 | ECE×100 |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|---|".repeat(groups.len()));
+    for spec in &plan.heads {
+        s.push_str(&format!("\n| {} |", spec.name()));
+        for (b, d) in &groups {
+            for metric in ["roc_auc", "ece"] {
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| &r.backbone == b && &r.dataset == d && r.head == spec.name() && r.metric == metric)
+                    .filter_map(|r| r.value.map(|x| 100.0 * x))
+                    .collect();
+                s.push_str(&format!(" {} |", mean_std(&v)));
+            }
+        }
+    }
+    s
+}
+
+/// Runs `ueb run`.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let level = match args.verbose {
+        0 => "warn",
+        1 => "ueb=info",
+        _ => "info",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let t0 = Instant::now();
+    let plan = match &args.experiment {
+        Some(path) => Plan::from_file(path, args.device.as_deref())?,
+        None => Plan::from_str(
+            QUICKSTART,
+            "experiments/quickstart.yaml (embedded)",
+            args.device.as_deref(),
+        )?,
+    };
+    let (i, n) = match &args.shard {
+        Some(s) => parse_shard(s)?,
+        None => (1, 1),
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&plan.name));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let stale = clean_stale(&out)?;
+    if stale > 0 {
+        tracing::info!("removed {stale} temporary file(s) of an interrupted run");
+    }
+    let plan_yaml = serde_yaml_ng::to_string(&plan)?;
+    let plan_path = out.join("plan.yaml");
+    match std::fs::read_to_string(&plan_path) {
+        Ok(existing) if existing != plan_yaml => bail!(
+            "{} holds another plan (a different experiment or settings); use another --out or remove it",
+            plan_path.display()
+        ),
+        Ok(_) => {}
+        Err(_) => write_atomic(&plan_path, plan_yaml.as_bytes())?,
+    }
+    write_atomic(
+        &out.join("env.json"),
+        serde_json::to_string_pretty(&env_json(&plan))?.as_bytes(),
+    )?;
+    let device = device::parse(&plan.device)?;
+    let cells = plan.shard(i, n);
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = indicatif::ProgressBar::new((cells.len() * plan.heads.len()) as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:30} [{bar:30}] {pos}/{len} head fits, {elapsed_precise} ETA {eta_precise}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    if !show {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let (mut built, mut fitted) = (0, 0);
+    for cell in &cells {
+        bar.set_message(format!("{}", cell.rel_dir().display()));
+        let (cache, new) = bar.suspend(|| cache_stage(cell, &plan, &out, &device, show))?;
+        built += usize::from(new);
+        for spec in &plan.heads {
+            fitted += usize::from(head_stage(cell, spec, &cache, &out, &device)?);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "{}: {} cell(s){}; {built} cache(s) built, {fitted} head fit(s) run, the rest up to date ({:.1} s)",
+        plan.name,
+        cells.len(),
+        if n > 1 {
+            format!(" of shard {i}/{n}")
+        } else {
+            String::new()
+        },
+        t0.elapsed().as_secs_f64()
+    );
+    match collect_metrics(&plan, &out)? {
+        Some(rows) => {
+            write_metrics(&rows, &out.join("metrics.parquet"))?;
+            println!("{}", summary(&plan, &rows));
+            eprintln!("results in {}", out.display());
+        }
+        None => eprintln!("metrics.parquet is written once every shard has finished"),
+    }
+    Ok(())
+}

@@ -1,0 +1,523 @@
+//! The experiment file: a faithful raw form parsed from YAML (unknown keys and wrong types are
+//! errors with their line), then a validated, resolved [`Plan`] with every default filled in.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use ueb_backbones::FinetuneConfig;
+use ueb_backbones::scratch::ScratchConfig;
+use ueb_data::SyntheticConfig;
+use ueb_heads::HeadSpec;
+
+/// The experiment file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExperiment {
+    /// Experiment name (the results directory's default name).
+    pub name: String,
+    /// Seeds: fine-tuning, heads and bootstrap follow each.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Backend (`flex`, `ndarray`, `wgpu`, `cuda[:N]`); `--device` overrides.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Backbones to fine-tune and export, crossed with `datasets`.
+    #[serde(default)]
+    pub backbones: Vec<RawBackbone>,
+    /// Datasets (registry names or specs), crossed with `backbones`.
+    #[serde(default)]
+    pub datasets: Vec<RawDataset>,
+    /// Existing feature caches (instead of backbones × datasets).
+    #[serde(default)]
+    pub caches: Vec<PathBuf>,
+    /// Heads, each `name` or `{name: {settings}}`.
+    pub heads: Vec<HeadEntry>,
+    /// Metric settings.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Where registry datasets are read from (default `data`, relative to the experiment
+    /// file's directory's working directory).
+    #[serde(default)]
+    pub data_root: Option<PathBuf>,
+}
+
+/// One entry of `heads:`: `name`, or `{name: {settings}}` with the head's own settings type, so
+/// that a wrong setting is reported at its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadEntry(pub HeadSpec);
+
+impl<'de> Deserialize<'de> for HeadEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        fn unknown<E: de::Error>(name: &str) -> E {
+            E::custom(format!(
+                "unknown head `{name}` (known: {})",
+                ueb_heads::HEAD_NAMES.join(", ")
+            ))
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = HeadEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a head name (e.g. `sr`) or a one-key map `name: {settings}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<HeadEntry, E> {
+                HeadSpec::from_name(v).map(HeadEntry).map_err(|_| unknown(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<HeadEntry, A::Error> {
+                let Some(name) = m.next_key::<String>()? else {
+                    return Err(de::Error::custom("an empty map is not a head"));
+                };
+                let spec = match name.as_str() {
+                    "sr" | "entropy" | "margin" => {
+                        return Err(de::Error::custom(format!(
+                            "head `{name}` has no settings; write just `{name}`"
+                        )));
+                    }
+                    "temperature" => HeadSpec::Temperature(m.next_value()?),
+                    "vector_scaling" => HeadSpec::VectorScaling(m.next_value()?),
+                    "mahalanobis" => HeadSpec::Mahalanobis(m.next_value()?),
+                    "relative_mahalanobis" => HeadSpec::RelativeMahalanobis(m.next_value()?),
+                    "adue" => HeadSpec::Adue(m.next_value()?),
+                    "alien" => HeadSpec::Alien(m.next_value()?),
+                    other => return Err(unknown(other)),
+                };
+                if let Some(extra) = m.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "one head per list entry: `{extra}` follows `{name}` in the same entry"
+                    )));
+                }
+                Ok(HeadEntry(spec))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+/// One backbone as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackbone {
+    /// Name used in result paths and tables.
+    pub name: String,
+    /// `hf:OWNER/NAME@REVISION`, a local model directory, or `scratch`.
+    pub model: String,
+    /// Size of a `scratch` model.
+    #[serde(default)]
+    pub scratch: Option<ScratchConfig>,
+    /// Fine-tuning settings.
+    #[serde(default)]
+    pub finetune: RawFinetune,
+}
+
+/// Fine-tuning settings as written (every field optional).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFinetune {
+    /// `full`, `lora` or `frozen` (default `full`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// LoRA rank (default 8).
+    #[serde(default)]
+    pub r: Option<usize>,
+    /// LoRA α (default 16).
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// LoRA target modules (default query, key, value).
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    /// Epochs (default 3).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// Peak learning rate (default 5e-5).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Batch size (default 32).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Gradient accumulation (default 1).
+    #[serde(default)]
+    pub grad_accumulation: Option<usize>,
+    /// Warm-up fraction (default 0).
+    #[serde(default)]
+    pub warmup_ratio: Option<f64>,
+    /// Weight decay (default 0).
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
+    /// Gradient clipping (default 1.0).
+    #[serde(default)]
+    pub max_grad_norm: Option<f64>,
+    /// Truncation length (default min(512, the model's limit)).
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+/// A dataset as written: a registry name, or a spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawDataset {
+    /// A registry name (`ueb data list`).
+    Name(String),
+    /// A registry name with options.
+    Spec(DatasetSpec),
+}
+
+/// A registry dataset with options.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Registry name.
+    pub name: String,
+    /// Data root for this dataset.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Fraction of train held out as val (default 0.2).
+    #[serde(default)]
+    pub val_fraction: Option<f64>,
+    /// Parameters of `synthetic`.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticConfig>,
+}
+
+/// Metric settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Bins of the binned metrics.
+    pub bins: usize,
+    /// Bootstrap resamples (0: no intervals).
+    pub bootstrap: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            bins: 15,
+            bootstrap: 1000,
+        }
+    }
+}
+
+/// A resolved backbone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backbone {
+    /// Name in paths and tables.
+    pub name: String,
+    /// Model reference (`scratch` for a model trained from scratch).
+    pub model: String,
+    /// Size of a scratch model.
+    pub scratch: Option<ScratchConfig>,
+    /// Fine-tuning (seed filled in per cell).
+    pub finetune: FinetuneConfig,
+    /// Truncation length.
+    pub max_length: Option<usize>,
+}
+
+/// Where a cell's features come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    /// Fine-tune (or train) `backbone` on `dataset`, export the cache.
+    Model {
+        /// The backbone.
+        backbone: Box<Backbone>,
+        /// The dataset.
+        dataset: DatasetSpec,
+    },
+    /// A cache made elsewhere.
+    Cache {
+        /// Its directory.
+        path: PathBuf,
+    },
+}
+
+/// One cell: a source at a seed. Heads run inside a cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    /// Backbone name (`cache` for bring-your-own caches).
+    pub backbone: String,
+    /// Dataset name (the cache directory's name for caches).
+    pub dataset: String,
+    /// Seed.
+    pub seed: u64,
+    /// Where the features come from.
+    pub source: Source,
+}
+
+impl Cell {
+    /// `backbone/dataset/seed-k`, the cell's place under `cells/` and `caches/`.
+    pub fn rel_dir(&self) -> PathBuf {
+        PathBuf::from(&self.backbone)
+            .join(&self.dataset)
+            .join(format!("seed-{}", self.seed))
+    }
+}
+
+/// The validated experiment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Name.
+    pub name: String,
+    /// Backend.
+    pub device: String,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// Heads in order, with their settings filled in.
+    pub heads: Vec<HeadSpec>,
+    /// Metric settings.
+    pub metrics: MetricsConfig,
+    /// Data root of registry datasets.
+    pub data_root: PathBuf,
+    /// Every cell, in a fixed order (backbone, dataset, seed; or cache, seed).
+    pub cells: Vec<Cell>,
+}
+
+fn finetune_config(raw: &RawFinetune, backbone: &str) -> Result<FinetuneConfig> {
+    use ueb_backbones::FinetuneMode;
+    let d = FinetuneConfig::default();
+    let mode = match raw.mode.as_deref().unwrap_or("full") {
+        "full" => FinetuneMode::Full,
+        "frozen" => FinetuneMode::Frozen,
+        "lora" => {
+            let FinetuneMode::Lora { r, alpha, targets } = FinetuneMode::lora() else {
+                unreachable!()
+            };
+            FinetuneMode::Lora {
+                r: raw.r.unwrap_or(r),
+                alpha: raw.alpha.unwrap_or(alpha),
+                targets: raw.targets.clone().unwrap_or(targets),
+            }
+        }
+        other => bail!("backbone {backbone}: finetune.mode {other:?} is not one of full, lora, frozen"),
+    };
+    if !matches!(mode, FinetuneMode::Lora { .. }) && (raw.r.is_some() || raw.alpha.is_some() || raw.targets.is_some()) {
+        bail!("backbone {backbone}: finetune.r, alpha and targets only apply to mode: lora");
+    }
+    let cfg = FinetuneConfig {
+        mode,
+        epochs: raw.epochs.unwrap_or(d.epochs),
+        lr: raw.lr.unwrap_or(d.lr),
+        batch_size: raw.batch_size.unwrap_or(d.batch_size),
+        grad_accumulation: raw.grad_accumulation.unwrap_or(d.grad_accumulation),
+        warmup_ratio: raw.warmup_ratio.unwrap_or(d.warmup_ratio),
+        weight_decay: raw.weight_decay.unwrap_or(d.weight_decay),
+        max_grad_norm: raw.max_grad_norm.or(d.max_grad_norm),
+        seed: 0,
+    };
+    cfg.validate().with_context(|| format!("backbone {backbone}"))?;
+    Ok(cfg)
+}
+
+/// A name usable as one path component.
+fn check_name(kind: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!("{kind} name {name:?} must be letters, digits, '-', '_' or '.' (it names a directory)");
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Reads and resolves an experiment file. Relative paths (caches, data roots, local models)
+    /// are relative to the working directory.
+    ///
+    /// # Errors
+    /// YAML errors with line and column, unknown keys, wrong types, missing caches or model
+    /// directories, duplicate names, bad hyperparameters.
+    pub fn from_file(path: &Path, device_override: Option<&str>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_str(&text, &path.display().to_string(), device_override)
+    }
+
+    /// Parses and resolves experiment text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Plan::from_file`].
+    pub fn from_str(text: &str, origin: &str, device_override: Option<&str>) -> Result<Self> {
+        let raw: RawExperiment = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Self::resolve(raw, device_override).with_context(|| origin.to_string())
+    }
+
+    /// Validates a raw experiment.
+    ///
+    /// # Errors
+    /// As [`Plan::from_file`].
+    pub fn resolve(raw: RawExperiment, device_override: Option<&str>) -> Result<Self> {
+        check_name("experiment", &raw.name)?;
+        if raw.seeds.is_empty() {
+            bail!("seeds: at least one seed is needed");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &raw.seeds {
+            if !seen.insert(*s) {
+                bail!("seeds: {s} appears twice");
+            }
+        }
+        if raw.heads.is_empty() {
+            bail!("heads: at least one head is needed");
+        }
+        let heads: Vec<HeadSpec> = raw.heads.iter().map(|h| h.0.clone()).collect();
+        let mut names = std::collections::HashSet::new();
+        for h in &heads {
+            if !names.insert(h.name()) {
+                bail!("heads: {} appears twice", h.name());
+            }
+        }
+        if raw.metrics.bins == 0 {
+            bail!("metrics.bins must be at least 1");
+        }
+        let has_models = !raw.backbones.is_empty() || !raw.datasets.is_empty();
+        if has_models && !raw.caches.is_empty() {
+            bail!("use either backbones × datasets or caches, not both");
+        }
+        if raw.backbones.is_empty() != raw.datasets.is_empty() {
+            bail!("backbones and datasets go together: both need at least one entry");
+        }
+        if !has_models && raw.caches.is_empty() {
+            bail!("nothing to run: give backbones and datasets, or caches");
+        }
+        let device = device_override
+            .map(str::to_string)
+            .or(raw.device.clone())
+            .unwrap_or_else(|| "flex".into());
+        crate::device::parse(&device)?;
+        let data_root = raw
+            .data_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(ueb_data::DEFAULT_ROOT));
+        let mut cells = Vec::new();
+        let mut backbones = Vec::new();
+        let mut bnames = std::collections::HashSet::new();
+        for b in &raw.backbones {
+            check_name("backbone", &b.name)?;
+            if !bnames.insert(b.name.clone()) {
+                bail!("backbones: {} appears twice", b.name);
+            }
+            if b.model == "scratch" {
+                if matches!(b.finetune.mode.as_deref(), Some("lora" | "frozen")) {
+                    bail!(
+                        "backbone {}: a scratch model trains fully (finetune.mode: full)",
+                        b.name
+                    );
+                }
+            } else {
+                if b.scratch.is_some() {
+                    bail!("backbone {}: `scratch` settings need model: scratch", b.name);
+                }
+                let r = ueb_backbones::ModelRef::parse(&b.model).with_context(|| format!("backbone {}", b.name))?;
+                if let ueb_backbones::ModelRef::Local(dir) = &r {
+                    ueb_backbones::ModelDir::open(dir).with_context(|| format!("backbone {}", b.name))?;
+                }
+            }
+            backbones.push(Backbone {
+                name: b.name.clone(),
+                model: b.model.clone(),
+                scratch: (b.model == "scratch").then(|| b.scratch.clone().unwrap_or_default()),
+                finetune: finetune_config(&b.finetune, &b.name)?,
+                max_length: b.finetune.max_length,
+            });
+        }
+        let mut datasets = Vec::new();
+        let mut dnames = std::collections::HashSet::new();
+        for d in &raw.datasets {
+            let spec = match d {
+                RawDataset::Name(n) => DatasetSpec {
+                    name: n.clone(),
+                    root: None,
+                    val_fraction: None,
+                    synthetic: None,
+                },
+                RawDataset::Spec(s) => s.clone(),
+            };
+            let info = ueb_data::info(&spec.name)?;
+            if info.task != ueb_data::Task::Sequence {
+                bail!(
+                    "datasets: {} is a {} task; the runner fine-tunes sequence classifiers",
+                    spec.name,
+                    info.task.as_str()
+                );
+            }
+            if spec.synthetic.is_some() && info.name != "synthetic" {
+                bail!(
+                    "datasets: `synthetic` settings only apply to the synthetic dataset, not {}",
+                    spec.name
+                );
+            }
+            if let Some(f) = spec.val_fraction
+                && !(f > 0.0 && f < 1.0)
+            {
+                bail!("datasets: {} val_fraction {f} is not in (0, 1)", spec.name);
+            }
+            let spec = DatasetSpec {
+                name: info.name.to_string(),
+                ..spec
+            };
+            if !dnames.insert(spec.name.clone()) {
+                bail!("datasets: {} appears twice", spec.name);
+            }
+            datasets.push(spec);
+        }
+        for b in &backbones {
+            for d in &datasets {
+                for &seed in &raw.seeds {
+                    cells.push(Cell {
+                        backbone: b.name.clone(),
+                        dataset: d.name.clone(),
+                        seed,
+                        source: Source::Model {
+                            backbone: Box::new(b.clone()),
+                            dataset: d.clone(),
+                        },
+                    });
+                }
+            }
+        }
+        let mut cnames = std::collections::HashSet::new();
+        for c in &raw.caches {
+            if !c.join("meta.json").is_file() {
+                bail!("caches: {} is not a feature cache (no meta.json)", c.display());
+            }
+            let name = c
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| anyhow::anyhow!("caches: {} has no directory name", c.display()))?;
+            check_name("cache directory", &name)?;
+            if !cnames.insert(name.clone()) {
+                bail!("caches: two caches are named {name}; rename one directory");
+            }
+            for &seed in &raw.seeds {
+                cells.push(Cell {
+                    backbone: "cache".into(),
+                    dataset: name.clone(),
+                    seed,
+                    source: Source::Cache { path: c.clone() },
+                });
+            }
+        }
+        Ok(Plan {
+            name: raw.name,
+            device,
+            seeds: raw.seeds,
+            heads,
+            metrics: raw.metrics,
+            data_root,
+            cells,
+        })
+    }
+
+    /// The cells of shard `i` of `n` (1-based): every n-th cell from the i-th, so shards are
+    /// disjoint, cover the plan and are the same on every machine.
+    pub fn shard(&self, i: usize, n: usize) -> Vec<&Cell> {
+        self.cells
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i - 1)
+            .map(|(_, c)| c)
+            .collect()
+    }
+}
