@@ -167,22 +167,22 @@ const LN2_LO: f64 = 1.42860682030941723212E-6;
 /// low mantissa bits.
 const ROUND_SHIFT: f64 = 6_755_399_441_055_744.0;
 
-/// `e^x` for `x ∈ [−708, 709]` (normal results), within 1 ulp of the correctly rounded value
-/// (Cephes' bound is 2.2e-16 relative). Outside that range the result is meaningless: callers
+/// `e^x = 2ⁿ·(q + p)/(q − p)` for `x ∈ [−708, 709]` (normal results): returns `(p, q, 2ⁿ)`,
+/// the Padé form of Cephes' `exp` (peak relative error 2.2e-16) without its division, so that
+/// callers can merge it with their own. Outside that range the result is meaningless: callers
 /// clamp.
 #[inline(always)]
-fn exp_in_range(x: f64) -> f64 {
+fn exp_parts(x: f64) -> (f64, f64, f64) {
     let shifted = x * std::f64::consts::LOG2_E + ROUND_SHIFT;
     let n = shifted - ROUND_SHIFT;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let rr = r * r;
     let p = r * ((EXP_P[0] * rr + EXP_P[1]) * rr + EXP_P[2]);
     let q = ((EXP_Q[0] * rr + EXP_Q[1]) * rr + EXP_Q[2]) * rr + EXP_Q[3];
-    let er = 1.0 + 2.0 * (p / (q - p));
     // The low bits of `shifted` hold n (two's complement, modulo 2⁵²); shifting them into the
     // exponent field gives 2ⁿ for n + 1023 ∈ [1, 2046].
     let scale = f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52);
-    er * scale
+    (p, q, scale)
 }
 
 /// Cody–Waite rational coefficients of `tanh` on `|x| < 0.625`: `x + x·x²·P(x²)/Q(x²)`
@@ -212,15 +212,7 @@ pub(crate) fn tanh(x: f64) -> f64 {
     let z = a * a;
     let tp = ((TANH_P[0] * z + TANH_P[1]) * z + TANH_P[2]) * z;
     let tq = ((z + TANH_Q[0]) * z + TANH_Q[1]) * z + TANH_Q[2];
-    // e^{2a} as in `exp_in_range`, without its division.
-    let e = 2.0 * a.min(20.0);
-    let shifted = e * std::f64::consts::LOG2_E + ROUND_SHIFT;
-    let n = shifted - ROUND_SHIFT;
-    let r = (e - n * LN2_HI) - n * LN2_LO;
-    let rr = r * r;
-    let ep = r * ((EXP_P[0] * rr + EXP_P[1]) * rr + EXP_P[2]);
-    let eq = ((EXP_Q[0] * rr + EXP_Q[1]) * rr + EXP_Q[2]) * rr + EXP_Q[3];
-    let scale = f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52);
+    let (ep, eq, scale) = exp_parts(2.0 * a.min(20.0));
     let (num, den) = if small {
         (tp, tq)
     } else {
@@ -304,59 +296,71 @@ const SB: [f64; 7] = [
     -2.24409524465858183362e+01,
 ];
 
-/// `erfc(t)`, fdlibm's algorithm made branch-free: all three ranges are evaluated and a select
-/// keeps one. Results below ~1e-307 (t > 26.5) are flushed to 0 rather than made subnormal.
+/// GELU, the exact erf form: `x·Φ(x) = ½·x·erfc(−x/√2)`. The erfc form keeps the relative
+/// accuracy for negative x, where `½·x·(1 + erf(x/√2))` subtracts two numbers close to 1.
+///
+/// `erfc` is fdlibm's algorithm made branch-free: every range is evaluated and selects keep
+/// one. Divisions are merged (the slowest vector instruction here): the two rational forms of
+/// `|t| < 1.25` share one, which `|t| ≥ 1.25` shares too for its final
+/// `exp(−t² − 0.5625 + R/S)/|t|`, leaving five (of seven). Within 4 ulp of `½·x·libm::erfc(−x/√2)` (tested); results below ~1e-306 (x < −37.5)
+/// flush to 0.
 #[inline(always)]
-fn erfc(t: f64) -> f64 {
+pub(crate) fn gelu(x: f64) -> f64 {
+    let t = -x * std::f64::consts::FRAC_1_SQRT_2;
     let a = t.abs();
-    // |t| < 0.84375: erf(t) = t + t·y.
+    let below = a < 0.843_75;
+    let near = a < 1.25;
+    // |t| < 0.84375: erf(t) = t + t·y with y = r/s.
     let z = t * t;
     let r = PP[0] + z * (PP[1] + z * (PP[2] + z * (PP[3] + z * PP[4])));
     let s = 1.0 + z * (QQ[0] + z * (QQ[1] + z * (QQ[2] + z * (QQ[3] + z * QQ[4]))));
-    let y = r / s;
-    let near0 = if t < 0.25 {
-        1.0 - (t + t * y)
-    } else {
-        0.5 - (t - 0.5 + t * y)
-    };
-    // 0.84375 ≤ |t| < 1.25: erf(|t|) = ERX + P/Q in s = |t| − 1.
+    // 0.84375 ≤ |t| < 1.25: erf(|t|) = ERX + pa/qa in |t| − 1.
     let s1 = a - 1.0;
     let pa = PA[0] + s1 * (PA[1] + s1 * (PA[2] + s1 * (PA[3] + s1 * (PA[4] + s1 * (PA[5] + s1 * PA[6])))));
     let qa = 1.0 + s1 * (QA[0] + s1 * (QA[1] + s1 * (QA[2] + s1 * (QA[3] + s1 * (QA[4] + s1 * QA[5])))));
-    let pq = pa / qa;
-    let near1 = if t < 0.0 { 1.0 + (ERX + pq) } else { 1.0 - ERX - pq };
     // |t| ≥ 1.25: erfc(|t|) = exp(−t² − 0.5625 + R/S)/|t| in 1/t², with −t² split exactly.
-    let x = a.clamp(1.25, 26.5);
-    let w = 1.0 / (x * x);
-    let low_range = x < 1.0 / 0.35;
+    let xc = a.clamp(1.25, 26.5);
+    let w = 1.0 / (xc * xc);
     let ra = RA[0] + w * (RA[1] + w * (RA[2] + w * (RA[3] + w * (RA[4] + w * (RA[5] + w * (RA[6] + w * RA[7]))))));
     let sa = 1.0
         + w * (SA[0] + w * (SA[1] + w * (SA[2] + w * (SA[3] + w * (SA[4] + w * (SA[5] + w * (SA[6] + w * SA[7])))))));
     let rb = RB[0] + w * (RB[1] + w * (RB[2] + w * (RB[3] + w * (RB[4] + w * (RB[5] + w * RB[6])))));
     let sb = 1.0 + w * (SB[0] + w * (SB[1] + w * (SB[2] + w * (SB[3] + w * (SB[4] + w * (SB[5] + w * SB[6]))))));
-    let (rr, ss) = if low_range { (ra, sa) } else { (rb, sb) };
-    // x with its low 32 bits cleared: x_hi² is exact, so exp(−x_hi² − 0.5625) carries no error
-    // from the square.
-    let x_hi = f64::from_bits(x.to_bits() & 0xffff_ffff_0000_0000);
-    let tail = exp_in_range(-x_hi * x_hi - 0.5625) * exp_in_range((x_hi - x) * (x_hi + x) + rr / ss) / x;
-    let tail = if a >= 26.5 { 0.0 } else { tail };
-    let far = if t < 0.0 { 2.0 - tail } else { tail };
-    let out = if a < 0.843_75 {
-        near0
-    } else if a < 1.25 {
-        near1
+    let (rr, ss) = if xc < 1.0 / 0.35 { (ra, sa) } else { (rb, sb) };
+    // xc with its low 32 bits cleared: its square is exact, so the first exponential carries
+    // no error from the square.
+    let x_hi = f64::from_bits(xc.to_bits() & 0xffff_ffff_0000_0000);
+    // Both exponentials in Cephes' own form `1 + 2p/(q − p)`: folding them into the shared
+    // division costs 1–2 ulp in the far tail.
+    let (p1, q1, scale1) = exp_parts(-x_hi * x_hi - 0.5625);
+    let (p2, q2, scale2) = exp_parts((x_hi - xc) * (x_hi + xc) + rr / ss);
+    let e2 = (1.0 + 2.0 * (p2 / (q2 - p2))) * scale2;
+    let e1 = (1.0 + 2.0 * (p1 / (q1 - p1))) * scale1;
+    let (num, den) = if below {
+        (r, s)
+    } else if near {
+        (pa, qa)
     } else {
-        far
+        (e1 * e2, xc)
     };
-    if t.is_nan() { t } else { out }
-}
-
-/// GELU, the exact erf form: `x·Φ(x) = ½·x·erfc(−x/√2)`. The erfc form keeps the relative
-/// accuracy for negative x, where `½·x·(1 + erf(x/√2))` subtracts two numbers close to 1.
-/// Within a few ulp of `½·x·libm::erfc(−x/√2)` (tested); results below ~1e-306 flush to 0.
-#[inline(always)]
-pub(crate) fn gelu(x: f64) -> f64 {
-    0.5 * x * erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
+    let ratio = num / den;
+    let erfc = if below {
+        if t < 0.25 {
+            1.0 - (t + t * ratio)
+        } else {
+            0.5 - (t - 0.5 + t * ratio)
+        }
+    } else if near {
+        if t < 0.0 {
+            1.0 + (ERX + ratio)
+        } else {
+            1.0 - ERX - ratio
+        }
+    } else {
+        let tail = if a >= 26.5 { 0.0 } else { ratio };
+        if t < 0.0 { 2.0 - tail } else { tail }
+    };
+    if x.is_nan() { x } else { 0.5 * x * erfc }
 }
 
 #[cfg(test)]
