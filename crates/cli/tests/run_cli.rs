@@ -170,6 +170,11 @@ fn model_experiment_resumes_after_kill_and_shards_add_up() {
     assert!(!sharded.join("metrics.parquet").exists(), "half the cells are missing");
     run(&exp, &sharded, &["--shard", "2/2"]);
     assert_eq!(std::fs::read(sharded.join("metrics.parquet")).unwrap(), reference);
+
+    // --jobs 2: two processes, the same bytes.
+    let jobs = tmp.path().join("jobs");
+    run(&exp, &jobs, &["--jobs", "2"]);
+    assert_eq!(std::fs::read(jobs.join("metrics.parquet")).unwrap(), reference);
 }
 
 #[test]

@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// Run only shard i of n (1-based): every n-th cell from the i-th.
     #[arg(long, value_name = "i/n")]
     shard: Option<String>,
+    /// Run the cells in N processes at once (each a sub-shard of this run's cells).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    jobs: usize,
     /// Log every stage (`-v`), or also library details (`-vv`).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -222,6 +225,61 @@ fn summary(plan: &Plan, rows: &[MetricRow]) -> String {
     s
 }
 
+/// `--jobs N`: shard i/n splits into the N shards i + n·k of n·N (k = 0..N), one child process
+/// each (processes, not threads: burn's random generator is per process, so each cell stays
+/// bit-identical to a sequential run); then the metrics, once all have finished.
+fn run_jobs(args: &RunArgs, plan: &Plan, out: &Path, (i, n): (usize, usize), t0: Instant) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the ueb executable")?;
+    let total = n * args.jobs;
+    let mut children = Vec::new();
+    for k in 0..args.jobs {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("run");
+        if let Some(e) = &args.experiment {
+            cmd.arg(e);
+        }
+        cmd.arg("--out").arg(out).arg("--device").arg(&plan.device);
+        cmd.arg("--shard").arg(format!("{}/{total}", i + n * k));
+        for _ in 0..args.verbose {
+            cmd.arg("-v");
+        }
+        cmd.stdout(std::process::Stdio::null());
+        children.push(cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?);
+    }
+    let mut failed = 0;
+    for mut c in children {
+        if !c.wait().context("waiting for a job")?.success() {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} jobs failed (see their messages above); rerun to resume",
+            args.jobs
+        );
+    }
+    eprintln!(
+        "{}: {} jobs finished ({:.1} s)",
+        plan.name,
+        args.jobs,
+        t0.elapsed().as_secs_f64()
+    );
+    finish(plan, out)
+}
+
+/// Writes `metrics.parquet` and prints the summary when every cell of the plan is done.
+fn finish(plan: &Plan, out: &Path) -> Result<()> {
+    match collect_metrics(plan, out)? {
+        Some(rows) => {
+            write_metrics(&rows, &out.join("metrics.parquet"))?;
+            println!("{}", summary(plan, &rows));
+            eprintln!("results in {}", out.display());
+        }
+        None => eprintln!("metrics.parquet is written once every shard has finished"),
+    }
+    Ok(())
+}
+
 /// Runs `ueb run`.
 pub fn run(args: &RunArgs) -> Result<()> {
     let level = match args.verbose {
@@ -269,6 +327,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         &out.join("env.json"),
         serde_json::to_string_pretty(&env_json(&plan))?.as_bytes(),
     )?;
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    if args.jobs > 1 {
+        return run_jobs(args, &plan, &out, (i, n), t0);
+    }
     let device = device::parse(&plan.device)?;
     let cells = plan.shard(i, n);
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -303,13 +367,5 @@ pub fn run(args: &RunArgs) -> Result<()> {
         },
         t0.elapsed().as_secs_f64()
     );
-    match collect_metrics(&plan, &out)? {
-        Some(rows) => {
-            write_metrics(&rows, &out.join("metrics.parquet"))?;
-            println!("{}", summary(&plan, &rows));
-            eprintln!("results in {}", out.display());
-        }
-        None => eprintln!("metrics.parquet is written once every shard has finished"),
-    }
-    Ok(())
+    finish(&plan, &out)
 }
