@@ -18,7 +18,7 @@ bench-python n="100000":
     cargo build --release -p ueb-cli
     python bench/metrics_vs_python.py --n {{n}}
 
-# The README's main command: a metric report on the shipped example.
+# A metric report on the shipped example predictions.
 example:
     cargo run --release -p ueb-cli -- eval --probs examples/eval/probs.npy --labels examples/eval/labels.npy --scores examples/eval/feature_distance.npy
 
@@ -42,6 +42,7 @@ bench-encoders:
     cargo build --release -p ueb-cli -p ueb-backbones --bin ueb --example encoder_step
     python bench/encoder_vs_torch.py
 
-# The embedded quickstart experiment (synthetic task, scratch encoder, every head, 3 seeds).
+# The README's main command: the embedded quickstart experiment (synthetic task, scratch
+# encoder, every head, 3 seeds).
 quickstart:
     cargo run --release -p ueb-cli -- run
