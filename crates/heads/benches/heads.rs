@@ -1,19 +1,18 @@
 //! Inference of every head (`Head::score` on batches of 1, 32 and 128 rows) at (d = 768, C = 2),
 //! (d = 768, C = 20) — mlp/tanh classifiers, as RoBERTa/ELECTRA heads — and (d = 4096, C = 4) —
-//! a linear classifier, as a decoder's `score` head; and one `alien` training configuration
-//! (N = 10⁴, d = 768, C = 2, one grid point, 3 epochs) on `flex` and `ndarray`.
+//! a linear classifier, as a decoder's `score` head; one `alien` training configuration
+//! (N = 10⁴, d = 768, C = 2, one grid point, 3 epochs) on `flex` and `ndarray`; and the host
+//! activations (`tanh`, GELU) against `libm`.
 //!
-//! `cargo bench -p ueb-heads --bench heads`; filter with e.g. `-- score_d768_c2/alien` or
-//! `-- train_alien`. Each head is fitted once on synthetic data (seeded with `ueb_rng`); the
-//! trainable ones on a one-point grid for one epoch, since inference cost does not depend on
-//! training. Inference runs on the host in f64 whatever device trained the head
-//! (`trainable/infer.rs`), so flex vs ndarray is benchmarked for training only.
+//! `cargo bench -p ueb-heads --bench heads`; filter with e.g. `-- score_d768_c2/alien`,
+//! `-- train_alien` or `-- activation`. Each head is fitted once on synthetic data (seeded with
+//! `ueb_rng`); the trainable ones on a one-point grid for one epoch, since inference cost does
+//! not depend on training. Inference runs on the host in f64 whatever device trained the head
+//! (`src/host.rs`), so flex vs ndarray is benchmarked for training only.
 //! `examples/heads_timing.rs` times the same configurations for `bench/heads_vs_torch.py`.
 //!
-//! Every inference bench starts from a clean vector-register state: faer 0.24's AVX-512 matrix
-//! kernels return without `vzeroupper`, after which each glibc libm call on the thread (`exp`,
-//! `ln`) is ~20× slower on the build machine, so a head's time would otherwise depend on the
-//! bench that ran before it (see `examples/heads_timing.rs`, which times both states).
+//! Every inference bench starts from a clean vector-register state (see `src/simd.rs`): the
+//! heads now clear it themselves, so this only keeps the benches independent of their order.
 
 #![allow(missing_docs)]
 // criterion's macros generate undocumented items
@@ -234,5 +233,44 @@ fn training(cr: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, inference, training);
+/// The activations of a 128-row batch of a 768-wide `mlp` head (98 304 values): ueb's
+/// vectorised f64 `tanh` and GELU against the scalar `libm` forms they replaced.
+fn activations(cr: &mut Criterion) {
+    let n = 128 * 768;
+    let mut rng = Xoshiro256::new(SEED, 7);
+    let x: Vec<f64> = (0..n).map(|_| 3.0 * normal(&mut rng)).collect();
+    let mut g = cr.benchmark_group("activation_98304");
+    g.throughput(Throughput::Elements(n as u64));
+    let mut v = x.clone();
+    g.bench_function("tanh_simd", |b| {
+        b.iter(|| {
+            v.copy_from_slice(&x);
+            Activation::Tanh.apply_in_place(black_box(&mut v));
+        })
+    });
+    g.bench_function("tanh_libm", |b| {
+        b.iter(|| {
+            for (o, &xi) in v.iter_mut().zip(&x) {
+                *o = libm::tanh(black_box(xi));
+            }
+        })
+    });
+    g.bench_function("gelu_simd", |b| {
+        b.iter(|| {
+            v.copy_from_slice(&x);
+            Activation::Gelu.apply_in_place(black_box(&mut v));
+        })
+    });
+    g.bench_function("gelu_libm", |b| {
+        b.iter(|| {
+            for (o, &xi) in v.iter_mut().zip(&x) {
+                let xi = black_box(xi);
+                *o = 0.5 * xi * libm::erfc(-xi * std::f64::consts::FRAC_1_SQRT_2);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, activations, inference, training);
 criterion_main!(benches);

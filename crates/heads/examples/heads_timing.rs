@@ -22,18 +22,18 @@
 //!   (`DIR/<config>/heads/<name>`) so that the Python side runs on the same data and weights;
 //!   the JSON also carries the scores of the 128-row batch, for an agreement check.
 //!
-//! Inference runs on the host in f64 whatever device trained the head (`trainable/infer.rs`), so
-//! the burn device only matters for training.
+//! Inference runs on the host in f64 whatever device trained the head (`src/host.rs`), so the
+//! burn device only matters for training.
 //!
 //! **Vector-register state.** faer 0.24's AVX-512 matrix kernels (the hand-written assembly of
 //! `private-gemm-x86`) return without `vzeroupper`. Until something clears the upper halves of
 //! the vector registers, every call into glibc's libm (`exp`, `ln`, `ln_1p`, ...) on that
 //! thread pays an SSE/AVX transition penalty: on the build machine `exp` went from 5 to 160 ns.
-//! A head's time therefore depends on what ran before it on the thread. Each configuration is
-//! timed twice: `ms` from a clean state (a SIMD loop compiled for AVX, which LLVM ends with
-//! `vzeroupper`, run before the timing loop) and `ms_after_product` right after a faer product,
-//! the state a head finds after a Mahalanobis or trainable head ran on the same thread. Heads
-//! whose own call starts with a faer product (mahalanobis, adue, alien) are the same in both.
+//! The heads clear that state themselves (`ueb_heads::simd::clear_upper_state`: after their own
+//! products, and before the libm calls of the classical heads). Each configuration is still
+//! timed twice, to show it: `ms` from a clean state and `ms_after_product` right after a faer
+//! product run by this tool, the state a head finds after other code (the caller's, a training
+//! run) used faer on the same thread.
 
 // A timing tool, not library code: a failure should stop it with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

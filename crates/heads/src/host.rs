@@ -11,11 +11,10 @@ use crate::cache::{Activation, Classifier, ClassifierKind};
 
 /// Rows per block (bounds the f64 scratch to a few `BLOCK_ROWS · d` values).
 const BLOCK_ROWS: usize = 4096;
-/// Multiply–adds of a block below which one thread is faster than starting another (a thread
-/// start costs ~20 µs; 4M multiply–adds take ~80 µs on one core).
-const PARALLEL_WORK: usize = 1 << 22;
-/// Fewest rows a thread is given.
-const MIN_ROWS_PER_THREAD: usize = 8;
+/// Multiply–adds of a product from which faer's parallel kernels beat its sequential ones on
+/// the build machine (2 cores: about 64 rows of a 768-wide `dense`; below, waking the pool and
+/// splitting the panels costs more than the second core brings).
+const PARALLEL_WORK: usize = 1 << 25;
 
 /// A head's weights widened to f64, in PyTorch layout, ready for repeated forward passes.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,15 +33,20 @@ fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-/// `out = x · Wᵀ + b`, on the calling thread, with `x` `[rows, n_in]` and `out` `[rows, n_out]`
-/// both column-major and `W` in PyTorch layout `[n_out, n_in]` (row-major), so `Wᵀ` is
-/// column-major too. With every operand column-major faer's kernels read them in place; a
-/// row-major destination makes faer transpose the product and pack all of `W` on every call.
-fn linear(x: &[f64], rows: usize, w: &[f64], b: Option<&[f64]>, n_in: usize, n_out: usize, out: &mut [f64]) {
-    let lhs = MatRef::from_column_major_slice(x, rows, n_in);
+/// `out = x · Wᵀ + b` with `x` `[rows, n_in]` (any layout), `out` `[rows, n_out]`
+/// column-major and `W` in PyTorch layout `[n_out, n_in]`, row-major, so that `Wᵀ` is
+/// column-major. A row-major destination would make faer transpose the product and pack all of
+/// `W` on every call (2× slower for a batch of 32 at d = 768).
+fn linear(x: MatRef<'_, f64>, w: &[f64], b: Option<&[f64]>, n_out: usize, out: &mut [f64]) {
+    let (rows, n_in) = (x.nrows(), x.ncols());
     let rhs = MatRef::from_row_major_slice(w, n_out, n_in).transpose();
     let dst = MatMut::from_column_major_slice_mut(out, rows, n_out);
-    matmul(dst, Accum::Replace, lhs, rhs, 1.0f64, Par::Seq);
+    let par = if rows * n_in * n_out >= PARALLEL_WORK {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    };
+    matmul(dst, Accum::Replace, x, rhs, 1.0f64, par);
     if let Some(b) = b {
         for (col, bk) in out.chunks_exact_mut(rows.max(1)).zip(b) {
             col.iter_mut().for_each(|v| *v += bk);
@@ -50,16 +54,22 @@ fn linear(x: &[f64], rows: usize, w: &[f64], b: Option<&[f64]>, n_in: usize, n_o
     }
 }
 
-/// Writes the column-major `[rows, cols]` matrix `src` into `dst` row-major.
+/// Writes the column-major `[rows, cols]` matrix `src` into `dst` row-major, eight columns at
+/// a time so that every write fills a cache line (one column at a time, consecutive writes
+/// land `cols` values apart).
 fn to_row_major(src: &[f64], rows: usize, cols: usize, dst: &mut [f64]) {
-    for (j, col) in src.chunks_exact(rows.max(1)).enumerate().take(cols) {
-        for (i, v) in col.iter().enumerate() {
-            dst[i * cols + j] = *v;
+    const TILE: usize = 8;
+    for j0 in (0..cols).step_by(TILE) {
+        let tile = TILE.min(cols - j0);
+        for i in 0..rows {
+            for (k, o) in dst[i * cols + j0..i * cols + j0 + tile].iter_mut().enumerate() {
+                *o = src[(j0 + k) * rows + i];
+            }
         }
     }
 }
 
-/// Threads the blocks may use: the size of the pool faer would use (`RAYON_NUM_THREADS` or the
+/// Threads a product may use: the size of the pool faer would use (`RAYON_NUM_THREADS` or the
 /// number of cores).
 pub(crate) fn threads() -> usize {
     match Par::rayon(0) {
@@ -83,75 +93,54 @@ impl HostHead {
         }
     }
 
-    /// One run of rows on the calling thread, from row-major `features` `[rows, d]`: `hidden`
-    /// `[rows, d]` gets `act(dense(h))` (`h` itself for kind `linear`), `logits` `[rows, C]`
-    /// gets `out_proj(hidden)`, both column-major; `scratch` holds the widened input of an
-    /// `mlp` head.
-    fn forward_rows(&self, features: &[f32], scratch: &mut Vec<f64>, hidden: &mut [f64], logits: &mut [f64]) {
-        let (d, c) = (self.dim, self.num_classes);
-        let rows = hidden.len() / d.max(1);
-        let widen_into = |dst: &mut [f64]| {
-            for (i, row) in features.chunks_exact(d.max(1)).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    dst[j * rows + i] = f64::from(v);
-                }
-            }
-        };
-        match (self.kind, &self.dense_weight) {
-            (ClassifierKind::Mlp, Some(w)) => {
-                scratch.resize(rows * d, 0.0);
-                widen_into(scratch);
-                linear(scratch, rows, w, self.dense_bias.as_deref(), d, d, hidden);
-                self.activation.apply_in_place(hidden);
-            }
-            _ => widen_into(hidden),
-        }
-        linear(hidden, rows, &self.out_weight, self.out_bias.as_deref(), d, c, logits);
-    }
-
     /// Runs the head over row-major features `[n, d]`, every dropout off, and calls
-    /// `f(row_offset, hidden, logits)` per block of rows, `hidden` `[rows, d]` (empty unless
-    /// `with_hidden`) and `logits` `[rows, C]` row-major. A block large enough is split into
-    /// runs of rows on as many threads: the work of a row does not depend on the other rows.
+    /// `f(row_offset, hidden, logits)` per block of rows, `hidden` `[rows, d]` (`act(dense(h))`,
+    /// `h` itself for kind `linear`; empty unless `with_hidden`) and `logits` `[rows, C]`, both
+    /// row-major.
     pub(crate) fn forward_blocks(&self, features: &[f32], with_hidden: bool, mut f: impl FnMut(usize, &[f64], &[f64])) {
         let (d, c) = (self.dim, self.num_classes);
         let n = features.len() / d.max(1);
-        let per_row = d * c + if self.kind == ClassifierKind::Mlp { d * d } else { 0 };
-        let (mut hidden, mut logits, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut hidden_rm, mut logits_rm) = (Vec::new(), Vec::new());
+        let (mut hidden_cm, mut hidden_rm, mut logits, mut logits_rm) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut start = 0;
         while start < n {
             let rows = BLOCK_ROWS.min(n - start);
-            let x = &features[start * d..(start + rows) * d];
-            let parts = threads()
-                .min(rows * per_row / PARALLEL_WORK + 1)
-                .min(rows / MIN_ROWS_PER_THREAD)
-                .max(1);
-            let run = rows.div_ceil(parts);
-            // Each run's outputs are column-major within the run's own slice.
-            hidden.resize(rows * d, 0.0);
-            logits.resize(rows * c, 0.0);
-            std::thread::scope(|scope| {
-                let mut runs = x
-                    .chunks(run * d)
-                    .zip(hidden.chunks_mut(run * d))
-                    .zip(logits.chunks_mut(run * c));
-                // The calling thread takes the first run itself.
-                let first = runs.next();
-                for ((xr, hr), lr) in runs {
-                    scope.spawn(move || self.forward_rows(xr, &mut Vec::new(), hr, lr));
+            let block = &features[start * d..(start + rows) * d];
+            match (self.kind, &self.dense_weight) {
+                (ClassifierKind::Mlp, Some(w)) => {
+                    let xv: Vec<f64> = block.iter().map(|&v| f64::from(v)).collect();
+                    let x = MatRef::from_row_major_slice(&xv, rows, d);
+                    hidden_cm.resize(rows * d, 0.0);
+                    linear(x, w, self.dense_bias.as_deref(), d, &mut hidden_cm);
+                    self.activation.apply_in_place(&mut hidden_cm);
+                    let hidden = MatRef::from_column_major_slice(&hidden_cm, rows, d);
+                    logits.resize(rows * c, 0.0);
+                    linear(hidden, &self.out_weight, self.out_bias.as_deref(), c, &mut logits);
+                    logits_rm.resize(rows * c, 0.0);
+                    to_row_major(&logits, rows, c, &mut logits_rm);
+                    if with_hidden {
+                        hidden_rm.resize(rows * d, 0.0);
+                        to_row_major(&hidden_cm, rows, d, &mut hidden_rm);
+                    }
                 }
-                if let Some(((xr, hr), lr)) = first {
-                    self.forward_rows(xr, &mut scratch, hr, lr);
-                }
-            });
-            logits_rm.resize(rows * c, 0.0);
-            hidden_rm.resize(if with_hidden { rows * d } else { 0 }, 0.0);
-            for (k, r0) in (0..rows).step_by(run).enumerate() {
-                let r = run.min(rows - r0);
-                to_row_major(&logits[k * run * c..][..r * c], r, c, &mut logits_rm[r0 * c..]);
-                if with_hidden {
-                    to_row_major(&hidden[k * run * d..][..r * d], r, d, &mut hidden_rm[r0 * d..]);
+                _ => {
+                    // A few outputs per row: dot products on the f32 rows as they are.
+                    logits_rm.resize(rows * c, 0.0);
+                    crate::simd::row_dots(crate::simd::RowDots {
+                        x: block,
+                        w: &self.out_weight,
+                        dim: d,
+                        out: &mut logits_rm,
+                    });
+                    if let Some(b) = &self.out_bias {
+                        for row in logits_rm.chunks_exact_mut(c.max(1)) {
+                            row.iter_mut().zip(b).for_each(|(v, bk)| *v += bk);
+                        }
+                    }
+                    if with_hidden {
+                        hidden_rm.clear();
+                        hidden_rm.extend(block.iter().map(|&v| f64::from(v)));
+                    }
                 }
             }
             f(start, &hidden_rm, &logits_rm);
@@ -175,36 +164,69 @@ mod tests {
     use super::*;
     use ueb_rng::{Rng64, Xoshiro256};
 
+    /// The logits the textbook way: row by row, in f64.
+    fn naive(c: &Classifier, features: &[f32]) -> Vec<f64> {
+        let (d, k) = (c.dim, c.num_classes);
+        let mut out = Vec::new();
+        for x in features.chunks_exact(d) {
+            let h: Vec<f64> = match (&c.dense_weight, &c.dense_bias) {
+                (Some(w), Some(b)) => (0..d)
+                    .map(|o| {
+                        let z: f64 = (0..d).map(|i| f64::from(w[o * d + i]) * f64::from(x[i])).sum();
+                        libm::tanh(z + f64::from(b[o]))
+                    })
+                    .collect(),
+                _ => x.iter().map(|&v| f64::from(v)).collect(),
+            };
+            for o in 0..k {
+                let z: f64 = (0..d).map(|i| f64::from(c.out_weight[o * d + i]) * h[i]).sum();
+                out.push(z + c.out_bias.as_ref().map_or(0.0, |b| f64::from(b[o])));
+            }
+        }
+        out
+    }
+
     #[test]
-    fn rows_split_between_threads_give_the_rows_logits() {
-        // 600 rows of a 128-wide mlp head: ~10M multiply–adds, more than one thread's share.
-        let (d, c, n) = (128, 3, 600);
-        let mut rng = Xoshiro256::new(11, 0);
-        let mut draw = |k: usize, s: f64| -> Vec<f32> { (0..k).map(|_| ((rng.unit() - 0.5) * s) as f32).collect() };
-        let classifier = Classifier {
-            kind: ClassifierKind::Mlp,
-            activation: Activation::Tanh,
-            dense_weight: Some(draw(d * d, 0.3)),
-            dense_bias: Some(draw(d, 0.2)),
-            out_weight: draw(c * d, 0.5),
-            out_bias: Some(draw(c, 0.2)),
-            dim: d,
-            num_classes: c,
-        };
-        let features = draw(n * d, 2.0);
-        let head = HostHead::new(&classifier);
-        let all = head.logits(&features);
-        let mut blocks = 0;
-        head.forward_blocks(&features, true, |_, h, z| {
-            assert_eq!((h.len(), z.len()), (n * d, n * c));
-            blocks += 1;
-        });
-        assert_eq!(blocks, 1);
-        for i in (0..n).step_by(37) {
-            let one = head.logits(&features[i * d..(i + 1) * d]);
-            for k in 0..c {
-                let (a, b) = (all[i * c + k], one[k]);
-                assert!((a - b).abs() <= 1e-13 * (1.0 + b.abs()), "row {i}: {a} vs {b}");
+    fn batches_give_the_textbook_logits() {
+        // A 256-wide mlp head on 600 rows (~40M multiply–adds: faer's parallel kernels) and a
+        // linear head (the dot-product kernel), whole and row by row.
+        for (kind, d, c) in [(ClassifierKind::Mlp, 256, 3), (ClassifierKind::Linear, 300, 6)] {
+            let n = 600;
+            let mut rng = Xoshiro256::new(11, d as u64);
+            let mut draw = |k: usize, s: f64| -> Vec<f32> { (0..k).map(|_| ((rng.unit() - 0.5) * s) as f32).collect() };
+            let mlp = kind == ClassifierKind::Mlp;
+            let classifier = Classifier {
+                kind,
+                activation: if mlp { Activation::Tanh } else { Activation::None },
+                dense_weight: mlp.then(|| draw(d * d, 0.3)),
+                dense_bias: mlp.then(|| draw(d, 0.2)),
+                out_weight: draw(c * d, 0.5),
+                out_bias: Some(draw(c, 0.2)),
+                dim: d,
+                num_classes: c,
+            };
+            let features = draw(n * d, 2.0);
+            let head = HostHead::new(&classifier);
+            let want = naive(&classifier, &features);
+            let all = head.logits(&features);
+            let mut blocks = 0;
+            head.forward_blocks(&features, true, |_, h, z| {
+                assert_eq!((h.len(), z.len()), (n * d, n * c));
+                blocks += 1;
+            });
+            assert_eq!(blocks, 1);
+            for i in 0..n {
+                let one = (i % 37 == 0).then(|| head.logits(&features[i * d..(i + 1) * d]));
+                for k in 0..c {
+                    let w = want[i * c + k];
+                    assert!(
+                        (all[i * c + k] - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                        "{kind:?} row {i}"
+                    );
+                    if let Some(one) = &one {
+                        assert!((one[k] - w).abs() <= 1e-12 * (1.0 + w.abs()), "{kind:?} row {i} alone");
+                    }
+                }
             }
         }
     }

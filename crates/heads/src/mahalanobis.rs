@@ -227,8 +227,12 @@ struct Whitening {
     centres: Vec<f64>,
 }
 
-/// Multiply–adds of a product below which one thread is faster than starting or waking others.
-const PARALLEL_WORK: usize = 1 << 21;
+/// Multiply–adds of a few-row product (streaming dot products) from which its columns are
+/// split between threads: a thread start (~20 µs) is then a few percent of the work.
+const PARALLEL_DOTS_WORK: usize = 1 << 21;
+/// Multiply–adds of a product from which faer's parallel kernels beat its sequential ones on
+/// the build machine (as in `host.rs`).
+const PARALLEL_GEMM_WORK: usize = 1 << 25;
 
 impl Whitening {
     /// Maps `centres` `[k, d]` through `factor`.
@@ -249,14 +253,14 @@ impl Whitening {
 
     /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
     /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
-    /// faer's blocked kernels on column-major operands (a row-major operand makes faer pack the
-    /// whole factor on every call).
+    /// faer's blocked kernels into a column-major destination (a row-major one makes faer pack
+    /// the whole factor on every call, 2× slower at d = 4096).
     fn map(&self, x: &[f64]) -> Vec<f64> {
         let f = &self.factor;
         let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
         let work = if f.lower { n * d * (d + 1) / 2 } else { n * d * r };
-        let threads = if work >= PARALLEL_WORK {
+        let threads = if work >= PARALLEL_DOTS_WORK {
             crate::host::threads()
         } else {
             1
@@ -268,14 +272,12 @@ impl Whitening {
             3 => self.map_by_dots::<3>(x, threads, &mut out),
             4 => self.map_by_dots::<4>(x, threads, &mut out),
             _ => {
-                let par = if threads > 1 { Par::rayon(0) } else { Par::Seq };
-                let mut x_cm = vec![0.0; n * d];
-                for (i, row) in x.chunks_exact(d).enumerate() {
-                    for (j, v) in row.iter().enumerate() {
-                        x_cm[j * n + i] = *v;
-                    }
-                }
-                let x = MatRef::from_column_major_slice(&x_cm, n, d);
+                let par = if work >= PARALLEL_GEMM_WORK {
+                    Par::rayon(0)
+                } else {
+                    Par::Seq
+                };
+                let x = MatRef::from_row_major_slice(x, n, d);
                 let fm = MatRef::from_column_major_slice(&f.values, d, r);
                 let dst = MatMut::from_column_major_slice_mut(&mut out, n, r);
                 if f.lower {

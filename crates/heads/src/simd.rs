@@ -147,6 +147,81 @@ pub(crate) fn column_dots<const R: usize>(op: ColumnDots<'_, R>) {
     Arch::new().dispatch(op);
 }
 
+/// `out[i·m + k] = Σ_j x[i·d + j]·w[k·d + j]` for row-major f32 rows `x` `[n, d]` and f64 rows
+/// `w` `[m, d]`: a product with few outputs per row (a linear head's logits) without widening
+/// `x` to an f64 copy, which with faer's packing of it took most of the time. Each row is dotted
+/// with up to four rows of `w` at once, so a chunk of `x` is loaded once for four outputs.
+pub(crate) struct RowDots<'a> {
+    /// The rows, row-major `[n, d]`.
+    pub x: &'a [f32],
+    /// The weights, row-major `[m, d]`.
+    pub w: &'a [f64],
+    /// d.
+    pub dim: usize,
+    /// `[n, m]`, row-major.
+    pub out: &'a mut [f64],
+}
+
+/// Dot products of `x` with the `G` rows `ws`, two vector accumulators per row.
+#[inline(always)]
+fn dots<S: Simd, const G: usize>(simd: S, x: &[f64], ws: [&[f64]; G]) -> [f64; G] {
+    let (xv, xt) = S::as_simd_f64s(x);
+    let wv: [(&[S::f64s], &[f64]); G] = std::array::from_fn(|g| S::as_simd_f64s(ws[g]));
+    let mut acc = [[simd.splat_f64s(0.0); 2]; G];
+    let pairs = xv.len() / 2;
+    for i in 0..pairs {
+        let (x0, x1) = (xv[2 * i], xv[2 * i + 1]);
+        for g in 0..G {
+            acc[g][0] = simd.mul_add_f64s(x0, wv[g].0[2 * i], acc[g][0]);
+            acc[g][1] = simd.mul_add_f64s(x1, wv[g].0[2 * i + 1], acc[g][1]);
+        }
+    }
+    std::array::from_fn(|g| {
+        let mut a = simd.add_f64s(acc[g][0], acc[g][1]);
+        if xv.len() % 2 == 1 {
+            a = simd.mul_add_f64s(xv[xv.len() - 1], wv[g].0[xv.len() - 1], a);
+        }
+        let mut sum = simd.reduce_sum_f64s(a);
+        for (xs, ws) in xt.iter().zip(wv[g].1) {
+            sum = xs.mul_add(*ws, sum);
+        }
+        sum
+    })
+}
+
+impl WithSimd for RowDots<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let d = self.dim;
+        let m = self.w.len() / d.max(1);
+        let row_w = |k: usize| &self.w[k * d..(k + 1) * d];
+        // One row widened at a time (a plain loop, which LLVM vectorises), then dotted.
+        let mut buf = vec![0.0f64; d];
+        for (x, out) in self.x.chunks_exact(d.max(1)).zip(self.out.chunks_exact_mut(m.max(1))) {
+            for (b, &v) in buf.iter_mut().zip(x) {
+                *b = f64::from(v);
+            }
+            let mut k = 0;
+            while k + 4 <= m {
+                let v = dots::<S, 4>(simd, &buf, [row_w(k), row_w(k + 1), row_w(k + 2), row_w(k + 3)]);
+                out[k..k + 4].copy_from_slice(&v);
+                k += 4;
+            }
+            while k < m {
+                out[k] = dots::<S, 1>(simd, &buf, [row_w(k)])[0];
+                k += 1;
+            }
+        }
+    }
+}
+
+/// Runs [`RowDots`] compiled for the CPU's best instruction set.
+pub(crate) fn row_dots(op: RowDots<'_>) {
+    Arch::new().dispatch(op);
+}
+
 /// Padé coefficients of `exp` on `|r| ≤ ln 2 / 2`: `e^r = 1 + 2r·P(r²)/(Q(r²) − r·P(r²))`
 /// (Cephes `exp.c`, S. L. Moshier; the published digits, so they can be checked).
 const EXP_P: [f64; 3] = [
