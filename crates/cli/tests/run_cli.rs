@@ -211,3 +211,177 @@ fn experiment_errors_name_the_key_and_line() {
     ));
     assert!(e.contains("featurs"), "{e}");
 }
+
+/// Writes a small two-class CSV dataset (`review`, `stars`) whose words give the label away.
+fn write_reviews(dir: &Path, tweak: Option<&str>) {
+    let mut rng = 7u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (rng >> 33) as usize
+    };
+    let good = ["good", "great", "fine", "lovely", "superb"];
+    let bad = ["bad", "awful", "poor", "dull", "weak"];
+    let fill = ["the", "film", "was", "plot", "and", "actors"];
+    for (file, n) in [("train.csv", 120), ("test.csv", 60)] {
+        let mut text = String::from("id,review,stars\n");
+        for k in 0..n {
+            let y = next() % 2;
+            let words = if y == 1 { &good } else { &bad };
+            let mut review = String::new();
+            for j in 0..6 {
+                let w = if j % 2 == 0 {
+                    words[next() % 5]
+                } else {
+                    fill[next() % 6]
+                };
+                review.push_str(w);
+                review.push(' ');
+            }
+            if k == 0 && file == "train.csv" {
+                review.push_str(tweak.unwrap_or(""));
+            }
+            let id = format!("{}{k}", &file[..2]);
+            text.push_str(&format!(
+                "{id},\"{}\",{}\n",
+                review.trim_end(),
+                if y == 1 { "pos" } else { "neg" }
+            ));
+        }
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+}
+
+fn generic_experiment(dir: &Path, generic: &str) -> PathBuf {
+    let text = format!(
+        "name: g\nseeds: [3]\nbackbones:\n  - name: tiny\n    model: scratch\n    scratch: {{hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 16}}\n    finetune: {{epochs: 1, lr: 1.0e-3, batch_size: 16, max_length: 16}}\ndatasets:\n  - name: reviews\n    root: {root}\n    generic: {generic}\nheads: [sr, entropy]\nmetrics: {{bins: 10, bootstrap: 0}}\n",
+        root = dir.display()
+    );
+    let p = dir.join("generic.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run_stderr(exp: &Path, out: &Path, extra: &[&str]) -> String {
+    let o = ueb()
+        .arg("run")
+        .arg(exp)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "{e}");
+    e
+}
+
+#[test]
+fn generic_file_datasets_run_and_their_content_keys_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_reviews(tmp.path(), None);
+    let inline = generic_experiment(
+        tmp.path(),
+        "{text: review, label: stars, id: id, splits: {train: train.csv, test: test.csv}}",
+    );
+    let out = tmp.path().join("out");
+    let e = run_stderr(&inline, &out, &[]);
+    assert!(e.contains("1 cache(s) built, 2 of 2 head fit(s) run"), "{e}");
+    let cache = ueb_heads::FeatureCache::load(&out.join("caches/tiny/reviews/seed-3"))
+        .unwrap()
+        .0;
+    // 120 train rows, 20% held out as val; the labels are the sorted distinct values.
+    assert_eq!(cache.split(ueb_heads::Split::Train).n(), 96);
+    assert_eq!(cache.split(ueb_heads::Split::Val).n(), 24);
+    assert_eq!(cache.split(ueb_heads::Split::Test).n(), 60);
+    assert_eq!(cache.meta.label_names, ["neg", "pos"]);
+    assert!(out.join("metrics.parquet").is_file());
+    let plan = std::fs::read_to_string(out.join("plan.yaml")).unwrap();
+    assert!(plan.contains("review") && plan.contains("train.csv"), "{plan}");
+
+    // Nothing changed: everything is skipped.
+    let e = run_stderr(&inline, &out, &[]);
+    assert!(e.contains("0 cache(s) built, 0 of 2 head fit(s) run"), "{e}");
+    // One text changed (same ids and labels): the cache and its heads are redone.
+    write_reviews(tmp.path(), Some("twist"));
+    let e = run_stderr(&inline, &out, &[]);
+    assert!(e.contains("1 cache(s) built, 2 of 2 head fit(s) run"), "{e}");
+
+    // The same mapping from a file gives the same plan, so the same results directory resumes.
+    std::fs::write(
+        tmp.path().join("reviews.yaml"),
+        "text: review\nlabel: stars\nid: id\nsplits: {train: train.csv, test: test.csv}\n",
+    )
+    .unwrap();
+    let from_file = generic_experiment(tmp.path(), &tmp.path().join("reviews.yaml").display().to_string());
+    let e = run_stderr(&from_file, &out, &[]);
+    assert!(e.contains("0 cache(s) built, 0 of 2 head fit(s) run"), "{e}");
+}
+
+#[test]
+fn dataset_errors_are_reported_before_any_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_reviews(tmp.path(), None);
+    let case = |generic: &str| -> String {
+        let exp = generic_experiment(tmp.path(), generic);
+        let out = ueb()
+            .arg("run")
+            .arg(&exp)
+            .arg("--out")
+            .arg(tmp.path().join("o"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{generic}");
+        assert!(!tmp.path().join("o/caches").exists(), "nothing is trained");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // A missing file: where ueb looked.
+    let e = case("{text: review, label: stars, splits: {train: train.csv, test: nope.csv}}");
+    assert!(e.contains("nope.csv") && e.contains("reviews"), "{e}");
+    // A column that is not there: the file and the column.
+    let e = case("{text: body, label: stars, splits: {train: train.csv, test: test.csv}}");
+    assert!(e.contains("body") && e.contains("train.csv"), "{e}");
+    // A misspelt key inside the mapping: its line in the experiment file.
+    let e = case("{text: review, labl: stars, splits: {train: train.csv, test: test.csv}}");
+    assert!(e.contains("labl") && e.contains("line 11"), "{e}");
+    // A mapping file that does not exist.
+    let e = case("no/such/mapping.yaml");
+    assert!(e.contains("no/such/mapping.yaml"), "{e}");
+    // A registry dataset whose files are not under the data root.
+    let exp = tmp.path().join("sst2.yaml");
+    std::fs::write(
+        &exp,
+        "name: s\ndata_root: /no/such/root\nbackbones: [{name: b, model: scratch}]\ndatasets: [sst2]\nheads: [sr]\n",
+    )
+    .unwrap();
+    let out = ueb()
+        .arg("run")
+        .arg(&exp)
+        .arg("--out")
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && e.contains("/no/such/root") && e.contains("SST-2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn jobs_report_what_they_ran_and_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("c");
+    write_cache(&cache);
+    let exp = experiment(tmp.path(), Some(&cache));
+    let out = tmp.path().join("out");
+    let e = run_stderr(&exp, &out, &["--jobs", "2"]);
+    assert!(
+        e.contains("2 cell(s) in 2 jobs; 0 cache(s) built, 6 of 6 head fit(s) run"),
+        "{e}"
+    );
+    assert!(out.join("metrics.parquet").is_file());
+    let e = run_stderr(&exp, &out, &["--jobs", "2"]);
+    assert!(e.contains("0 of 6 head fit(s) run"), "{e}");
+}

@@ -94,7 +94,10 @@ pub struct GenericSplits {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenericSpec {
-    /// Dataset name (used in ids and reports).
+    /// Dataset name (used in ids and reports). Optional in YAML where the context names the
+    /// dataset (an experiment's `datasets:` entry fills it in); [`load_generic`] refuses an
+    /// empty one.
+    #[serde(default)]
     pub name: String,
     /// File format; inferred from each file's extension when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,58 @@ pub struct RunArgs {
     /// Log every stage (`-v`), or also library details (`-vv`).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Set by `--jobs` on its children: no progress bars (the parent draws one for all), no
+    /// metrics, and a one-line JSON count of the work done on stdout.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+/// What one process did, reported by `--jobs` children to their parent.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Work {
+    cells: usize,
+    built: usize,
+    fitted: usize,
+}
+
+/// Stages of `cells` that are finished on disk: cache stages (of model cells) and head stages.
+/// `--jobs` polls this for its progress bar: the children write nothing else the parent could
+/// read while they run, and a stage is finished exactly when its `stage.json` is in place.
+fn finished_stages(plan: &Plan, cells: &[&plan::Cell], out: &Path) -> u64 {
+    let mut done = 0;
+    for cell in cells {
+        if matches!(cell.source, plan::Source::Model { .. })
+            && out.join("caches").join(cell.rel_dir()).join("stage.json").is_file()
+        {
+            done += 1;
+        }
+        for spec in &plan.heads {
+            let dir = out.join("cells").join(cell.rel_dir()).join(spec.name());
+            if dir.join("stage.json").is_file() {
+                done += 1;
+            }
+        }
+    }
+    done
+}
+
+/// Stages of `cells` in all.
+fn total_stages(plan: &Plan, cells: &[&plan::Cell]) -> u64 {
+    cells
+        .iter()
+        .map(|c| u64::from(matches!(c.source, plan::Source::Model { .. })) + plan.heads.len() as u64)
+        .sum()
+}
+
+fn progress_bar(len: u64, template: &str, visible: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    if !visible {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
@@ -239,17 +291,54 @@ fn run_jobs(args: &RunArgs, plan: &Plan, out: &Path, (i, n): (usize, usize), t0:
             cmd.arg(e);
         }
         cmd.arg("--out").arg(out).arg("--device").arg(&plan.device);
-        cmd.arg("--shard").arg(format!("{}/{total}", i + n * k));
+        cmd.arg("--shard").arg(format!("{}/{total}", i + n * k)).arg("--child");
         for _ in 0..args.verbose {
             cmd.arg("-v");
         }
-        cmd.stdout(std::process::Stdio::null());
+        cmd.stdout(std::process::Stdio::piped());
         children.push(cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?);
     }
+    let cells = plan.shard(i, n);
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = progress_bar(
+        total_stages(plan, &cells),
+        "{msg} [{bar:30}] {pos}/{len} stages, {elapsed_precise} ETA {eta_precise}",
+        show,
+    );
+    bar.set_message(format!("{} jobs", args.jobs));
+    let before = finished_stages(plan, &cells, out);
+    bar.set_position(before);
+    bar.reset_eta();
+    let mut statuses = vec![None; children.len()];
+    while statuses.iter().any(Option::is_none) {
+        for (c, st) in children.iter_mut().zip(statuses.iter_mut()) {
+            if st.is_none() {
+                *st = c.try_wait().context("waiting for a job")?;
+            }
+        }
+        if show {
+            bar.set_position(finished_stages(plan, &cells, out));
+        }
+        if statuses.iter().any(Option::is_none) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    bar.finish_and_clear();
+    let mut work = Work::default();
     let mut failed = 0;
-    for mut c in children {
-        if !c.wait().context("waiting for a job")?.success() {
-            failed += 1;
+    for (mut c, st) in children.into_iter().zip(statuses) {
+        let mut text = String::new();
+        if let Some(mut so) = c.stdout.take() {
+            std::io::Read::read_to_string(&mut so, &mut text).context("reading a job's report")?;
+        }
+        let ok = st.is_some_and(|s| s.success());
+        match text.lines().rev().find_map(|l| serde_json::from_str::<Work>(l).ok()) {
+            Some(w) if ok => {
+                work.cells += w.cells;
+                work.built += w.built;
+                work.fitted += w.fitted;
+            }
+            _ => failed += 1,
         }
     }
     if failed > 0 {
@@ -258,13 +347,27 @@ fn run_jobs(args: &RunArgs, plan: &Plan, out: &Path, (i, n): (usize, usize), t0:
             args.jobs
         );
     }
-    eprintln!(
-        "{}: {} jobs finished ({:.1} s)",
-        plan.name,
-        args.jobs,
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("{}", work_line(plan, work, (i, n), Some(args.jobs), t0));
     finish(plan, out)
+}
+
+/// The line that says what a run did and skipped.
+fn work_line(plan: &Plan, w: Work, (i, n): (usize, usize), jobs: Option<usize>, t0: Instant) -> String {
+    let heads = w.cells * plan.heads.len();
+    format!(
+        "{}: {} cell(s){}{}; {} cache(s) built, {} of {heads} head fit(s) run, the rest up to date ({:.1} s)",
+        plan.name,
+        w.cells,
+        if n > 1 {
+            format!(" of shard {i}/{n}")
+        } else {
+            String::new()
+        },
+        jobs.map(|j| format!(" in {j} jobs")).unwrap_or_default(),
+        w.built,
+        w.fitted,
+        t0.elapsed().as_secs_f64()
+    )
 }
 
 /// Writes `metrics.parquet` and prints the summary when every cell of the plan is done.
@@ -335,37 +438,31 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     let device = device::parse(&plan.device)?;
     let cells = plan.shard(i, n);
-    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let bar = indicatif::ProgressBar::new((cells.len() * plan.heads.len()) as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
+    let show = !args.child && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = progress_bar(
+        (cells.len() * plan.heads.len()) as u64,
         "{msg:30} [{bar:30}] {pos}/{len} head fits, {elapsed_precise} ETA {eta_precise}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    if !show {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let (mut built, mut fitted) = (0, 0);
+        show,
+    );
+    let mut work = Work {
+        cells: cells.len(),
+        ..Work::default()
+    };
     for cell in &cells {
         bar.set_message(format!("{}", cell.rel_dir().display()));
         let (cache, new) = bar.suspend(|| cache_stage(cell, &plan, &out, &device, show))?;
-        built += usize::from(new);
+        work.built += usize::from(new);
         for spec in &plan.heads {
-            fitted += usize::from(head_stage(cell, spec, &cache, &out, &device)?);
+            work.fitted += usize::from(head_stage(cell, spec, &cache, &out, &device)?);
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-    eprintln!(
-        "{}: {} cell(s){}; {built} cache(s) built, {fitted} head fit(s) run, the rest up to date ({:.1} s)",
-        plan.name,
-        cells.len(),
-        if n > 1 {
-            format!(" of shard {i}/{n}")
-        } else {
-            String::new()
-        },
-        t0.elapsed().as_secs_f64()
-    );
+    if args.child {
+        // The parent sums these and writes the metrics once every job has finished.
+        println!("{}", serde_json::to_string(&work)?);
+        return Ok(());
+    }
+    eprintln!("{}", work_line(&plan, work, (i, n), None, t0));
     finish(&plan, &out)
 }

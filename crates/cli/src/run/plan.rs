@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use ueb_backbones::FinetuneConfig;
 use ueb_backbones::scratch::ScratchConfig;
-use ueb_data::SyntheticConfig;
+use ueb_data::{GenericSpec, NewsgroupsPart, SyntheticConfig};
 use ueb_heads::HeadSpec;
 
 /// The experiment file as written.
@@ -81,6 +81,7 @@ impl<'de> Deserialize<'de> for HeadEntry {
                     "relative_mahalanobis" => HeadSpec::RelativeMahalanobis(m.next_value()?),
                     "adue" => HeadSpec::Adue(m.next_value()?),
                     "alien" => HeadSpec::Alien(m.next_value()?),
+                    "mc_kl_temperature" => HeadSpec::McKlTemperature(m.next_value()?),
                     other => return Err(unknown(other)),
                 };
                 if let Some(extra) = m.next_key::<String>()? {
@@ -158,20 +159,41 @@ pub struct RawFinetune {
 }
 
 /// A dataset as written: a registry name, or a spec.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawDataset {
     /// A registry name (`ueb data list`).
     Name(String),
-    /// A registry name with options.
+    /// A registry name with options, or a generic dataset.
     Spec(DatasetSpec),
 }
 
-/// A registry dataset with options.
+impl<'de> Deserialize<'de> for RawDataset {
+    // Not `#[serde(untagged)]`: that reports any mistake inside a spec as "did not match any
+    // variant", without the key or its line.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDataset;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a dataset name (e.g. `sst2`) or a map {name: ..., ...}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<RawDataset, E> {
+                Ok(RawDataset::Name(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> std::result::Result<RawDataset, A::Error> {
+                DatasetSpec::deserialize(de::value::MapAccessDeserializer::new(m)).map(RawDataset::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A dataset with options: a registry name, or any files with a column mapping (`generic`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// Registry name.
+    /// Registry name, or the name of a generic dataset (it names result directories).
     pub name: String,
     /// Data root for this dataset.
     #[serde(default)]
@@ -182,6 +204,82 @@ pub struct DatasetSpec {
     /// Parameters of `synthetic`.
     #[serde(default)]
     pub synthetic: Option<SyntheticConfig>,
+    /// Parts of 20 Newsgroups posts to strip (`headers`, `footers`, `quotes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<NewsgroupsPart>,
+    /// A generic dataset: a column mapping written inline, or the path of a mapping file
+    /// (resolved to the inline form, so `plan.yaml` and the stage hashes hold the mapping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic: Option<GenericSource>,
+}
+
+/// Where a generic dataset's column mapping is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum GenericSource {
+    /// The mapping itself (`name` may be left out: the entry's name is used).
+    Inline(GenericSpec),
+    /// A YAML mapping file, relative to the working directory.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for GenericSource {
+    // A string is a file, a map is the mapping; deserializing the map in place (rather than
+    // through an untagged enum) keeps serde_yaml_ng's line and column in its errors.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = GenericSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a column mapping {text, label, splits, ...} or the path of a mapping file")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<GenericSource, E> {
+                Ok(GenericSource::File(PathBuf::from(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> std::result::Result<GenericSource, A::Error> {
+                GenericSpec::deserialize(de::value::MapAccessDeserializer::new(m)).map(GenericSource::Inline)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl DatasetSpec {
+    /// The options `ueb_data` loads this dataset with.
+    pub fn load_options(&self, data_root: &Path) -> ueb_data::LoadOptions {
+        let mut opts = ueb_data::LoadOptions {
+            root: self.root.clone().unwrap_or_else(|| data_root.to_path_buf()),
+            remove: self.remove.clone(),
+            ..Default::default()
+        };
+        if let Some(f) = self.val_fraction {
+            opts.val_fraction = f;
+        }
+        if let Some(s) = &self.synthetic {
+            opts.synthetic = s.clone();
+        }
+        opts
+    }
+
+    /// Loads the dataset (registry or generic).
+    ///
+    /// # Errors
+    /// Missing files (the message says where ueb looked), malformed rows (file and line).
+    pub fn load(&self, data_root: &Path) -> Result<ueb_data::Dataset> {
+        let opts = self.load_options(data_root);
+        Ok(match &self.generic {
+            Some(GenericSource::Inline(spec)) => ueb_data::load_generic(spec, &opts)?,
+            Some(GenericSource::File(path)) => {
+                let mut spec = GenericSpec::from_yaml_file(path)?;
+                if spec.name.is_empty() {
+                    spec.name.clone_from(&self.name);
+                }
+                ueb_data::load_generic(&spec, &opts)?
+            }
+            None => ueb_data::load(&self.name, &opts)?,
+        })
+    }
 }
 
 /// Metric settings.
@@ -313,6 +411,73 @@ fn finetune_config(raw: &RawFinetune, backbone: &str) -> Result<FinetuneConfig> 
     Ok(cfg)
 }
 
+/// Validates one `datasets:` entry and fills in what it refers to: the registry's canonical
+/// name, or a generic mapping read from its file. The dataset is loaded once here, so that a
+/// missing file, a malformed row or a missing split is reported before any model is trained.
+fn resolve_dataset(mut spec: DatasetSpec, data_root: &Path) -> Result<DatasetSpec> {
+    if let Some(f) = spec.val_fraction
+        && !(f > 0.0 && f < 1.0)
+    {
+        bail!("datasets: {} val_fraction {f} is not in (0, 1)", spec.name);
+    }
+    match spec.generic.take() {
+        Some(source) => {
+            check_name("dataset", &spec.name)?;
+            if spec.synthetic.is_some() || !spec.remove.is_empty() {
+                bail!(
+                    "datasets: {}: `synthetic` and `remove` apply to registry datasets, not to a generic one",
+                    spec.name
+                );
+            }
+            let mut mapping = match source {
+                GenericSource::Inline(m) => m,
+                GenericSource::File(path) => GenericSpec::from_yaml_file(&path)
+                    .with_context(|| format!("datasets: {}: generic mapping", spec.name))?,
+            };
+            if mapping.name.is_empty() {
+                mapping.name.clone_from(&spec.name);
+            } else if mapping.name != spec.name {
+                bail!(
+                    "datasets: the entry {} holds a mapping named {}; use one name (or leave the mapping's out)",
+                    spec.name,
+                    mapping.name
+                );
+            }
+            spec.generic = Some(GenericSource::Inline(mapping));
+        }
+        None => {
+            let info = ueb_data::info(&spec.name).with_context(|| {
+                format!(
+                    "datasets: {} is not in the registry (`ueb data list`); for your own files add a \
+                     `generic:` column mapping",
+                    spec.name
+                )
+            })?;
+            if info.task != ueb_data::Task::Sequence {
+                bail!(
+                    "datasets: {} is a {} task; the runner fine-tunes sequence classifiers",
+                    spec.name,
+                    info.task.as_str()
+                );
+            }
+            if spec.synthetic.is_some() && info.name != "synthetic" {
+                bail!(
+                    "datasets: `synthetic` settings only apply to the synthetic dataset, not {}",
+                    spec.name
+                );
+            }
+            spec.name = info.name.to_string();
+        }
+    }
+    let data = spec
+        .load(data_root)
+        .with_context(|| format!("datasets: {}", spec.name))?;
+    for split in ["train", "val", "test"] {
+        data.split(split).with_context(|| format!("datasets: {}", spec.name))?;
+    }
+    Ok(spec)
+}
+
 /// A name usable as one path component.
 fn check_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -431,32 +596,12 @@ impl Plan {
                     root: None,
                     val_fraction: None,
                     synthetic: None,
+                    remove: Vec::new(),
+                    generic: None,
                 },
                 RawDataset::Spec(s) => s.clone(),
             };
-            let info = ueb_data::info(&spec.name)?;
-            if info.task != ueb_data::Task::Sequence {
-                bail!(
-                    "datasets: {} is a {} task; the runner fine-tunes sequence classifiers",
-                    spec.name,
-                    info.task.as_str()
-                );
-            }
-            if spec.synthetic.is_some() && info.name != "synthetic" {
-                bail!(
-                    "datasets: `synthetic` settings only apply to the synthetic dataset, not {}",
-                    spec.name
-                );
-            }
-            if let Some(f) = spec.val_fraction
-                && !(f > 0.0 && f < 1.0)
-            {
-                bail!("datasets: {} val_fraction {f} is not in (0, 1)", spec.name);
-            }
-            let spec = DatasetSpec {
-                name: info.name.to_string(),
-                ..spec
-            };
+            let spec = resolve_dataset(spec, &data_root)?;
             if !dnames.insert(spec.name.clone()) {
                 bail!("datasets: {} appears twice", spec.name);
             }

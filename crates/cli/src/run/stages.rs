@@ -135,14 +135,31 @@ pub struct CacheRef {
     pub hash: String,
 }
 
+/// SHA-256 of what a model reads from a dataset: every example of train, val and test (id,
+/// text(s), label) in order, as `ueb data export` writes it. The split fingerprints leave the
+/// text out; a cache must be redone when a text changes.
+fn data_digest(data: &ueb_data::Dataset) -> Result<String> {
+    let mut h = Sha256::new();
+    for name in ["train", "val", "test"] {
+        let split = data.split(name)?;
+        h.update(name.as_bytes());
+        h.update((split.len() as u64).to_le_bytes());
+        for ex in split.examples() {
+            h.update(ueb_data::example_json(data, ex).to_string().as_bytes());
+            h.update([0x1E]);
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Inputs of a cache stage.
-fn cache_inputs(backbone: &Backbone, dataset: &DatasetSpec, seed: u64, data_root: &Path) -> serde_json::Value {
+fn cache_inputs(backbone: &Backbone, dataset: &DatasetSpec, seed: u64, data: &str) -> serde_json::Value {
     serde_json::json!({
         "stage": "cache",
         "version": STAGE_VERSION,
         "backbone": backbone,
         "dataset": dataset,
-        "data_root": data_root,
+        "data": data,
         "seed": seed,
     })
 }
@@ -159,14 +176,19 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
         )),
         Source::Model { backbone, dataset } => {
             let dir = out.join("caches").join(cell.rel_dir());
-            let inputs = cache_inputs(backbone, dataset, cell.seed, &plan.data_root);
+            // Reading the data is cheap next to fine-tuning, and its content (not where it
+            // lives) is what the cache depends on.
+            let data = dataset
+                .load(&plan.data_root)
+                .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
+            let inputs = cache_inputs(backbone, dataset, cell.seed, &data_digest(&data)?);
             let hash = hash_json(&inputs);
             if done(&dir, &hash) && FeatureCache::load(&dir).is_ok() {
                 tracing::info!("cache {}: up to date", cell.rel_dir().display());
                 return Ok((CacheRef { dir, hash }, false));
             }
             let t0 = Instant::now();
-            let cache = build_cache(cell, backbone, dataset, plan, device, progress)
+            let cache = build_cache(cell, backbone, dataset, &data, device, progress)
                 .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
             let record = StageRecord {
                 hash: hash.clone(),
@@ -180,26 +202,15 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
     }
 }
 
-/// Loads the cell's dataset, fine-tunes (or trains) the backbone and exports the cache.
+/// Fine-tunes (or trains) the backbone on the cell's dataset and exports the cache.
 fn build_cache(
     cell: &Cell,
     backbone: &Backbone,
     dataset: &DatasetSpec,
-    plan: &Plan,
+    data: &ueb_data::Dataset,
     device: &Device,
     progress: bool,
 ) -> Result<FeatureCache> {
-    let mut opts = ueb_data::LoadOptions {
-        root: dataset.root.clone().unwrap_or_else(|| plan.data_root.clone()),
-        ..Default::default()
-    };
-    if let Some(f) = dataset.val_fraction {
-        opts.val_fraction = f;
-    }
-    if let Some(s) = &dataset.synthetic {
-        opts.synthetic = s.clone();
-    }
-    let data = ueb_data::load(&dataset.name, &opts)?;
     let labels = data.label_names().to_vec();
     type Texts = Vec<(String, Option<String>)>;
     let split_texts = |name: &str| -> Result<(Texts, Vec<usize>, String)> {
