@@ -261,7 +261,7 @@ impl EncoderConfig {
                 pad_token_id + 1
             )));
         }
-        let label_names = label_names(&raw).map_err(err)?;
+        let label_names = label_names_of(raw.id2label.as_ref(), raw.num_labels).map_err(err)?;
         Ok(Self {
             family,
             vocab_size: raw.vocab_size,
@@ -304,9 +304,12 @@ impl EncoderConfig {
 }
 
 /// Class names from `id2label` (keys `"0".."C-1"`, all present) or `num_labels`; transformers
-/// defaults to two classes `LABEL_0`, `LABEL_1`.
-fn label_names(raw: &RawConfig) -> std::result::Result<Vec<String>, String> {
-    if let Some(map) = &raw.id2label {
+/// defaults to two classes `LABEL_0`, `LABEL_1`. Shared by encoder and decoder configs.
+pub(crate) fn label_names_of(
+    id2label: Option<&BTreeMap<String, String>>,
+    num_labels: Option<usize>,
+) -> std::result::Result<Vec<String>, String> {
+    if let Some(map) = id2label {
         let mut names = vec![None; map.len()];
         for (k, v) in map {
             let i: usize = k
@@ -317,7 +320,7 @@ fn label_names(raw: &RawConfig) -> std::result::Result<Vec<String>, String> {
                 .ok_or_else(|| format!("id2label key {i} is out of range for {} labels", map.len()))?;
             *slot = Some(v.clone());
         }
-        if let Some(n) = raw.num_labels
+        if let Some(n) = num_labels
             && n != map.len()
         {
             return Err(format!(
@@ -331,7 +334,7 @@ fn label_names(raw: &RawConfig) -> std::result::Result<Vec<String>, String> {
             .map(|(i, n)| n.ok_or_else(|| format!("id2label has no entry for class {i}")))
             .collect();
     }
-    let n = raw.num_labels.unwrap_or(2);
+    let n = num_labels.unwrap_or(2);
     if n == 0 {
         return Err("num_labels must be positive".into());
     }

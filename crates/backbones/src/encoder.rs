@@ -54,6 +54,8 @@ pub struct EncoderInput {
     pub position_ids: Tensor<2, Int>,
     /// Additive attention bias `[B, L]`: 0 for real tokens, a large negative for padding.
     pub mask_bias: Tensor<2>,
+    /// Real tokens of each row (right padding: positions `0..len`); decoders read the last.
+    pub lengths: Vec<usize>,
 }
 
 /// Word, position and token-type embeddings, then LayerNorm and dropout.

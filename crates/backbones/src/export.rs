@@ -5,13 +5,12 @@ use burn::nn::Linear;
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 use ueb_heads::cache::{CACHE_FORMAT, CACHE_VERSION};
-use ueb_heads::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+use ueb_heads::{CacheMeta, Classifier, ClassifierMeta, FeatureCache, SplitData, Task};
 
-use crate::config::Family;
 use crate::encoder::SequenceClassifier;
 use crate::error::{BackboneError, Result};
-use crate::extract::{Extractor, to_host};
-use crate::finetune::LabeledSplit;
+use crate::extract::to_host;
+use crate::finetune::{ClassifierModel, LabeledSplit};
 use crate::tokenize::TextTokenizer;
 
 /// A `Linear` as PyTorch stores it.
@@ -51,27 +50,13 @@ pub fn linear_to_torch(linear: &Linear) -> Result<TorchLinear> {
     })
 }
 
-/// The head of `model` as the cache's `mlp` classifier (tanh for BERT and RoBERTa, GELU for
-/// ELECTRA).
+/// The head of an encoder classifier as the cache's `mlp` classifier (tanh for BERT and
+/// RoBERTa, GELU for ELECTRA).
 ///
 /// # Errors
 /// A tensor that cannot be read back.
 pub fn classifier_of(model: &SequenceClassifier) -> Result<Classifier> {
-    let dense = linear_to_torch(&model.head.dense)?;
-    let out = linear_to_torch(&model.head.out_proj)?;
-    Ok(Classifier {
-        kind: ClassifierKind::Mlp,
-        activation: match model.head.family {
-            Family::Electra => Activation::Gelu,
-            Family::Bert | Family::Roberta => Activation::Tanh,
-        },
-        dim: dense.d_in,
-        num_classes: out.d_out,
-        dense_weight: Some(dense.weight),
-        dense_bias: dense.bias,
-        out_weight: out.weight,
-        out_bias: out.bias,
-    })
+    model.cache_classifier()
 }
 
 /// The three splits to export, labeled and tokenized.
@@ -95,12 +80,13 @@ pub struct ExportMeta {
 }
 
 /// Runs `model` over every split and assembles the cache (not yet written: call
-/// [`FeatureCache::write`]).
+/// [`FeatureCache::write`]). Encoders export their head as the `mlp` classifier, decoders
+/// their `score` as the `linear` one.
 ///
 /// # Errors
 /// Empty splits, label errors, non-finite outputs.
-pub fn export_cache(
-    model: SequenceClassifier,
+pub fn export_cache<M: ClassifierModel>(
+    model: M,
     tokenizer: &TextTokenizer,
     splits: ExportSplits<'_>,
     meta: ExportMeta,
@@ -112,7 +98,7 @@ pub fn export_cache(
         label_names,
         provenance,
     } = meta;
-    let classifier = classifier_of(&model)?;
+    let classifier = model.cache_classifier()?;
     let c = classifier.num_classes;
     if label_names.len() != c {
         return Err(BackboneError::Invalid(format!(
@@ -120,7 +106,7 @@ pub fn export_cache(
             label_names.len()
         )));
     }
-    let extractor = Extractor::Classifier(Box::new(model));
+    let extractor = model.into_extractor();
     let run = |name: &str, s: LabeledSplit<'_>| -> Result<SplitData> {
         if s.encoded.len() != s.labels.len() {
             return Err(BackboneError::Invalid(format!(

@@ -1,9 +1,10 @@
-//! Running an encoder over tokenized texts: features (the first token's last hidden state)
-//! and, when the model has a head, logits, in input order.
+//! Running a model over tokenized texts: features (an encoder's first token, a decoder's last
+//! real token, in the last layer) and, when the model has a head, logits, in input order.
 
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
 
+use crate::decoder::{CausalLm, Decoder, DecoderClassifier, last_token};
 use crate::encoder::{Encoder, SequenceClassifier, first_token};
 use crate::error::{BackboneError, Result};
 use crate::tokenize::{Encoded, TextTokenizer};
@@ -11,10 +12,22 @@ use crate::tokenize::{Encoded, TextTokenizer};
 /// A model to extract from: a classifier (features and logits) or a bare backbone (features).
 #[derive(Debug)]
 pub enum Extractor {
-    /// Features and logits.
+    /// An encoder classifier: features and logits.
     Classifier(Box<SequenceClassifier>),
-    /// Features only.
+    /// An encoder alone: features only.
     Backbone(Box<Encoder>),
+    /// A decoder classifier: the last real token's features and `score` logits.
+    DecoderClassifier(Box<DecoderClassifier>),
+    /// A decoder alone: the last real token's features.
+    Decoder(Box<Decoder>),
+    /// A causal LM scoring options: the last real token's features and the logits of
+    /// `tokens` there (multiple choice: the option letters).
+    Choices {
+        /// The model.
+        lm: Box<CausalLm>,
+        /// The vocabulary ids whose logits are read.
+        tokens: Vec<u32>,
+    },
 }
 
 /// Features `[N, d]` and optional logits `[N, C]`, row-major, in input order.
@@ -51,7 +64,7 @@ pub(crate) fn to_host(t: Tensor<2>) -> Result<Vec<f32>> {
 }
 
 impl Extractor {
-    /// Hidden size d.
+    /// One batch: features `[B, d]` and, with a head, logits `[B, C]`.
     fn forward(
         &self,
         tokenizer: &TextTokenizer,
@@ -66,6 +79,15 @@ impl Extractor {
                 (out.features, Some(out.logits))
             }
             Extractor::Backbone(m) => (first_token(m.forward(&input)), None),
+            Extractor::DecoderClassifier(m) => {
+                let out = m.forward(&input);
+                (out.features, Some(out.logits))
+            }
+            Extractor::Decoder(m) => (last_token(m.forward(&input), &input.lengths), None),
+            Extractor::Choices { lm, tokens } => {
+                let out = lm.forward_tokens(&input, tokens);
+                (out.features, Some(out.logits))
+            }
         }
     }
 

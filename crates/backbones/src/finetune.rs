@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Lora, Module, ParamGroup};
+use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -17,10 +18,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use ueb_rng::{Rng64, Xoshiro256};
 
-use crate::encoder::{SequenceClassifier, SequenceHead};
+use crate::config::Family;
+use crate::decoder::DecoderClassifier;
+use crate::encoder::{EncoderInput, SequenceClassifier, SequenceHead, SequenceOutput};
 use crate::error::{BackboneError, Result};
+use crate::export::linear_to_torch;
 use crate::extract::{Extractor, to_host};
 use crate::tokenize::{Encoded, TextTokenizer};
+use ueb_heads::{Activation, Classifier, ClassifierKind};
 
 /// Which parameters train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,7 +97,7 @@ pub struct FinetuneConfig {
     pub grad_accumulation: usize,
     /// Fraction of the optimizer steps spent warming up linearly from 0.
     pub warmup_ratio: f64,
-    /// AdamW's decoupled weight decay (not applied to biases and LayerNorm parameters).
+    /// AdamW's decoupled weight decay (not applied to biases and normalisation parameters).
     pub weight_decay: f64,
     /// Global gradient-norm clipping (none when absent).
     pub max_grad_norm: Option<f64>,
@@ -166,6 +171,183 @@ impl FinetuneConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// A sequence classifier that [`finetune`] trains and `export_cache` exports: an encoder with
+/// its head ([`SequenceClassifier`]) or a decoder with `score` ([`DecoderClassifier`]).
+pub trait ClassifierModel: Module + 'static {
+    /// The classification head alone (what `frozen` trains on cached features).
+    type Head: Module + 'static;
+
+    /// Shapes: ids `[B, L]` → features `[B, d]` (the head's input), logits `[B, C]`.
+    fn classify(&self, input: &EncoderInput) -> SequenceOutput;
+
+    /// Number of classes C.
+    fn num_classes(&self) -> usize;
+
+    /// Input width of the LoRA targets (PEFT's initialisation scale depends on it).
+    fn lora_fan_in(&self) -> usize;
+
+    /// The module path prefix of the head, which trains fully under LoRA.
+    fn head_prefix(&self) -> &'static str;
+
+    /// The module name of a LoRA target. `query`, `key` and `value` name roles, so the
+    /// defaults apply to every family (a decoder maps them to `q_proj`, `k_proj`, `v_proj`);
+    /// other names are taken as they are.
+    fn lora_target(&self, name: &str) -> String {
+        name.to_string()
+    }
+
+    /// The head as the cache's classifier.
+    ///
+    /// # Errors
+    /// A tensor that cannot be read back.
+    fn cache_classifier(&self) -> Result<Classifier>;
+
+    /// Wraps the model for batched inference.
+    fn into_extractor(self) -> Extractor;
+
+    /// Splits into the backbone (as a features-only extractor) and the head.
+    fn split(self) -> (Extractor, Self::Head);
+
+    /// Puts a backbone from [`ClassifierModel::split`] and a head back together.
+    ///
+    /// # Errors
+    /// An extractor of another kind than `split` gave.
+    fn join(backbone: Extractor, head: Self::Head) -> Result<Self>;
+
+    /// The head's forward pass. Shapes: features `[B, d]` → logits `[B, C]`.
+    fn head_forward(head: &Self::Head, features: Tensor<2>) -> Tensor<2>;
+}
+
+impl ClassifierModel for SequenceClassifier {
+    type Head = SequenceHead;
+
+    fn classify(&self, input: &EncoderInput) -> SequenceOutput {
+        self.forward(input)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.head.out_proj.weight.dims()[1]
+    }
+
+    fn lora_fan_in(&self) -> usize {
+        self.backbone
+            .encoder
+            .layer
+            .first()
+            .map_or(1, |l| l.attention.self_attn.query.weight.dims()[0])
+    }
+
+    fn head_prefix(&self) -> &'static str {
+        "head."
+    }
+
+    fn cache_classifier(&self) -> Result<Classifier> {
+        let dense = linear_to_torch(&self.head.dense)?;
+        let out = linear_to_torch(&self.head.out_proj)?;
+        Ok(Classifier {
+            kind: ClassifierKind::Mlp,
+            activation: match self.head.family {
+                Family::Electra => Activation::Gelu,
+                Family::Bert | Family::Roberta => Activation::Tanh,
+            },
+            dim: dense.d_in,
+            num_classes: out.d_out,
+            dense_weight: Some(dense.weight),
+            dense_bias: dense.bias,
+            out_weight: out.weight,
+            out_bias: out.bias,
+        })
+    }
+
+    fn into_extractor(self) -> Extractor {
+        Extractor::Classifier(Box::new(self))
+    }
+
+    fn split(self) -> (Extractor, SequenceHead) {
+        (Extractor::Backbone(Box::new(self.backbone)), self.head)
+    }
+
+    fn join(backbone: Extractor, head: SequenceHead) -> Result<Self> {
+        match backbone {
+            Extractor::Backbone(backbone) => Ok(Self {
+                backbone: *backbone,
+                head,
+            }),
+            _ => Err(BackboneError::Invalid(
+                "an encoder head joined to another backbone".into(),
+            )),
+        }
+    }
+
+    fn head_forward(head: &SequenceHead, features: Tensor<2>) -> Tensor<2> {
+        head.forward(features)
+    }
+}
+
+impl ClassifierModel for DecoderClassifier {
+    type Head = Linear;
+
+    fn classify(&self, input: &EncoderInput) -> SequenceOutput {
+        self.forward(input)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.score.weight.dims()[1]
+    }
+
+    fn lora_fan_in(&self) -> usize {
+        self.model.hidden_size()
+    }
+
+    fn head_prefix(&self) -> &'static str {
+        "score."
+    }
+
+    fn lora_target(&self, name: &str) -> String {
+        match name {
+            "query" => "q_proj".into(),
+            "key" => "k_proj".into(),
+            "value" => "v_proj".into(),
+            other => other.to_string(),
+        }
+    }
+
+    fn cache_classifier(&self) -> Result<Classifier> {
+        let out = linear_to_torch(&self.score)?;
+        Ok(Classifier {
+            kind: ClassifierKind::Linear,
+            activation: Activation::None,
+            dim: out.d_in,
+            num_classes: out.d_out,
+            dense_weight: None,
+            dense_bias: None,
+            out_weight: out.weight,
+            out_bias: out.bias,
+        })
+    }
+
+    fn into_extractor(self) -> Extractor {
+        Extractor::DecoderClassifier(Box::new(self))
+    }
+
+    fn split(self) -> (Extractor, Linear) {
+        (Extractor::Decoder(Box::new(self.model)), self.score)
+    }
+
+    fn join(backbone: Extractor, score: Linear) -> Result<Self> {
+        match backbone {
+            Extractor::Decoder(model) => Ok(Self { model: *model, score }),
+            _ => Err(BackboneError::Invalid(
+                "a decoder score joined to another backbone".into(),
+            )),
+        }
+    }
+
+    fn head_forward(head: &Linear, features: Tensor<2>) -> Tensor<2> {
+        head.forward(features)
     }
 }
 
@@ -256,7 +438,9 @@ fn labels_tensor(labels: &[usize], rows: &[usize], device: &Device) -> Tensor<1,
 
 /// The parameters that AdamW must not decay (transformers' Trainer convention).
 fn no_decay_group() -> Result<ParamGroup> {
-    ParamGroup::from_any_regexes(vec![r"\.bias$", r"layer_norm\.(gamma|beta)$"])
+    // `norm.gamma` covers LayerNorm (`layer_norm.gamma`) and the decoders' RMSNorms
+    // (`input_layernorm`, `norm`, `q_norm`, …), as transformers' Trainer exempts both.
+    ParamGroup::from_any_regexes(vec![r"\.bias$", r"norm\.(gamma|beta)$"])
         .map_err(|e| BackboneError::Invalid(format!("parameter group: {e:?}")))
 }
 
@@ -298,17 +482,17 @@ fn host_metrics(logits: &[f32], c: usize, labels: &[usize]) -> (f64, f64) {
 ///
 /// # Errors
 /// Bad hyperparameters or splits, or a non-finite loss (naming the epoch and step).
-pub fn finetune(
-    model: SequenceClassifier,
+pub fn finetune<M: ClassifierModel>(
+    model: M,
     tokenizer: &TextTokenizer,
     train: LabeledSplit<'_>,
     val: LabeledSplit<'_>,
     cfg: &FinetuneConfig,
     device: &Device,
     show_progress: bool,
-) -> Result<(SequenceClassifier, FinetuneReport)> {
+) -> Result<(M, FinetuneReport)> {
     cfg.validate()?;
-    let classes = model.head.out_proj.weight.dims()[1];
+    let classes = model.num_classes();
     train.check("train", classes)?;
     val.check("val", classes)?;
     device.seed(cfg.seed);
@@ -319,7 +503,7 @@ pub fn finetune(
     let mut trainer = Trainer::new(model, cfg, batches_per_epoch * cfg.epochs, device)?;
     let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, f64, usize, SequenceClassifier)> = None;
+    let mut best: Option<(f64, f64, usize, M)> = None;
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
         let bar = show_progress.then(|| {
@@ -349,13 +533,10 @@ pub fn finetune(
             b.finish_and_clear();
         }
         let eval = trainer.model.valid();
-        let logits = Extractor::Classifier(Box::new(eval.clone())).run(
-            tokenizer,
-            val.encoded,
-            cfg.batch_size.max(32),
-            device,
-            None,
-        )?;
+        let logits = eval
+            .clone()
+            .into_extractor()
+            .run(tokenizer, val.encoded, cfg.batch_size.max(32), device, None)?;
         let (val_loss, val_accuracy) = host_metrics(logits.logits.as_deref().unwrap_or_default(), classes, val.labels);
         epochs.push(EpochRecord {
             epoch,
@@ -385,12 +566,12 @@ pub fn finetune(
 /// The optimisation state of a `full` or `lora` run: the model on the autodiff device, AdamW,
 /// the schedule and the gradient accumulator. [`finetune`] drives it epoch by epoch; benches
 /// drive it batch by batch.
-pub struct Trainer {
+pub struct Trainer<M: ClassifierModel> {
     /// The model being trained (on the autodiff device).
-    pub model: SequenceClassifier,
+    pub model: M,
     optim: ModuleOptimizer,
     loss_fn: burn::nn::loss::CrossEntropyLoss,
-    accum: GradientsAccumulator<SequenceClassifier>,
+    accum: GradientsAccumulator<M>,
     in_accum: usize,
     grad_accumulation: usize,
     lr: f64,
@@ -403,31 +584,27 @@ pub struct Trainer {
     pub trainable_parameters: usize,
 }
 
-impl Trainer {
+impl<M: ClassifierModel> Trainer<M> {
     /// Moves `model` to `device`'s autodiff twin and prepares it for `cfg.mode` (`full` or
     /// `lora`); `total_batches` sizes the learning-rate schedule.
     ///
     /// # Errors
     /// `frozen` (which [`finetune`] trains on cached features), or a bad LoRA target list.
-    pub fn new(model: SequenceClassifier, cfg: &FinetuneConfig, total_batches: usize, device: &Device) -> Result<Self> {
+    pub fn new(model: M, cfg: &FinetuneConfig, total_batches: usize, device: &Device) -> Result<Self> {
         let ad = device.clone().autodiff();
         let model = model.fork(&ad).train();
         let model = match &cfg.mode {
             FinetuneMode::Full => model,
             FinetuneMode::Lora { r, alpha, targets } => {
-                let pattern = format!(r"\.({})\.weight$", targets.join("|"));
+                let names: Vec<String> = targets.iter().map(|t| model.lora_target(t)).collect();
+                let pattern = format!(r"\.({})\.weight$", names.join("|"));
                 let group = ParamGroup::from_regex(&pattern)
                     .map_err(|e| BackboneError::Invalid(format!("lora targets: {e:?}")))?;
-                let head = ParamGroup::from_regex(r"^head\.")
+                let head = ParamGroup::from_regex(&format!("^{}", regex_escape(model.head_prefix())))
                     .map_err(|e| BackboneError::Invalid(format!("head group: {e:?}")))?;
                 // PEFT draws A from kaiming_uniform(a = √5): variance 1 / (3 · fan_in). burn's
                 // LoRA draws a normal; the same variance keeps the early updates the same size.
-                let d = model
-                    .backbone
-                    .encoder
-                    .layer
-                    .first()
-                    .map_or(1, |l| l.attention.self_attn.query.weight.dims()[0]);
+                let d = model.lora_fan_in();
                 let mut lora = Lora::new(*r, *alpha).set_param_group(group);
                 lora.init_std = Some((1.0 / (3.0 * d as f64)).sqrt());
                 model.apply_lora(lora).unfreeze_group(head)
@@ -470,7 +647,7 @@ impl Trainer {
     ) -> Result<f64> {
         let input = tokenizer.collate(split.encoded, rows, &self.ad);
         let targets = labels_tensor(split.labels, rows, &self.ad);
-        let loss = self.loss_fn.forward(self.model.forward(&input).logits, targets);
+        let loss = self.loss_fn.forward(self.model.classify(&input).logits, targets);
         let value = f64::from(loss.clone().into_scalar::<f32>());
         if !value.is_finite() {
             return Err(BackboneError::NonFinite("non-finite training loss".into()));
@@ -505,17 +682,17 @@ fn trainable_parameters<M: Module>(model: &M) -> usize {
 }
 
 /// `frozen`: features once (backbone without dropout), then the head alone.
-fn finetune_frozen(
-    model: SequenceClassifier,
+fn finetune_frozen<M: ClassifierModel>(
+    model: M,
     tokenizer: &TextTokenizer,
     train: LabeledSplit<'_>,
     val: LabeledSplit<'_>,
     cfg: &FinetuneConfig,
     device: &Device,
     show_progress: bool,
-) -> Result<(SequenceClassifier, FinetuneReport)> {
-    let SequenceClassifier { backbone, head } = model;
-    let extractor = Extractor::Backbone(Box::new(backbone));
+) -> Result<(M, FinetuneReport)> {
+    let classes = model.num_classes();
+    let (extractor, head) = model.split();
     let bar = show_progress.then(|| {
         progress_bar(
             (train.encoded.len() + val.encoded.len()) as u64,
@@ -527,14 +704,10 @@ fn finetune_frozen(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let Extractor::Backbone(backbone) = extractor else {
-        return Err(BackboneError::Invalid("extractor changed kind".into()));
-    };
     let d = ftrain.dim;
     let ad = device.clone().autodiff();
-    let mut head: SequenceHead = head.fork(&ad).train();
+    let mut head: M::Head = head.fork(&ad).train();
     let trainable = trainable_parameters(&head);
-    let classes = head.out_proj.weight.dims()[1];
     let mut optim = optimizer(cfg)?;
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
@@ -546,7 +719,7 @@ fn finetune_frozen(
     let val_x = Tensor::<2>::from_data(TensorData::new(fval.features.clone(), [val.encoded.len(), d]), device);
     let mut step = 0;
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, f64, usize, SequenceHead)> = None;
+    let mut best: Option<(f64, f64, usize, M::Head)> = None;
     let bar = show_progress.then(|| progress_bar(cfg.epochs as u64, "frozen: head".into()));
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
@@ -561,7 +734,7 @@ fn finetune_frozen(
                 x.extend_from_slice(&ftrain.features[r * d..(r + 1) * d]);
             }
             let x = Tensor::<2>::from_data(TensorData::new(x, [rows.len(), d]), &ad);
-            let loss = loss_fn.forward(head.forward(x), labels_tensor(train.labels, rows, &ad));
+            let loss = loss_fn.forward(M::head_forward(&head, x), labels_tensor(train.labels, rows, &ad));
             let loss_value = f64::from(loss.clone().into_scalar::<f32>());
             if !loss_value.is_finite() {
                 return Err(BackboneError::NonFinite(format!(
@@ -580,7 +753,7 @@ fn finetune_frozen(
             }
         }
         let eval = head.valid();
-        let logits = to_host(eval.forward(val_x.clone()))?;
+        let logits = to_host(M::head_forward(&eval, val_x.clone()))?;
         let (val_loss, val_accuracy) = host_metrics(&logits, classes, val.labels);
         epochs.push(EpochRecord {
             epoch,
@@ -610,11 +783,10 @@ fn finetune_frozen(
         steps: step,
         trainable_parameters: trainable,
     };
-    Ok((
-        SequenceClassifier {
-            backbone: *backbone,
-            head,
-        },
-        report,
-    ))
+    Ok((M::join(extractor, head)?, report))
+}
+
+/// `s` with the regex metacharacters it may hold (`.`) escaped.
+fn regex_escape(s: &str) -> String {
+    s.replace('.', r"\.")
 }

@@ -47,7 +47,7 @@ const COMMON_RULES: &[(&str, &str)] = &[
 /// Where a checkpoint key that is deliberately not loaded is sent (a re-initialised head):
 /// no module path starts with it, so it lands among the unused keys, and the report
 /// leaves it out of the unexpected ones.
-const DROPPED: &str = "__reinitialised__.";
+pub(crate) const DROPPED: &str = "__reinitialised__.";
 
 /// The files of a Hugging Face model directory.
 #[derive(Debug, Clone)]
@@ -338,7 +338,7 @@ fn load_into<M: Module + ModuleSnapshot>(
 
 /// Splits the missing module paths into the head's (initialised, reported) and the
 /// backbone's (an error: features of a half-loaded backbone would be silent garbage).
-fn settle_missing(
+pub(crate) fn settle_missing(
     mut report: LoadReport,
     missing: Vec<String>,
     head_prefixes: &[&str],

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::config::{EncoderConfig, Family};
+use crate::decoder::DecoderConfig;
 use crate::encoder::EncoderInput;
 use crate::error::{BackboneError, Result};
 
@@ -41,6 +42,57 @@ impl Encoded {
     }
 }
 
+/// How a model numbers positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// 0, 1, … for every token (BERT, ELECTRA, decoders).
+    FromZero,
+    /// RoBERTa: `pad + 1`, `pad + 2`, … for real tokens, `pad` for padding.
+    AfterPad,
+}
+
+/// What a tokenizer needs to know about the model it feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenizerTarget {
+    /// The longest sequence the model takes.
+    pub max_sequence_length: usize,
+    /// The model's vocabulary size (the tokenizer's must not exceed it).
+    pub vocab_size: usize,
+    /// The id batches are padded with.
+    pub pad_id: u32,
+    /// Position numbering.
+    pub positions: Positions,
+    /// Token types the model has (1 for decoders).
+    pub type_vocab_size: usize,
+}
+
+impl From<&EncoderConfig> for TokenizerTarget {
+    fn from(c: &EncoderConfig) -> Self {
+        Self {
+            max_sequence_length: c.max_sequence_length(),
+            vocab_size: c.vocab_size,
+            pad_id: c.pad_token_id as u32,
+            positions: match c.family {
+                Family::Roberta => Positions::AfterPad,
+                Family::Bert | Family::Electra => Positions::FromZero,
+            },
+            type_vocab_size: c.type_vocab_size,
+        }
+    }
+}
+
+impl From<&DecoderConfig> for TokenizerTarget {
+    fn from(c: &DecoderConfig) -> Self {
+        Self {
+            max_sequence_length: c.max_position_embeddings,
+            vocab_size: c.vocab_size,
+            pad_id: c.pad_token_id,
+            positions: Positions::FromZero,
+            type_vocab_size: 1,
+        }
+    }
+}
+
 /// A tokenizer bound to a model: truncation to `max_length` (longest-first for pairs), no
 /// padding (batches pad themselves).
 #[derive(Debug, Clone)]
@@ -48,7 +100,7 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     max_length: usize,
     pad_id: u32,
-    family: Family,
+    positions: Positions,
     type_vocab_size: usize,
 }
 
@@ -58,7 +110,7 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// An unreadable `tokenizer.json`, or a `max_length` the model cannot take.
-    pub fn from_file(path: &Path, config: &EncoderConfig, max_length: Option<usize>) -> Result<Self> {
+    pub fn from_file(path: &Path, config: impl Into<TokenizerTarget>, max_length: Option<usize>) -> Result<Self> {
         let inner = Tokenizer::from_file(path).map_err(|e| BackboneError::Tokenizer {
             context: path.display().to_string(),
             message: e.to_string(),
@@ -73,10 +125,11 @@ impl TextTokenizer {
     pub fn from_tokenizer(
         mut inner: Tokenizer,
         context: &str,
-        config: &EncoderConfig,
+        config: impl Into<TokenizerTarget>,
         max_length: Option<usize>,
     ) -> Result<Self> {
-        let limit = config.max_sequence_length();
+        let config: TokenizerTarget = config.into();
+        let limit = config.max_sequence_length;
         let max_length = max_length.unwrap_or(limit.min(512));
         if max_length > limit {
             return Err(BackboneError::Invalid(format!(
@@ -113,8 +166,8 @@ impl TextTokenizer {
         Ok(Self {
             inner,
             max_length,
-            pad_id: config.pad_token_id as u32,
-            family: config.family,
+            pad_id: config.pad_id,
+            positions: config.positions,
             type_vocab_size: config.type_vocab_size,
         })
     }
@@ -188,17 +241,28 @@ impl TextTokenizer {
     /// Builds the model input of the rows `rows` of `encoded`. Shapes: `[B, L]`, L = the
     /// longest row.
     pub fn collate(&self, encoded: &[Encoded], rows: &[usize], device: &Device) -> EncoderInput {
-        collate(encoded, rows, self.pad_id, self.family, device)
+        collate(encoded, rows, self.pad_id, self.positions, device)
+    }
+
+    /// The underlying `tokenizers` tokenizer (truncation set, padding off).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
     }
 }
 
-/// Right-pads the rows into `[B, L]` tensors with the family's position ids.
-pub fn collate(encoded: &[Encoded], rows: &[usize], pad_id: u32, family: Family, device: &Device) -> EncoderInput {
+/// Right-pads the rows into `[B, L]` tensors with the model's position ids.
+pub fn collate(
+    encoded: &[Encoded],
+    rows: &[usize],
+    pad_id: u32,
+    positions: Positions,
+    device: &Device,
+) -> EncoderInput {
     let b = rows.len();
     let l = rows.iter().map(|&r| encoded[r].len()).max().unwrap_or(0).max(1);
     let mut ids = vec![i64::from(pad_id); b * l];
     let mut types = vec![0i64; b * l];
-    let mut positions = vec![0i64; b * l];
+    let mut position_ids = vec![0i64; b * l];
     let mut bias = vec![crate::encoder::MASKED; b * l];
     let pad = i64::from(pad_id);
     for (bi, &r) in rows.iter().enumerate() {
@@ -209,14 +273,14 @@ pub fn collate(encoded: &[Encoded], rows: &[usize], pad_id: u32, family: Family,
                 ids[k] = i64::from(e.ids[j]);
                 types[k] = i64::from(e.type_ids[j]);
                 bias[k] = 0.0;
-                positions[k] = match family {
-                    Family::Roberta => pad + 1 + j as i64,
-                    Family::Bert | Family::Electra => j as i64,
+                position_ids[k] = match positions {
+                    Positions::AfterPad => pad + 1 + j as i64,
+                    Positions::FromZero => j as i64,
                 };
             } else {
-                positions[k] = match family {
-                    Family::Roberta => pad,
-                    Family::Bert | Family::Electra => j as i64,
+                position_ids[k] = match positions {
+                    Positions::AfterPad => pad,
+                    Positions::FromZero => j as i64,
                 };
             }
         }
@@ -225,7 +289,8 @@ pub fn collate(encoded: &[Encoded], rows: &[usize], pad_id: u32, family: Family,
     EncoderInput {
         input_ids: int(ids),
         token_type_ids: int(types),
-        position_ids: int(positions),
+        position_ids: int(position_ids),
         mask_bias: Tensor::<2>::from_data(TensorData::new(bias, [b, l]), device),
+        lengths: rows.iter().map(|&r| encoded[r].len()).collect(),
     }
 }

@@ -8,6 +8,7 @@ use crate::cache::{FeatureCache, Split, SplitData};
 use crate::classical::{BuiltinHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead};
 use crate::error::HeadError;
 use crate::mahalanobis::{MahalanobisConfig, MahalanobisHead};
+use crate::mc_calibration::{McKlTemperatureConfig, McKlTemperatureHead};
 use crate::trainable::{TrainableConfig, TrainedHead};
 
 /// A fitted uncertainty head.
@@ -82,10 +83,13 @@ pub enum HeadSpec {
     Adue(#[serde(default)] TrainableConfig),
     /// ALIEN: entropy head fine-tuned for error detection.
     Alien(#[serde(default)] TrainableConfig),
+    /// One temperature per multiple-choice task from k examples: KL to the pre-trained
+    /// counterpart (He et al. 2023), or the NLL / constant baselines.
+    McKlTemperature(#[serde(default)] McKlTemperatureConfig),
 }
 
 /// Every head name, in report order.
-pub const HEAD_NAMES: [&str; 9] = [
+pub const HEAD_NAMES: [&str; 10] = [
     "sr",
     "entropy",
     "margin",
@@ -95,6 +99,7 @@ pub const HEAD_NAMES: [&str; 9] = [
     "relative_mahalanobis",
     "adue",
     "alien",
+    "mc_kl_temperature",
 ];
 
 impl HeadSpec {
@@ -113,6 +118,7 @@ impl HeadSpec {
             "relative_mahalanobis" => HeadSpec::RelativeMahalanobis(MahalanobisConfig::default()),
             "adue" => HeadSpec::Adue(TrainableConfig::default()),
             "alien" => HeadSpec::Alien(TrainableConfig::default()),
+            "mc_kl_temperature" => HeadSpec::McKlTemperature(McKlTemperatureConfig::default()),
             other => {
                 return Err(HeadError::config(
                     other,
@@ -134,6 +140,7 @@ impl HeadSpec {
             HeadSpec::RelativeMahalanobis(_) => "relative_mahalanobis",
             HeadSpec::Adue(_) => "adue",
             HeadSpec::Alien(_) => "alien",
+            HeadSpec::McKlTemperature(_) => "mc_kl_temperature",
         }
     }
 
@@ -143,7 +150,9 @@ impl HeadSpec {
     /// train and select on val (2505.15443).
     pub fn default_splits(&self) -> (Split, Split) {
         match self {
-            HeadSpec::Temperature(_) | HeadSpec::VectorScaling(_) => (Split::Val, Split::Val),
+            HeadSpec::Temperature(_) | HeadSpec::VectorScaling(_) | HeadSpec::McKlTemperature(_) => {
+                (Split::Val, Split::Val)
+            }
             _ => (Split::Train, Split::Val),
         }
     }
@@ -164,6 +173,7 @@ impl HeadSpec {
             HeadSpec::RelativeMahalanobis(cfg) => Box::new(MahalanobisHead::fit(cfg, true, ctx)?),
             HeadSpec::Adue(cfg) => Box::new(crate::trainable::fit_adue(cfg, ctx)?),
             HeadSpec::Alien(cfg) => Box::new(crate::trainable::fit_alien(cfg, ctx)?),
+            HeadSpec::McKlTemperature(cfg) => Box::new(McKlTemperatureHead::fit(cfg, ctx)?),
         })
     }
 }
@@ -191,6 +201,7 @@ pub fn load(dir: &Path) -> Result<Box<dyn Head>, HeadError> {
         "vector_scaling" => Box::new(VectorScalingHead::load(dir, &text)?),
         "mahalanobis" | "relative_mahalanobis" => Box::new(MahalanobisHead::load(dir, &text)?),
         "adue" | "alien" => Box::new(TrainedHead::load(dir)?),
+        "mc_kl_temperature" => Box::new(McKlTemperatureHead::load(dir, &text)?),
         other => {
             return Err(HeadError::Meta {
                 path,

@@ -1,6 +1,7 @@
 //! Uncertainty-estimation heads fitted on cached features and logits: the built-in scores,
 //! temperature and vector scaling, Mahalanobis and relative Mahalanobis distances, and the
-//! trainable AdUE and ALIEN heads of arXiv 2505.15443; plus the feature cache they read.
+//! trainable AdUE and ALIEN heads of arXiv 2505.15443, the multiple-choice temperature of
+//! arXiv 2310.11732; plus the feature cache they read.
 //!
 //! A head is configured by a [`HeadSpec`], fitted with [`HeadSpec::fit`] on a [`FeatureCache`]
 //! (one split fits, another selects hyperparameters), and then scores any split: `u`, higher =
@@ -13,6 +14,7 @@ mod error;
 pub mod head;
 mod host;
 pub mod mahalanobis;
+pub mod mc_calibration;
 pub mod simd;
 pub mod trainable;
 

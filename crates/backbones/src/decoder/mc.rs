@@ -1,0 +1,282 @@
+//! Multiple-choice scoring with a causal LM (MMLU, ARC): a prompt with lettered options,
+//! 0-shot or k-shot from the dev split; the C-way logits are the option letters' first-token
+//! logits at the answer position (the prompt's last token).
+//!
+//! The cache it exports is an ordinary `linear` one: the features are the last hidden state
+//! at the answer position and the classifier is the C rows of `lm_head` for the letters, so
+//! `out_proj(features)` gives back the letter logits and every head works unchanged.
+
+use burn::tensor::Device;
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use ueb_heads::cache::{CACHE_FORMAT, CACHE_VERSION};
+use ueb_heads::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+
+use super::model::CausalLm;
+use crate::error::{BackboneError, Result};
+use crate::extract::{Extractor, to_host};
+use crate::tokenize::{Encoded, TextInput, TextTokenizer};
+
+/// Option letters, in order (at most 8 options).
+pub const LETTERS: [char; 8] = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H'];
+
+/// One multiple-choice question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McQuestion {
+    /// The question text.
+    pub question: String,
+    /// The options, in letter order.
+    pub choices: Vec<String>,
+    /// The index of the correct option.
+    pub answer: usize,
+}
+
+fn block(q: &McQuestion) -> String {
+    let mut s = q.question.clone();
+    for (letter, c) in LETTERS.iter().zip(&q.choices) {
+        s.push_str(&format!("\n{letter}. {c}"));
+    }
+    s.push_str("\nAnswer:");
+    s
+}
+
+/// The prompt of `q` after the solved examples `shots` (MMLU's usual format):
+///
+/// ```text
+/// The following are multiple choice questions (with answers) about {subject}.
+///
+/// {shot question}
+/// A. {option}
+/// B. {option}
+/// Answer: {letter}
+///
+/// {question}
+/// A. {option}
+/// …
+/// Answer:
+/// ```
+///
+/// An empty `subject` drops " about {subject}".
+pub fn mc_prompt(subject: &str, shots: &[McQuestion], q: &McQuestion) -> String {
+    let mut s = if subject.is_empty() {
+        "The following are multiple choice questions (with answers).\n\n".to_string()
+    } else {
+        format!("The following are multiple choice questions (with answers) about {subject}.\n\n")
+    };
+    for shot in shots {
+        let letter = LETTERS.get(shot.answer).copied().unwrap_or('?');
+        s.push_str(&format!("{} {letter}\n\n", block(shot)));
+    }
+    s.push_str(&block(q));
+    s
+}
+
+/// The token id of each of the first `n` letters after `prompt`: the first token that
+/// `prompt + " X"` adds after the prompt's own tokens. A tokenizer that merges across the
+/// boundary, or gives two letters the same first token, is an error.
+///
+/// # Errors
+/// `n` outside `2..=8`, a tokenizer error, or letters without their own first token.
+pub fn letter_token_ids(tokenizer: &TextTokenizer, prompt: &str, n: usize) -> Result<Vec<u32>> {
+    if !(2..=LETTERS.len()).contains(&n) {
+        return Err(BackboneError::Invalid(format!(
+            "a multiple-choice question needs 2 to {} options, not {n}",
+            LETTERS.len()
+        )));
+    }
+    let texts: Vec<String> = std::iter::once(prompt.to_string())
+        .chain(LETTERS[..n].iter().map(|l| format!("{prompt} {l}")))
+        .collect();
+    let inputs: Vec<TextInput<'_>> = texts.iter().map(|t| TextInput::Single(t)).collect();
+    let enc = tokenizer.encode(&inputs)?;
+    let (base, rest) = enc
+        .split_first()
+        .ok_or_else(|| BackboneError::Invalid("no prompt".into()))?;
+    let mut ids = Vec::with_capacity(n);
+    for (letter, e) in LETTERS.iter().zip(rest) {
+        if e.len() <= base.len() || e.ids[..base.len()] != base.ids[..] {
+            return Err(BackboneError::Tokenizer {
+                context: format!("option letter {letter}"),
+                message: format!(
+                    "the prompt's tokens are not a prefix of the prompt followed by \" {letter}\" (or the prompt reaches max_length {})",
+                    tokenizer.max_length()
+                ),
+            });
+        }
+        ids.push(e.ids[base.len()]);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != ids.len() {
+        return Err(BackboneError::Tokenizer {
+            context: "option letters".into(),
+            message: format!("the letters share first tokens {ids:?}; they cannot be told apart"),
+        });
+    }
+    Ok(ids)
+}
+
+/// The C rows of the output layer for `tokens` as the cache's `linear` classifier.
+///
+/// # Errors
+/// A tensor that cannot be read back.
+pub fn choice_classifier(lm: &CausalLm, tokens: &[u32]) -> Result<Classifier> {
+    let rows = lm.head_rows(tokens);
+    let [d, c] = rows.dims();
+    Ok(Classifier {
+        kind: ClassifierKind::Linear,
+        activation: Activation::None,
+        dim: d,
+        num_classes: c,
+        dense_weight: None,
+        dense_bias: None,
+        out_weight: to_host(rows.transpose())?,
+        out_bias: None,
+    })
+}
+
+/// The questions of one split.
+#[derive(Debug, Clone, Copy)]
+pub struct McSplits<'a> {
+    /// Training split (what a UE head is fitted on).
+    pub train: &'a [McQuestion],
+    /// Validation split.
+    pub val: &'a [McQuestion],
+    /// Test split.
+    pub test: &'a [McQuestion],
+}
+
+/// How to prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McPrompting<'a> {
+    /// The subject named in the header ("" for none).
+    pub subject: &'a str,
+    /// The solved examples (the first k of the dev split; empty for 0-shot).
+    pub shots: &'a [McQuestion],
+    /// Number of options C (every question must have exactly C).
+    pub num_choices: usize,
+}
+
+/// Prompts and tokenizes `questions`, checking that no prompt reaches `max_length` (a
+/// truncated prompt would lose its answer position) and that every prompt has the same
+/// letter tokens. Returns the encoded prompts and the letter tokens.
+///
+/// # Errors
+/// A question with another number of options or an answer out of range (naming its row), a
+/// prompt too long, letters that tokenize differently in different prompts.
+pub fn encode_questions(
+    tokenizer: &TextTokenizer,
+    prompting: &McPrompting<'_>,
+    questions: &[McQuestion],
+    split: &str,
+) -> Result<(Vec<Encoded>, Vec<u32>)> {
+    let c = prompting.num_choices;
+    for (i, q) in questions.iter().chain(prompting.shots).enumerate() {
+        if q.choices.len() != c || q.answer >= c {
+            return Err(BackboneError::Invalid(format!(
+                "{split} question {i}: {} options and answer {} (expected {c} options)",
+                q.choices.len(),
+                q.answer
+            )));
+        }
+    }
+    let prompts: Vec<String> = questions
+        .iter()
+        .map(|q| mc_prompt(prompting.subject, prompting.shots, q))
+        .collect();
+    let inputs: Vec<TextInput<'_>> = prompts.iter().map(|p| TextInput::Single(p)).collect();
+    let encoded = tokenizer.encode(&inputs)?;
+    if let Some(i) = encoded.iter().position(|e| e.len() >= tokenizer.max_length()) {
+        return Err(BackboneError::Invalid(format!(
+            "{split} question {i}: the prompt has at least max_length = {} tokens and would be truncated; raise max_length",
+            tokenizer.max_length()
+        )));
+    }
+    let letters = match prompts.first() {
+        Some(p) => letter_token_ids(tokenizer, p, c)?,
+        None => return Err(BackboneError::Invalid(format!("the {split} split is empty"))),
+    };
+    // Letter tokens depend only on the prompt's end ("Answer:"), so checking a few prompts
+    // catches a tokenizer whose merges reach back over the boundary.
+    for (i, p) in prompts
+        .iter()
+        .enumerate()
+        .skip(1)
+        .step_by(prompts.len().div_ceil(8).max(1))
+    {
+        if letter_token_ids(tokenizer, p, c)? != letters {
+            return Err(BackboneError::Tokenizer {
+                context: format!("{split} question {i}"),
+                message: "the option letters tokenize differently than in the first prompt".into(),
+            });
+        }
+    }
+    Ok((encoded, letters))
+}
+
+/// Scores every split with `lm` and assembles the cache: features at the answer position,
+/// the letter logits, the gold answers, and the letters' `lm_head` rows as the classifier.
+/// The provenance is left empty (`null`) for the caller to fill.
+///
+/// # Errors
+/// As [`encode_questions`], non-finite outputs, or letters that differ between splits.
+pub fn export_mc_cache(
+    lm: CausalLm,
+    tokenizer: &TextTokenizer,
+    prompting: &McPrompting<'_>,
+    splits: McSplits<'_>,
+    batch_size: usize,
+    device: &Device,
+    progress: Option<&ProgressBar>,
+) -> Result<FeatureCache> {
+    let c = prompting.num_choices;
+    let (train_enc, letters) = encode_questions(tokenizer, prompting, splits.train, "train")?;
+    let (val_enc, l_val) = encode_questions(tokenizer, prompting, splits.val, "val")?;
+    let (test_enc, l_test) = encode_questions(tokenizer, prompting, splits.test, "test")?;
+    if l_val != letters || l_test != letters {
+        return Err(BackboneError::Tokenizer {
+            context: "option letters".into(),
+            message: "the letters tokenize differently in different splits".into(),
+        });
+    }
+    let classifier = choice_classifier(&lm, &letters)?;
+    let extractor = Extractor::Choices {
+        lm: Box::new(lm),
+        tokens: letters,
+    };
+    let run = |enc: &[Encoded], qs: &[McQuestion]| -> Result<SplitData> {
+        let out = extractor.run(tokenizer, enc, batch_size, device, progress)?;
+        Ok(SplitData {
+            logits: out.logits.unwrap_or_default(),
+            features: out.features,
+            labels: qs.iter().map(|q| q.answer as i64).collect(),
+            group: None,
+            dim: classifier.dim,
+            num_classes: c,
+        })
+    };
+    let train = run(&train_enc, splits.train)?;
+    let val = run(&val_enc, splits.val)?;
+    let test = run(&test_enc, splits.test)?;
+    let meta = CacheMeta {
+        format: CACHE_FORMAT.to_string(),
+        version: CACHE_VERSION,
+        task: Task::Sequence,
+        num_classes: c,
+        feature_dim: classifier.dim,
+        classifier: ClassifierMeta {
+            kind: classifier.kind,
+            activation: classifier.activation,
+        },
+        label_names: LETTERS[..c].iter().map(char::to_string).collect(),
+        provenance: serde_json::Value::Null,
+    };
+    Ok(FeatureCache {
+        meta,
+        classifier,
+        train,
+        val,
+        test,
+    })
+}
