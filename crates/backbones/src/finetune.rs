@@ -600,7 +600,7 @@ impl<M: ClassifierModel> Trainer<M> {
                 let pattern = format!(r"\.({})\.weight$", names.join("|"));
                 let group = ParamGroup::from_regex(&pattern)
                     .map_err(|e| BackboneError::Invalid(format!("lora targets: {e:?}")))?;
-                let head = ParamGroup::from_regex(&format!("^{}", regex_escape(model.head_prefix())))
+                let head = ParamGroup::from_regex(format!("^{}", regex_escape(model.head_prefix())))
                     .map_err(|e| BackboneError::Invalid(format!("head group: {e:?}")))?;
                 // PEFT draws A from kaiming_uniform(a = √5): variance 1 / (3 · fan_in). burn's
                 // LoRA draws a normal; the same variance keeps the early updates the same size.
