@@ -46,3 +46,7 @@ bench-encoders:
 # encoder, every head, 3 seeds).
 quickstart:
     cargo run --release -p ueb-cli -- run
+
+# Tables, figures and index.html of a results directory (needs a TTF: fonts-dejavu-core).
+report dir="results/quickstart":
+    cargo run --release -p ueb-cli -- report {{dir}}

@@ -1,0 +1,114 @@
+//! Figures are valid PNG and SVG files of the expected size, and a missing font is a clear
+//! error. Needs DejaVu Sans (`apt-get install fonts-dejavu-core`) or `UEB_FONT`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use ueb_metrics::Predictions;
+use ueb_report::figures::{
+    Figure, ReliabilityFigure, RiskCoverageFigure, ScoreHistogramFigure, ScorePanel, png_bytes, svg_string,
+};
+use ueb_report::font::find_font;
+
+fn check_png(bytes: &[u8], size: (u32, u32)) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().expect("a decodable PNG");
+    let info = reader.info();
+    assert_eq!((info.width, info.height), size);
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut buf).expect("pixel data");
+    // Not a blank canvas: something other than white was drawn.
+    let px = &buf[..frame.buffer_size()];
+    let non_white = px.chunks(3).filter(|p| p.iter().any(|&v| v < 200)).count();
+    assert!(non_white > 1000, "only {non_white} drawn pixels");
+}
+
+fn check_svg(text: &str, size: (u32, u32)) {
+    let doc = roxmltree::Document::parse(text).expect("well-formed SVG");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(root.attribute("width"), Some(size.0.to_string().as_str()));
+    assert_eq!(root.attribute("height"), Some(size.1.to_string().as_str()));
+    assert!(doc.descendants().any(|n| n.has_tag_name("text")), "SVG has text");
+}
+
+fn both<F: Figure>(fig: &F) {
+    let size = fig.size();
+    check_png(&png_bytes(fig, Path::new("test.png")).unwrap(), size);
+    check_svg(&svg_string(fig, Path::new("test.svg")).unwrap(), size);
+}
+
+fn data() -> (Predictions, Vec<bool>, Vec<f64>) {
+    let (probs, labels, score) = common::synthetic(400, 3, 7, 0.1);
+    let pred = Predictions::from_probs(probs, 3, &labels).unwrap();
+    let errors = pred.error_vec();
+    (pred, errors, score)
+}
+
+#[test]
+fn reliability_diagram_png_and_svg() {
+    let (pred, ..) = data();
+    let fig = ReliabilityFigure::new("Reliability of sr: tiny / synthetic / seed 0", &pred, 15).unwrap();
+    assert_eq!(fig.size(), (1300, 760));
+    both(&fig);
+}
+
+#[test]
+fn risk_coverage_png_and_svg() {
+    let (_, errors, score) = data();
+    let other: Vec<f64> = score.iter().rev().copied().collect();
+    let fig = RiskCoverageFigure::new(
+        "Risk–coverage",
+        &[("sr", &errors, &score, Some(0.1)), ("entropy", &errors, &other, None)],
+    )
+    .unwrap();
+    both(&fig);
+}
+
+#[test]
+fn score_histograms_png_and_svg() {
+    let (_, errors, score) = data();
+    let panels: Vec<ScorePanel> = (0..4)
+        .map(|k| ScorePanel::new(format!("head {k}"), &errors, &score))
+        .collect();
+    let fig = ScoreHistogramFigure::new("Scores", panels);
+    // 4 panels: 3 per row, 2 rows.
+    assert_eq!(fig.size(), (1500, 2 * 380 + 50));
+    both(&fig);
+}
+
+#[test]
+fn figures_are_deterministic() {
+    let (pred, ..) = data();
+    let fig = ReliabilityFigure::new("r", &pred, 10).unwrap();
+    let p = Path::new("x.png");
+    assert_eq!(png_bytes(&fig, p).unwrap(), png_bytes(&fig, p).unwrap());
+    assert_eq!(svg_string(&fig, p).unwrap(), svg_string(&fig, p).unwrap());
+}
+
+#[test]
+fn no_font_is_a_clear_error() {
+    let missing = [Path::new("/nonexistent/ueb/DejaVuSans.ttf")];
+    let err = find_font(None, &missing).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/ueb/DejaVuSans.ttf"), "{err}");
+    assert!(err.contains("fonts-dejavu-core"), "{err}");
+    assert!(err.contains("UEB_FONT"), "{err}");
+    let err = find_font(Some(Path::new("/nonexistent/font.ttf")), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("UEB_FONT=/nonexistent/font.ttf"), "{err}");
+}
+
+#[test]
+fn score_panel_normalises_each_group() {
+    let errors = [true, false, false, true, false];
+    let score = [0.9, 0.1, 0.2, 0.8, 0.1];
+    let p = ScorePanel::new("p", &errors, &score);
+    assert_eq!((p.n_correct, p.n_wrong), (3, 2));
+    assert!((p.correct.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    assert!((p.wrong.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    assert_eq!((p.lo, p.hi), (0.1, 0.9));
+}
