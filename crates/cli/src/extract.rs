@@ -7,9 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use ueb_backbones::decoder::{checkpoint_score_classes, is_decoder};
 use ueb_backbones::loader::checkpoint_classes;
 use ueb_backbones::{
-    Extractor, LoadOptions, ModelRef, TextInput, TextTokenizer, load_encoder, load_sequence_classifier, read_header,
+    Extractor, LoadOptions, ModelRef, TextInput, TextTokenizer, load_decoder, load_decoder_classifier, load_encoder,
+    load_sequence_classifier, read_header,
 };
 
 use crate::device;
@@ -19,8 +21,9 @@ use crate::device;
 #[command(after_help = "\
 Input: a .jsonl file (one JSON object per line, the text in --text-field; blank lines are skipped) \
 or a .txt file (every line is one text, empty lines included).
-Output: `features` f32 [N, d] (the first token's last hidden state) and, when the checkpoint has a \
-sequence-classification head, `logits` f32 [N, C], rows in input order.")]
+Output: `features` f32 [N, d] (the last hidden state of an encoder's first token, of a decoder's \
+(LLaMA, Qwen2, Qwen3) last non-pad token) and, when the checkpoint has a sequence-classification \
+head, `logits` f32 [N, C], rows in input order.")]
 pub struct ExtractArgs {
     /// A Hugging Face model directory, or hf:OWNER/NAME@REVISION.
     #[arg(long, value_name = "DIR")]
@@ -111,22 +114,39 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         bail!("{}: no texts", args.input.display());
     }
     let t0 = Instant::now();
-    let config = model_dir.encoder_config()?;
     let header = read_header(&model_dir.weights)?;
-    let (extractor, config) = if checkpoint_classes(&header, config.family).is_some() {
-        let (m, c, report) = load_sequence_classifier(&model_dir, &LoadOptions::default(), &device)?;
-        eprintln!("{}: {}", model_dir.dir.display(), report.summary());
-        (Extractor::Classifier(Box::new(m)), c)
+    let where_ = model_dir.dir.display();
+    let (extractor, tokenizer, family, feature) = if is_decoder(&model_dir)? {
+        let (extractor, config) = if checkpoint_score_classes(&header).is_some() {
+            let (m, c, report) = load_decoder_classifier(&model_dir, &LoadOptions::default(), &device)?;
+            eprintln!("{where_}: {}", report.summary());
+            (Extractor::DecoderClassifier(Box::new(m)), c)
+        } else {
+            let (m, c, report) = load_decoder(&model_dir, &device)?;
+            eprintln!("{where_}: {} (no score: features only)", report.summary());
+            (Extractor::Decoder(Box::new(m)), c)
+        };
+        let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, args.max_length)?;
+        (
+            extractor,
+            tokenizer,
+            config.family.model_type(),
+            "last non-pad token, last layer",
+        )
     } else {
-        let (m, c, report) = load_encoder(&model_dir, &device)?;
-        eprintln!(
-            "{}: {} (no classifier: features only)",
-            model_dir.dir.display(),
-            report.summary()
-        );
-        (Extractor::Backbone(Box::new(m)), c)
+        let config = model_dir.encoder_config()?;
+        let (extractor, config) = if checkpoint_classes(&header, config.family).is_some() {
+            let (m, c, report) = load_sequence_classifier(&model_dir, &LoadOptions::default(), &device)?;
+            eprintln!("{where_}: {}", report.summary());
+            (Extractor::Classifier(Box::new(m)), c)
+        } else {
+            let (m, c, report) = load_encoder(&model_dir, &device)?;
+            eprintln!("{where_}: {} (no classifier: features only)", report.summary());
+            (Extractor::Backbone(Box::new(m)), c)
+        };
+        let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, args.max_length)?;
+        (extractor, tokenizer, config.family.prefix(), "first token, last layer")
     };
-    let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, args.max_length)?;
     let inputs: Vec<TextInput<'_>> = texts
         .iter()
         .map(|(a, b)| match b {
@@ -155,9 +175,9 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     }
     let mut meta = std::collections::HashMap::new();
     meta.insert("model".to_string(), args.model.clone());
-    meta.insert("family".to_string(), config.family.prefix().to_string());
+    meta.insert("family".to_string(), family.to_string());
     meta.insert("max_length".to_string(), tokenizer.max_length().to_string());
-    meta.insert("features".to_string(), "first token, last layer".to_string());
+    meta.insert("features".to_string(), feature.to_string());
     ueb_heads::cache::write_safetensors(&args.out, &tensors, &[], &[], Some(meta))?;
     eprintln!(
         "wrote {} ({n} rows, d = {}{}) in {:.2} s; model pass {:.2} s, {:.0} tokens/s",

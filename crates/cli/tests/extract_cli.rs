@@ -135,6 +135,69 @@ fn jsonl_pairs_and_txt_match_transformers() {
 }
 
 #[test]
+fn decoders_match_transformers() {
+    // A Qwen3 classifier (bf16 checkpoint): the last non-pad token's features and the score
+    // logits; then the LLaMA-family causal LM without a score: features only.
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, has_logits) in [("qwen3", true), ("qwen2", true)] {
+        let exp = expected(name);
+        let case = exp["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "padded")
+            .unwrap();
+        let txt: Vec<&str> = case["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let input = tmp.path().join("texts.txt");
+        std::fs::write(&input, txt.join("\n") + "\n").unwrap();
+        let out = tmp.path().join(format!("{name}.safetensors"));
+        ueb()
+            .args(["extract", "--model"])
+            .arg(model(name))
+            .args(["--input"])
+            .arg(&input)
+            .args(["--max-length", "64", "--batch-size", "2", "--out"])
+            .arg(&out)
+            .assert()
+            .success();
+        let (f, shape) = read_f32(&out, "features");
+        assert_eq!(shape, vec![txt.len(), 32]);
+        assert!(max_diff(&f, &case["features"]) <= 1e-4, "{name}");
+        if has_logits {
+            let (z, shape) = read_f32(&out, "logits");
+            assert_eq!(shape, vec![txt.len(), 3]);
+            assert!(max_diff(&z, &case["logits"]) <= 1e-4, "{name}");
+        }
+    }
+    let input = tmp.path().join("one.txt");
+    std::fs::write(&input, "Which planet is closest to the sun?\n").unwrap();
+    let out = tmp.path().join("lm.safetensors");
+    ueb()
+        .args(["extract", "--model"])
+        .arg(model("llama-lm"))
+        .args(["--input"])
+        .arg(&input)
+        .args(["--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let (_, shape) = read_f32(&out, "features");
+    assert_eq!(shape, vec![1, 32]);
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(
+        safetensors::SafeTensors::deserialize(&bytes)
+            .unwrap()
+            .tensor("logits")
+            .is_err()
+    );
+}
+
+#[test]
 fn bad_input_names_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| -> String {
