@@ -6,6 +6,7 @@ mod eval;
 mod extract;
 mod input;
 mod output;
+mod report_cmd;
 mod run;
 mod score;
 
@@ -37,6 +38,8 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Run an experiment: caches, head scores and metrics (resumable, shardable).
     Run(run::RunArgs),
+    /// Tables, figures and index.html of a results directory (merges every shard present).
+    Report(report_cmd::ReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Data(args) => data_cmd::run(&args),
         Command::Extract(args) => extract::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Report(args) => report_cmd::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use ueb_metrics::{BootstrapConfig, NamedScore, Predictions, Report, ReportConfig};
 
 use self::parquet::{Column, to_bytes};
 use self::plan::Plan;
@@ -161,45 +160,30 @@ fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>> {
                 return Ok(None);
             }
             let h = read_head(&dir)?;
-            let pred = Predictions::from_probs(h.probs.as_slice(), h.num_classes, &h.labels)
-                .with_context(|| format!("{}", dir.display()))?;
-            let cfg = ReportConfig {
-                bins: plan.metrics.bins,
-                bootstrap: (plan.metrics.bootstrap > 0).then(|| BootstrapConfig {
-                    resamples: plan.metrics.bootstrap,
-                    seed: cell.seed,
-                    ..Default::default()
-                }),
+            let data = ueb_report::HeadData {
+                labels: h.labels,
+                probs: h.probs,
+                num_classes: h.num_classes,
+                score: h.score,
             };
-            // Under a neutral name: the built-in scores already use `sr`, `entropy` and `margin`.
-            let report = Report::compute(
-                &pred,
-                &[NamedScore {
-                    name: "u",
-                    values: &h.score,
-                }],
-                &cfg,
-            )
-            .with_context(|| format!("{}", dir.display()))?;
-            let supplied = report
-                .error_detection
-                .last()
-                .map(|s| s.entries.clone())
-                .unwrap_or_default();
-            for e in supplied.iter().chain(&report.calibration) {
-                let (lo, hi) = match e.interval {
-                    Some(Ok(i)) => (Some(i.low), Some(i.high)),
-                    _ => (None, None),
-                };
+            let settings = ueb_report::MetricSettings {
+                bins: plan.metrics.bins,
+                bootstrap: plan.metrics.bootstrap,
+            };
+            // One definition of a head stage's metrics, shared with `ueb report` (which
+            // recomputes them for shards whose metrics.parquet is missing or stale).
+            let values =
+                ueb_report::head_metrics(&data, settings, cell.seed).with_context(|| format!("{}", dir.display()))?;
+            for v in values {
                 rows.push(MetricRow {
                     backbone: cell.backbone.clone(),
                     dataset: cell.dataset.clone(),
                     seed: cell.seed,
                     head: spec.name().to_string(),
-                    metric: e.name.to_string(),
-                    value: e.value.ok(),
-                    ci_low: lo,
-                    ci_high: hi,
+                    metric: v.metric,
+                    value: v.value,
+                    ci_low: v.ci_low,
+                    ci_high: v.ci_high,
                 });
             }
         }
@@ -376,6 +360,20 @@ fn finish(plan: &Plan, out: &Path) -> Result<()> {
         Some(rows) => {
             write_metrics(&rows, &out.join("metrics.parquet"))?;
             println!("{}", summary(plan, &rows));
+            // The metrics are the run's result; a report that cannot be drawn (no font, say)
+            // is a warning with the command to redo it, not a failed run.
+            match ueb_report::write_report(out, ueb_report::Formats::default()) {
+                Ok(r) => eprintln!(
+                    "report: {} and {} figures in {}",
+                    out.join("index.html").display(),
+                    r.figures.len(),
+                    out.join("figures").display()
+                ),
+                Err(e) => eprintln!(
+                    "warning: the report was not written ({e}); fix that and run `ueb report {}`",
+                    out.display()
+                ),
+            }
             eprintln!("results in {}", out.display());
         }
         None => eprintln!("metrics.parquet is written once every shard has finished"),

@@ -164,7 +164,7 @@ pub enum RawDataset {
     /// A registry name (`ueb data list`).
     Name(String),
     /// A registry name with options, or a generic dataset.
-    Spec(DatasetSpec),
+    Spec(Box<DatasetSpec>),
 }
 
 impl<'de> Deserialize<'de> for RawDataset {
@@ -182,7 +182,8 @@ impl<'de> Deserialize<'de> for RawDataset {
                 Ok(RawDataset::Name(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, m: A) -> std::result::Result<RawDataset, A::Error> {
-                DatasetSpec::deserialize(de::value::MapAccessDeserializer::new(m)).map(RawDataset::Spec)
+                DatasetSpec::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(|d| RawDataset::Spec(Box::new(d)))
             }
         }
         d.deserialize_any(V)
@@ -325,7 +326,7 @@ pub enum Source {
         /// The backbone.
         backbone: Box<Backbone>,
         /// The dataset.
-        dataset: DatasetSpec,
+        dataset: Box<DatasetSpec>,
     },
     /// A cache made elsewhere.
     Cache {
@@ -599,7 +600,7 @@ impl Plan {
                     remove: Vec::new(),
                     generic: None,
                 },
-                RawDataset::Spec(s) => s.clone(),
+                RawDataset::Spec(s) => (**s).clone(),
             };
             let spec = resolve_dataset(spec, &data_root)?;
             if !dnames.insert(spec.name.clone()) {
@@ -616,7 +617,7 @@ impl Plan {
                         seed,
                         source: Source::Model {
                             backbone: Box::new(b.clone()),
-                            dataset: d.clone(),
+                            dataset: Box::new(d.clone()),
                         },
                     });
                 }
