@@ -117,6 +117,29 @@ fn nll_at(z: &[f64], labels: &[i64], c: usize, t: f64) -> f64 {
     total / labels.len() as f64
 }
 
+/// Golden-section search of `f` over log T in the configured interval. Cross-entropy against fixed
+/// targets (the NLL, or a KL to reference probabilities) is convex in 1/T, hence unimodal in log T: the search finds the minimum.
+pub(crate) fn minimise_log_t(cfg: &TemperatureConfig, f: impl Fn(f64) -> f64) -> f64 {
+    let (mut a, mut b) = (cfg.min_temperature.ln(), cfg.max_temperature.ln());
+    let inv_phi = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut x1, mut x2) = (b - inv_phi * (b - a), a + inv_phi * (b - a));
+    let (mut f1, mut f2) = (f(x1), f(x2));
+    while b - a > cfg.tolerance {
+        if f1 <= f2 {
+            b = x2;
+            (x2, f2) = (x1, f1);
+            x1 = b - inv_phi * (b - a);
+            f1 = f(x1);
+        } else {
+            a = x1;
+            (x1, f1) = (x2, f2);
+            x2 = a + inv_phi * (b - a);
+            f2 = f(x2);
+        }
+    }
+    0.5 * (a + b)
+}
+
 /// Temperature scaling (Guo et al. 2017): one T minimising the NLL of softmax(z/T) on the fit
 /// split; `u = 1 − max softmax(z/T)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,24 +173,7 @@ impl TemperatureHead {
         }
         let (c, z) = (split.num_classes(), split.logits_f64());
         let f = |log_t: f64| nll_at(&z, &split.labels, c, log_t.exp());
-        let (mut a, mut b) = (cfg.min_temperature.ln(), cfg.max_temperature.ln());
-        let inv_phi = (5f64.sqrt() - 1.0) / 2.0;
-        let (mut x1, mut x2) = (b - inv_phi * (b - a), a + inv_phi * (b - a));
-        let (mut f1, mut f2) = (f(x1), f(x2));
-        while b - a > cfg.tolerance {
-            if f1 <= f2 {
-                b = x2;
-                (x2, f2) = (x1, f1);
-                x1 = b - inv_phi * (b - a);
-                f1 = f(x1);
-            } else {
-                a = x1;
-                (x1, f1) = (x2, f2);
-                x2 = a + inv_phi * (b - a);
-                f2 = f(x2);
-            }
-        }
-        let log_t = 0.5 * (a + b);
+        let log_t = minimise_log_t(cfg, f);
         let at_bound = log_t - cfg.min_temperature.ln() < 2.0 * cfg.tolerance
             || cfg.max_temperature.ln() - log_t < 2.0 * cfg.tolerance;
         Ok(Self {

@@ -17,7 +17,7 @@ use ueb_metrics::{BuiltinScore, log_softmax_normaliser};
 use ueb_rng::{Rng64, Xoshiro256};
 
 use crate::cache::{FeatureCache, SplitData};
-use crate::classical::{TemperatureConfig, TemperatureHead};
+use crate::classical::{TemperatureConfig, TemperatureHead, minimise_log_t};
 use crate::error::HeadError;
 use crate::head::{FitContext, Head, check_classes, parse_json, write_json};
 
@@ -124,29 +124,6 @@ fn kl_at(z: &[f64], q: &[f64], c: usize, t: f64) -> f64 {
         }
     }
     total / n as f64
-}
-
-/// Golden-section search of `f` over log T in the configured interval. Cross-entropy against
-/// fixed targets is convex in 1/T, hence unimodal in log T: the search finds the minimum.
-fn minimise_log_t(cfg: &TemperatureConfig, f: impl Fn(f64) -> f64) -> f64 {
-    let (mut a, mut b) = (cfg.min_temperature.ln(), cfg.max_temperature.ln());
-    let inv_phi = (5f64.sqrt() - 1.0) / 2.0;
-    let (mut x1, mut x2) = (b - inv_phi * (b - a), a + inv_phi * (b - a));
-    let (mut f1, mut f2) = (f(x1), f(x2));
-    while b - a > cfg.tolerance {
-        if f1 <= f2 {
-            b = x2;
-            (x2, f2) = (x1, f1);
-            x1 = b - inv_phi * (b - a);
-            f1 = f(x1);
-        } else {
-            a = x1;
-            (x1, f1) = (x2, f2);
-            x2 = a + inv_phi * (b - a);
-            f2 = f(x2);
-        }
-    }
-    0.5 * (a + b)
 }
 
 impl McKlTemperatureHead {
