@@ -2,7 +2,7 @@
 //! PyTorch layout (`docs/cache-format.md`).
 
 use burn::nn::Linear;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::ProgressBar;
 use ueb_heads::cache::{CACHE_FORMAT, CACHE_VERSION};
 use ueb_heads::{CacheMeta, Classifier, ClassifierMeta, FeatureCache, SplitData, Task};
@@ -10,7 +10,7 @@ use ueb_heads::{CacheMeta, Classifier, ClassifierMeta, FeatureCache, SplitData, 
 use crate::encoder::SequenceClassifier;
 use crate::error::{BackboneError, Result};
 use crate::extract::to_host;
-use crate::finetune::{ClassifierModel, LabeledSplit};
+use crate::finetune::{ClassifierModel, FeatureSplit, LabeledSplit};
 use crate::tokenize::TextTokenizer;
 
 /// A `Linear` as PyTorch stores it.
@@ -133,11 +133,22 @@ pub fn export_cache<M: ClassifierModel>(
     let train = run("train", splits.train)?;
     let val = run("val", splits.val)?;
     let test = run("test", splits.test)?;
+    Ok(assemble_cache(classifier, label_names, provenance, [train, val, test]))
+}
+
+/// A cache from its parts: the classifier, the class names, provenance and the train, val and
+/// test splits. One place for what `meta.json` says, for every exporter.
+pub(crate) fn assemble_cache(
+    classifier: Classifier,
+    label_names: Vec<String>,
+    provenance: serde_json::Value,
+    [train, val, test]: [SplitData; 3],
+) -> FeatureCache {
     let meta = CacheMeta {
         format: CACHE_FORMAT.to_string(),
         version: CACHE_VERSION,
         task: Task::Sequence,
-        num_classes: c,
+        num_classes: classifier.num_classes,
         feature_dim: classifier.dim,
         classifier: ClassifierMeta {
             kind: classifier.kind,
@@ -146,11 +157,89 @@ pub fn export_cache<M: ClassifierModel>(
         label_names,
         provenance,
     };
-    Ok(FeatureCache {
+    FeatureCache {
         meta,
         classifier,
         train,
         val,
         test,
-    })
+    }
+}
+
+/// The train, val and test features a frozen backbone computed, with their labels.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureSplits<'a> {
+    /// Training split.
+    pub train: FeatureSplit<'a>,
+    /// Validation split.
+    pub val: FeatureSplit<'a>,
+    /// Test split.
+    pub test: FeatureSplit<'a>,
+}
+
+/// Rows per head pass when logits are computed from features.
+const HEAD_BATCH: usize = 1024;
+
+/// The cache of a model whose backbone is frozen, from features computed once: the features
+/// as given, logits from the model's head on them, the head as the classifier. The same cache
+/// [`export_cache`] writes for that model, without running the backbone again.
+///
+/// # Errors
+/// Features whose width is not the head's, labels out of range, non-finite logits.
+pub fn export_cache_from_features<M: ClassifierModel>(
+    model: M,
+    splits: FeatureSplits<'_>,
+    meta: ExportMeta,
+    device: &Device,
+) -> Result<FeatureCache> {
+    let ExportMeta {
+        label_names,
+        provenance,
+    } = meta;
+    let classifier = model.cache_classifier()?;
+    let (c, d) = (classifier.num_classes, classifier.dim);
+    if label_names.len() != c {
+        return Err(BackboneError::Invalid(format!(
+            "{} label names for a {c}-class head",
+            label_names.len()
+        )));
+    }
+    let (_, head) = model.split();
+    let run = |name: &str, s: FeatureSplit<'_>| -> Result<SplitData> {
+        if s.dim != d {
+            return Err(BackboneError::Invalid(format!(
+                "the {name} features have width {} but the head reads {d}",
+                s.dim
+            )));
+        }
+        if let Some((i, l)) = s.labels.iter().enumerate().find(|(_, l)| **l >= c) {
+            return Err(BackboneError::Invalid(format!(
+                "{name} row {i}: label {l} is out of range for {c} classes"
+            )));
+        }
+        let mut logits = Vec::with_capacity(s.len() * c);
+        for rows in s.features.chunks(HEAD_BATCH * d) {
+            let x = Tensor::<2>::from_data(TensorData::new(rows.to_vec(), [rows.len() / d, d]), device);
+            logits.extend(to_host(M::head_forward(&head, x))?);
+        }
+        if let Some(i) = logits.iter().position(|z| !z.is_finite()) {
+            return Err(BackboneError::NonFinite(format!(
+                "non-finite logit in {name} row {} (class {})",
+                i / c,
+                i % c
+            )));
+        }
+        Ok(SplitData {
+            logits,
+            features: s.features.to_vec(),
+            labels: s.labels.iter().map(|&l| l as i64).collect(),
+            group: None,
+            dim: d,
+            num_classes: c,
+        })
+    };
+    let train = run("train", splits.train)?;
+    let val = run("val", splits.val)?;
+    let test = run("test", splits.test)?;
+    Ok(assemble_cache(classifier, label_names, provenance, [train, val, test]))
 }

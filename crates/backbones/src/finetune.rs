@@ -704,19 +704,125 @@ fn finetune_frozen<M: ClassifierModel>(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let d = ftrain.dim;
+    let (head, report) = train_head::<M>(
+        head,
+        classes,
+        FeatureSplit::new(&ftrain.features, ftrain.dim, train.labels)?,
+        FeatureSplit::new(&fval.features, fval.dim, val.labels)?,
+        cfg,
+        device,
+        show_progress,
+    )?;
+    Ok((M::join(extractor, head)?, report))
+}
+
+/// Features `[N, d]` (row-major) of one split with its labels, as a frozen backbone computed
+/// them: what `frozen` trains on, and what a runner computes once and reuses for every seed.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureSplit<'a> {
+    /// `[N, d]`, row-major.
+    pub features: &'a [f32],
+    /// d.
+    pub dim: usize,
+    /// Gold class per row.
+    pub labels: &'a [usize],
+}
+
+impl<'a> FeatureSplit<'a> {
+    /// Checks that `features` holds one `dim`-wide row per label.
+    ///
+    /// # Errors
+    /// A zero width or a row count that differs from the number of labels.
+    pub fn new(features: &'a [f32], dim: usize, labels: &'a [usize]) -> Result<Self> {
+        if dim == 0 || features.len() != dim * labels.len() {
+            return Err(BackboneError::Invalid(format!(
+                "{} feature values are not {} rows of width {dim}",
+                features.len(),
+                labels.len()
+            )));
+        }
+        Ok(Self { features, dim, labels })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// `frozen` fine-tuning on precomputed features: trains the head of `model` (initialised or
+/// loaded as it is) on `train`, selecting the epoch by `val`, and leaves the backbone as it was.
+/// Gives the same model as [`finetune`] in `frozen` mode on the texts those features came from.
+///
+/// # Errors
+/// Bad hyperparameters, features of the wrong width, labels out of range, a non-finite loss.
+pub fn finetune_on_features<M: ClassifierModel>(
+    model: M,
+    train: FeatureSplit<'_>,
+    val: FeatureSplit<'_>,
+    cfg: &FinetuneConfig,
+    device: &Device,
+    show_progress: bool,
+) -> Result<(M, FinetuneReport)> {
+    cfg.validate()?;
+    if cfg.mode != FinetuneMode::Frozen {
+        return Err(BackboneError::Invalid(format!(
+            "training on precomputed features needs a frozen backbone, not `{}`",
+            cfg.mode.name()
+        )));
+    }
+    let classes = model.num_classes();
+    for (name, s) in [("train", &train), ("val", &val)] {
+        if s.is_empty() {
+            return Err(BackboneError::Invalid(format!("the {name} split is empty")));
+        }
+        if let Some((i, l)) = s.labels.iter().enumerate().find(|(_, l)| **l >= classes) {
+            return Err(BackboneError::Invalid(format!(
+                "{name} row {i}: label {l} is out of range for {classes} classes"
+            )));
+        }
+    }
+    device.seed(cfg.seed);
+    let (extractor, head) = model.split();
+    let (head, report) = train_head::<M>(head, classes, train, val, cfg, device, show_progress)?;
+    Ok((M::join(extractor, head)?, report))
+}
+
+/// The head alone on features: AdamW with the linear schedule, best epoch by val accuracy
+/// (then loss).
+fn train_head<M: ClassifierModel>(
+    head: M::Head,
+    classes: usize,
+    train: FeatureSplit<'_>,
+    val: FeatureSplit<'_>,
+    cfg: &FinetuneConfig,
+    device: &Device,
+    show_progress: bool,
+) -> Result<(M::Head, FinetuneReport)> {
+    let d = train.dim;
+    if val.dim != d {
+        return Err(BackboneError::Invalid(format!(
+            "train features have width {d} but val features {}",
+            val.dim
+        )));
+    }
     let ad = device.clone().autodiff();
     let mut head: M::Head = head.fork(&ad).train();
     let trainable = trainable_parameters(&head);
     let mut optim = optimizer(cfg)?;
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
-    let n = train.encoded.len();
+    let n = train.len();
     let batches_per_epoch = n.div_ceil(cfg.batch_size);
     let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accumulation);
     let total = steps_per_epoch * cfg.epochs;
     let warmup = (cfg.warmup_ratio * total as f64).ceil() as usize;
-    let val_x = Tensor::<2>::from_data(TensorData::new(fval.features.clone(), [val.encoded.len(), d]), device);
+    let val_x = Tensor::<2>::from_data(TensorData::new(val.features.to_vec(), [val.len(), d]), device);
     let mut step = 0;
     let mut epochs = Vec::new();
     let mut best: Option<(f64, f64, usize, M::Head)> = None;
@@ -731,7 +837,7 @@ fn finetune_frozen<M: ClassifierModel>(
         for (bi, rows) in order.chunks(cfg.batch_size).enumerate() {
             let mut x = Vec::with_capacity(rows.len() * d);
             for &r in rows {
-                x.extend_from_slice(&ftrain.features[r * d..(r + 1) * d]);
+                x.extend_from_slice(&train.features[r * d..(r + 1) * d]);
             }
             let x = Tensor::<2>::from_data(TensorData::new(x, [rows.len(), d]), &ad);
             let loss = loss_fn.forward(M::head_forward(&head, x), labels_tensor(train.labels, rows, &ad));
@@ -783,7 +889,7 @@ fn finetune_frozen<M: ClassifierModel>(
         steps: step,
         trainable_parameters: trainable,
     };
-    Ok((M::join(extractor, head)?, report))
+    Ok((head, report))
 }
 
 /// `s` with the regex metacharacters it may hold (`.`) escaped.

@@ -26,10 +26,11 @@ pub use encoder::{
     Encoder, EncoderInput, SequenceClassifier, SequenceHead, SequenceOutput, TokenClassifier, TokenOutput,
 };
 pub use error::{BackboneError, Result};
-pub use export::{ExportMeta, ExportSplits, classifier_of, export_cache};
+pub use export::{ExportMeta, ExportSplits, FeatureSplits, classifier_of, export_cache, export_cache_from_features};
 pub use extract::{Extracted, Extractor};
 pub use finetune::{
-    ClassifierModel, EpochRecord, FinetuneConfig, FinetuneMode, FinetuneReport, LabeledSplit, finetune,
+    ClassifierModel, EpochRecord, FeatureSplit, FinetuneConfig, FinetuneMode, FinetuneReport, LabeledSplit, finetune,
+    finetune_on_features,
 };
 pub use hub::ModelRef;
 pub use loader::{

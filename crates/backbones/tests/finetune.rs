@@ -193,6 +193,109 @@ fn frozen_trains_the_head_on_fixed_features() {
 }
 
 #[test]
+fn frozen_on_precomputed_features_is_frozen_finetuning() {
+    use ueb_backbones::{
+        ClassifierModel, FeatureSplit, FeatureSplits, export_cache_from_features, finetune_on_features,
+    };
+    let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup();
+    let device = Device::flex();
+    let c = cfg(FinetuneMode::Frozen, 4, 1e-2);
+    let (from_texts, report_texts) = finetune(
+        load(&s, &device),
+        &s.tok,
+        split(&s.train),
+        split(&s.val),
+        &c,
+        &device,
+        false,
+    )
+    .unwrap();
+    // The backbone's features, computed once (what a runner shares between seeds).
+    let (backbone, _) = load(&s, &device).split();
+    // 64 rows a batch, as `frozen` extracts (batch composition moves features by float noise).
+    let feats = |e: &[Encoded]| backbone.run(&s.tok, e, 64, &device, None).unwrap();
+    let (ftrain, fval, ftest) = (feats(&s.train.0), feats(&s.val.0), feats(&s.test.0));
+    fn fs<'a>(f: &'a ueb_backbones::Extracted, y: &'a [usize]) -> FeatureSplit<'a> {
+        FeatureSplit::new(&f.features, f.dim, y).unwrap()
+    }
+    let (from_features, report_features) = finetune_on_features(
+        load(&s, &device),
+        fs(&ftrain, &s.train.1),
+        fs(&fval, &s.val.1),
+        &c,
+        &device,
+        false,
+    )
+    .unwrap();
+    // Same seed, same draws: the same head, bit for bit, and the same epochs.
+    assert_eq!(w(&from_features.head.dense.weight), w(&from_texts.head.dense.weight));
+    assert_eq!(
+        w(&from_features.head.out_proj.weight),
+        w(&from_texts.head.out_proj.weight)
+    );
+    assert_eq!(report_features.best_epoch, report_texts.best_epoch);
+    assert_eq!(report_features.epochs.len(), report_texts.epochs.len());
+    for (a, b) in report_features.epochs.iter().zip(&report_texts.epochs) {
+        assert_eq!(a.train_loss, b.train_loss);
+        assert_eq!(a.val_accuracy, b.val_accuracy);
+    }
+    // And the same cache as a full export of that model, up to the batching of the head pass.
+    let meta = || ExportMeta {
+        label_names: vec!["bad".into(), "good".into()],
+        provenance: serde_json::Value::Null,
+    };
+    let exported = export_cache(
+        from_texts,
+        &s.tok,
+        ExportSplits {
+            train: split(&s.train),
+            val: split(&s.val),
+            test: split(&s.test),
+        },
+        meta(),
+        64,
+        &device,
+        None,
+    )
+    .unwrap();
+    let cached = export_cache_from_features(
+        from_features,
+        FeatureSplits {
+            train: fs(&ftrain, &s.train.1),
+            val: fs(&fval, &s.val.1),
+            test: fs(&ftest, &s.test.1),
+        },
+        meta(),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(cached.classifier, exported.classifier);
+    assert_eq!(cached.test.features, exported.test.features);
+    assert_eq!(cached.test.labels, exported.test.labels);
+    let worst = cached
+        .test
+        .logits
+        .iter()
+        .zip(&exported.test.logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "{worst}");
+    // A full mode and features of the wrong width are refused.
+    let err = finetune_on_features(
+        load(&s, &device),
+        fs(&ftrain, &s.train.1),
+        fs(&fval, &s.val.1),
+        &cfg(FinetuneMode::Full, 1, 1e-2),
+        &device,
+        false,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("frozen"), "{err}");
+    assert!(FeatureSplit::new(&ftrain.features[1..], ftrain.dim, &s.train.1).is_err());
+}
+
+#[test]
 fn exported_cache_loads_and_matches_the_model() {
     let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup();

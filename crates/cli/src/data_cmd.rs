@@ -66,6 +66,9 @@ struct SourceArgs {
     /// 20newsgroups only: strip these parts of each post, as scikit-learn's `remove=`.
     #[arg(long, value_name = "PARTS", value_delimiter = ',', value_parser = parse_part)]
     remove: Vec<NewsgroupsPart>,
+    /// toxigen only, when its annotated test file is missing: hold out N rows of train as test.
+    #[arg(long, value_name = "N")]
+    test_holdout: Option<usize>,
 }
 
 fn parse_part(s: &str) -> Result<NewsgroupsPart, String> {
@@ -79,6 +82,7 @@ impl SourceArgs {
             seed: self.seed,
             val_fraction: self.val_fraction,
             remove: self.remove.clone(),
+            test_holdout: self.test_holdout,
             ..LoadOptions::default()
         };
         let as_path = Path::new(&self.name);
@@ -88,6 +92,9 @@ impl SourceArgs {
         if is_yaml {
             if !self.remove.is_empty() {
                 anyhow::bail!("--remove applies to 20newsgroups only");
+            }
+            if self.test_holdout.is_some() {
+                anyhow::bail!("--test-holdout applies to toxigen only");
             }
             let spec = GenericSpec::from_yaml_file(as_path)?;
             Ok(ueb_data::load_generic(&spec, &options)?)

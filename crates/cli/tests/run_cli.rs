@@ -385,3 +385,166 @@ fn jobs_report_what_they_ran_and_skipped() {
     let e = run_stderr(&exp, &out, &["--jobs", "2"]);
     assert!(e.contains("0 of 6 head fit(s) run"), "{e}");
 }
+
+/// A tiny checkpoint of ueb-backbones' parity fixtures.
+fn fixture_model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../backbones/tests/fixtures")
+        .join(name)
+}
+
+fn reviews_experiment(dir: &Path, backbone: &str, heads: &str) -> PathBuf {
+    let text = format!(
+        "name: f\nseeds: [0, 1]\nbackbones:\n{backbone}\ndatasets:\n  - name: reviews\n    root: {root}\n    generic: {{text: review, label: stars, id: id, splits: {{train: train.csv, test: test.csv}}}}\nheads: {heads}\nmetrics: {{bins: 10, bootstrap: 0}}\n",
+        root = dir.display()
+    );
+    let p = dir.join("exp.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn split_features(cache: &ueb_heads::FeatureCache, split: ueb_heads::Split) -> Vec<f32> {
+    cache.split(split).features.to_vec()
+}
+
+#[test]
+fn frozen_backbones_compute_features_once_and_heads_run_under_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_reviews(tmp.path(), None);
+    let backbone = format!(
+        "  - name: bert\n    model: {}\n    finetune: {{mode: frozen, epochs: 2, lr: 1.0e-2, batch_size: 16, max_length: 16}}",
+        fixture_model("bert").display()
+    );
+    let heads = "[sr, {alien: {grid: {lr: [1.0e-3], alpha: [0.1], beta: [0.01]}, max_epochs: 2}}, \
+                 {alien: {grid: {lr: [1.0e-3], alpha: [0.0], beta: [0.0]}, max_epochs: 2}, as: alien-bce-only}]";
+    let exp = reviews_experiment(tmp.path(), &backbone, heads);
+    let out = tmp.path().join("out");
+    let e = run_stderr(&exp, &out, &["-v"]);
+    assert!(e.contains("2 cache(s) built, 6 of 6 head fit(s) run"), "{e}");
+    assert_eq!(e.matches("features bert/reviews: computed").count(), 1, "{e}");
+    assert_eq!(e.matches("features bert/reviews: up to date").count(), 1, "{e}");
+
+    // One feature stage for both seeds; both caches hold exactly its features.
+    let fdir = out.join("features/bert/reviews");
+    assert!(fdir.join("stage.json").is_file());
+    let load = |seed: u64| {
+        ueb_heads::FeatureCache::load(&out.join(format!("caches/bert/reviews/seed-{seed}")))
+            .unwrap()
+            .0
+    };
+    let (c0, c1) = (load(0), load(1));
+    for split in [ueb_heads::Split::Train, ueb_heads::Split::Val, ueb_heads::Split::Test] {
+        assert_eq!(split_features(&c0, split), split_features(&c1, split));
+    }
+    // The heads differ per seed (new head, own shuffling), so the logits do.
+    assert_ne!(
+        c0.split(ueb_heads::Split::Test).logits,
+        c1.split(ueb_heads::Split::Test).logits
+    );
+    // The features are the backbone's on the texts, in row order: `ueb extract` on the test
+    // texts gives the same rows (within the batch-composition noise of a model pass).
+    let texts = tmp.path().join("test.jsonl");
+    let test_csv = std::fs::read_to_string(tmp.path().join("test.csv")).unwrap();
+    let mut jsonl = String::new();
+    let mut rdr = csv::Reader::from_reader(test_csv.as_bytes());
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        jsonl.push_str(&serde_json::json!({"text": &rec[1]}).to_string());
+        jsonl.push('\n');
+    }
+    std::fs::write(&texts, jsonl).unwrap();
+    let extracted = tmp.path().join("x.safetensors");
+    ueb()
+        .args(["extract", "--model"])
+        .arg(fixture_model("bert"))
+        .arg("--input")
+        .arg(&texts)
+        .args(["--max-length", "16", "--out"])
+        .arg(&extracted)
+        .assert()
+        .success();
+    let bytes = std::fs::read(&extracted).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let x: Vec<f32> = st
+        .tensor("features")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let ours = split_features(&c0, ueb_heads::Split::Test);
+    assert_eq!(x.len(), ours.len());
+    let worst = x.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "largest difference {worst}");
+
+    // The labelled head is filed and reported under its label.
+    assert!(
+        out.join("cells/bert/reviews/seed-0/alien-bce-only/scores.parquet")
+            .is_file()
+    );
+    let heads_in_metrics: std::collections::BTreeSet<String> = rows(&out.join("metrics.parquet"))
+        .iter()
+        .map(|r| match get(r, "head") {
+            Field::Str(s) => s.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        heads_in_metrics.into_iter().collect::<Vec<_>>(),
+        ["alien", "alien-bce-only", "sr"]
+    );
+    let table = std::fs::read_to_string(out.join("tables/roc_auc.md")).unwrap();
+    assert!(table.contains("alien-bce-only"), "{table}");
+
+    // A rerun changes nothing.
+    let e = run_stderr(&exp, &out, &[]);
+    assert!(e.contains("0 cache(s) built, 0 of 6 head fit(s) run"), "{e}");
+}
+
+#[test]
+fn head_labels_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("c");
+    write_cache(&cache);
+    let case = |heads: &str| -> String {
+        let p = tmp.path().join("h.yaml");
+        std::fs::write(&p, format!("name: h\ncaches: [{}]\nheads: {heads}\n", cache.display())).unwrap();
+        let o = ueb()
+            .arg("run")
+            .arg(&p)
+            .arg("--out")
+            .arg(tmp.path().join("o"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8(o.stderr).unwrap()
+    };
+    let e = case("[temperature, temperature]");
+    assert!(e.contains("temperature appears twice") && e.contains("as:"), "{e}");
+    let e = case("[sr, {sr: {}, as: entropy}]");
+    assert!(e.contains("`as: entropy` is the name of a head"), "{e}");
+    let e = case("[{alien: {}, as: a/b}]");
+    assert!(e.contains("a/b"), "{e}");
+    let e = case("[{alien: {}, adue: {}}]");
+    assert!(e.contains("one head per list entry"), "{e}");
+}
+
+#[test]
+fn decoder_backbones_fine_tune_and_export_in_the_runner() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_reviews(tmp.path(), None);
+    let backbone = format!(
+        "  - name: qwen2\n    model: {}\n    finetune: {{mode: lora, epochs: 1, lr: 1.0e-3, batch_size: 16, max_length: 24}}",
+        fixture_model("qwen2").display()
+    );
+    let exp = reviews_experiment(tmp.path(), &backbone, "[sr, entropy]");
+    let out = tmp.path().join("out");
+    let e = run_stderr(&exp, &out, &[]);
+    assert!(e.contains("2 cache(s) built, 4 of 4 head fit(s) run"), "{e}");
+    let (cache, _) = ueb_heads::FeatureCache::load(&out.join("caches/qwen2/reviews/seed-0")).unwrap();
+    // `score` as the cache's linear classifier over the last real token's hidden state.
+    assert_eq!(cache.meta.classifier.kind, ueb_heads::ClassifierKind::Linear);
+    assert_eq!(cache.meta.feature_dim, 32);
+    assert_eq!(cache.meta.label_names, ["neg", "pos"]);
+    assert_eq!(cache.split(ueb_heads::Split::Test).n(), 60);
+}

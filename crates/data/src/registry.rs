@@ -10,7 +10,7 @@ use crate::error::{DataError, Result};
 use crate::io::{Locator, Table};
 use crate::readers::newsgroups::{GROUPS, NewsgroupsPart};
 use crate::readers::{choice, conll, glue, lines, newsgroups, row_id, toxigen};
-use crate::split::{DEFAULT_SEED, DEFAULT_VAL_FRACTION, holdout};
+use crate::split::{DEFAULT_SEED, DEFAULT_VAL_FRACTION, holdout, holdout_count};
 use crate::synthetic::{SyntheticConfig, generate};
 
 /// The default data root, relative to the working directory.
@@ -30,6 +30,10 @@ pub struct LoadOptions {
     pub remove: Vec<NewsgroupsPart>,
     /// Parameters of the `synthetic` dataset.
     pub synthetic: SyntheticConfig,
+    /// Rows of train to hold out as test where the copy on disk has no labelled test split
+    /// (ToxiGen's annotated test is not in every copy): a seeded holdout, drawn before the val
+    /// holdout and independent of it. `None`: a missing test split is reported as such.
+    pub test_holdout: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -40,6 +44,7 @@ impl Default for LoadOptions {
             val_fraction: DEFAULT_VAL_FRACTION,
             remove: Vec::new(),
             synthetic: SyntheticConfig::default(),
+            test_holdout: None,
         }
     }
 }
@@ -71,6 +76,15 @@ impl DatasetInfo {
             return Err(DataError::invalid(
                 "remove",
                 format!("applies to 20newsgroups only, not to `{}`", self.name),
+            ));
+        }
+        if options.test_holdout.is_some() && self.name != "toxigen" {
+            return Err(DataError::invalid(
+                "test_holdout",
+                format!(
+                    "`{}` has a labelled test split of its own; test_holdout applies to toxigen",
+                    self.name
+                ),
             ));
         }
         (self.loader)(self, options)
@@ -180,7 +194,8 @@ static REGISTRY: [DatasetInfo; 13] = [
         name: "toxigen",
         task: Task::Sequence,
         summary: "ToxiGen (human-annotated): label 1 when toxicity_ai + toxicity_human > 5.5",
-        protocol: "train/val: seeded 80/20 split of the annotated train; test: annotated test",
+        protocol: "train/val: seeded 80/20 split of the annotated train; test: annotated test \
+            (or, with `test_holdout: k`, k seeded rows of the annotated train held out first)",
         files: &[
             "toxigen/toxigen_annotated_train.csv",
             "toxigen/toxigen_annotated_test.csv (absent from ../shared/data)",
@@ -521,23 +536,57 @@ fn ag_news_alps(path: &std::path::Path, dataset: &str, labels: &LabelSet) -> Res
 fn load_toxigen(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let train_path = locator.require(&["toxigen/toxigen_annotated_train.csv"])?;
-    let train = toxigen::read(&train_path, info.name, "train")?;
-    let mut parts = holdout_parts(info.name, train, &locator.show(&train_path), options)?;
+    let mut train = toxigen::read(&train_path, info.name, "train")?;
     let mut notes = Vec::new();
-    match locator.find(&["toxigen/toxigen_annotated_test.csv"]) {
-        Some(path) => {
-            let test = toxigen::read(&path, info.name, "test")?;
-            parts.push(SplitParts::new("test", locator.show(&path), test));
+    let test_path = locator.find(&["toxigen/toxigen_annotated_test.csv"]);
+    let test = match (&test_path, options.test_holdout) {
+        (Some(path), holdout) => {
+            if let Some(k) = holdout {
+                notes.push(format!(
+                    "test_holdout: {k} was not used: {} holds the annotated test split",
+                    locator.show(path)
+                ));
+            }
+            Some(SplitParts::new(
+                "test",
+                locator.show(path),
+                toxigen::read(path, info.name, "test")?,
+            ))
         }
-        None => notes.push(format!(
-            "the annotated test split (940 rows) is missing: {} does not exist, so this copy \
-             has no test split. Save the `test` split of the HF dataset `toxigen/toxigen-data` \
-             (configuration `annotated`) there.",
-            options.root.join("toxigen/toxigen_annotated_test.csv").display()
-        )),
-    }
+        (None, Some(k)) => {
+            let seed = options.seed ^ TEST_HOLDOUT_STREAM;
+            let (rest, test) = holdout_count(train, k, seed, "test_holdout")?;
+            train = rest;
+            let origin = format!(
+                "{}, seeded holdout of {k} rows (seed {seed}; the annotated test split is not on disk)",
+                locator.show(&train_path)
+            );
+            notes.push(format!(
+                "test: {k} rows held out of the annotated train split, because {} does not \
+                 exist; numbers are not comparable with results on the official 940-row test",
+                options.root.join("toxigen/toxigen_annotated_test.csv").display()
+            ));
+            Some(SplitParts::new("test", origin, test))
+        }
+        (None, None) => {
+            notes.push(format!(
+                "the annotated test split (940 rows) is missing: {} does not exist, so this copy \
+                 has no test split. Save the `test` split of the HF dataset `toxigen/toxigen-data` \
+                 (configuration `annotated`) there, or hold test rows out of train with \
+                 `test_holdout: 940`.",
+                options.root.join("toxigen/toxigen_annotated_test.csv").display()
+            ));
+            None
+        }
+    };
+    let mut parts = holdout_parts(info.name, train, &locator.show(&train_path), options)?;
+    parts.extend(test);
     Dataset::new(info.name, info.task, binary().into_names(), parts, notes)
 }
+
+/// Mixed into the seed of a test holdout, so that it does not pick the rows the val holdout
+/// of the same seed picks first.
+const TEST_HOLDOUT_STREAM: u64 = 0x7465_7374;
 
 fn load_mmlu(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);

@@ -40,20 +40,45 @@ pub fn holdout_indices(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>
             format!("a holdout of {fraction} of {n} examples is {n_val}, which leaves an empty split"),
         ));
     }
+    Ok(permuted_split(n, n_val, seed))
+}
+
+/// The first `k` entries of the seeded permutation as the holdout, the rest as training, each
+/// sorted.
+fn permuted_split(n: usize, n_val: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..n).collect();
     SplitMix64::new(seed).shuffle(&mut order);
     let mut val = order[..n_val].to_vec();
     let mut train = order[n_val..].to_vec();
     val.sort_unstable();
     train.sort_unstable();
-    Ok((train, val))
+    (train, val)
 }
 
 /// Splits `items` into (training part, holdout) with [`holdout_indices`], keeping file order.
 pub fn holdout<T>(items: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T>, Vec<T>)> {
     let (_, val_idx) = holdout_indices(items.len(), fraction, seed)?;
+    Ok(take_rows(items, &val_idx))
+}
+
+/// Splits `items` into (the rest, a holdout of exactly `k` rows): the same seeded permutation as
+/// [`holdout_indices`], for a count rather than a fraction. `key` names the option in errors.
+pub fn holdout_count<T>(items: Vec<T>, k: usize, seed: u64, key: &str) -> Result<(Vec<T>, Vec<T>)> {
+    let n = items.len();
+    if k == 0 || k >= n {
+        return Err(DataError::invalid(
+            key,
+            format!("a holdout of {k} of {n} examples leaves an empty split"),
+        ));
+    }
+    let (_, idx) = permuted_split(n, k, seed);
+    Ok(take_rows(items, &idx))
+}
+
+/// (rows not in `holdout`, rows in `holdout`), both in their original order.
+fn take_rows<T>(items: Vec<T>, holdout: &[usize]) -> (Vec<T>, Vec<T>) {
     let mut in_val = vec![false; items.len()];
-    for i in val_idx {
+    for &i in holdout {
         in_val[i] = true;
     }
     let mut train = Vec::with_capacity(items.len());
@@ -65,5 +90,5 @@ pub fn holdout<T>(items: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T>, Ve
             train.push(item);
         }
     }
-    Ok((train, val))
+    (train, val)
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{ids, labels, options, sizes, text, write, write_gz};
-use ueb_data::{Input, Label, NewsgroupsPart, Task, load, stats};
+use ueb_data::{Input, Label, LoadOptions, NewsgroupsPart, Task, load, stats};
 
 fn pairs(v: &[(&str, usize)]) -> Vec<(String, usize)> {
     v.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect()
@@ -336,6 +336,44 @@ fn toxigen_threshold_unwrap_and_missing_test() {
     assert_eq!(sizes(&d), pairs(&[("train", 4), ("val", 1), ("test", 1)]));
     assert_eq!(ids(&d, "test"), ["toxigen:test:0"]);
     assert!(d.notes().is_empty());
+}
+
+#[test]
+fn toxigen_test_holdout_without_the_test_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from(TOXIGEN_HEADER);
+    for k in 0..10 {
+        csv += &toxigen_row(&format!("b'text {k}'"), "3", if k % 2 == 0 { "4" } else { "1" });
+    }
+    write(dir.path(), "toxigen/toxigen_annotated_train.csv", &csv);
+    let opts = LoadOptions {
+        test_holdout: Some(3),
+        ..options(dir.path())
+    };
+    let d = load("toxigen", &opts).unwrap();
+    assert_eq!(sizes(&d), pairs(&[("train", 5), ("val", 2), ("test", 3)]));
+    // reference/splitmix.py: the test rows, then the val rows of the rest.
+    assert_eq!(
+        ids(&d, "test"),
+        ["toxigen:train:0", "toxigen:train:6", "toxigen:train:7"]
+    );
+    assert_eq!(ids(&d, "val"), ["toxigen:train:3", "toxigen:train:4"]);
+    assert!(d.notes()[0].contains("not comparable"), "{:?}", d.notes());
+    // Too many rows, another dataset, and an unused holdout are all said.
+    let too_many = LoadOptions {
+        test_holdout: Some(10),
+        ..options(dir.path())
+    };
+    let err = load("toxigen", &too_many).unwrap_err().to_string();
+    assert!(err.contains("test_holdout") && err.contains("10 of 10"), "{err}");
+    let err = load("sst2", &opts).unwrap_err().to_string();
+    assert!(err.contains("test_holdout") && err.contains("sst2"), "{err}");
+    let mut test = String::from(TOXIGEN_HEADER);
+    test += &toxigen_row("b'a'", "4", "4");
+    write(dir.path(), "toxigen/toxigen_annotated_test.csv", &test);
+    let d = load("toxigen", &opts).unwrap();
+    assert_eq!(sizes(&d), pairs(&[("train", 8), ("val", 2), ("test", 1)]));
+    assert!(d.notes()[0].contains("was not used"), "{:?}", d.notes());
 }
 
 #[test]

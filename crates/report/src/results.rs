@@ -77,9 +77,13 @@ fn yaml_str(v: &serde_yaml_ng::Value) -> Option<String> {
     }
 }
 
-/// The name of one entry of `heads:` (`- sr`, `- !alien {...}` or `- alien: {...}`).
+/// The name of one entry of `heads:` (`- sr`, `- !alien {...}` or `- alien: {...}`), or the
+/// label of a head run under another name (`- {as: alien-no-anchor, head: !alien {...}}`).
 fn head_name(v: &serde_yaml_ng::Value) -> Option<String> {
     use serde_yaml_ng::Value;
+    if let Some(label) = v.get("as") {
+        return yaml_str(label);
+    }
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Tagged(t) => Some(t.tag.to_string().trim_start_matches('!').to_string()),

@@ -9,8 +9,7 @@
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use ueb_heads::cache::{CACHE_FORMAT, CACHE_VERSION};
-use ueb_heads::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+use ueb_heads::{Activation, Classifier, ClassifierKind, FeatureCache, SplitData};
 
 use super::model::CausalLm;
 use crate::error::{BackboneError, Result};
@@ -259,24 +258,10 @@ pub fn export_mc_cache(
     let train = run(&train_enc, splits.train)?;
     let val = run(&val_enc, splits.val)?;
     let test = run(&test_enc, splits.test)?;
-    let meta = CacheMeta {
-        format: CACHE_FORMAT.to_string(),
-        version: CACHE_VERSION,
-        task: Task::Sequence,
-        num_classes: c,
-        feature_dim: classifier.dim,
-        classifier: ClassifierMeta {
-            kind: classifier.kind,
-            activation: classifier.activation,
-        },
-        label_names: LETTERS[..c].iter().map(char::to_string).collect(),
-        provenance: serde_json::Value::Null,
-    };
-    Ok(FeatureCache {
-        meta,
+    Ok(crate::export::assemble_cache(
         classifier,
-        train,
-        val,
-        test,
-    })
+        LETTERS[..c].iter().map(char::to_string).collect(),
+        serde_json::Value::Null,
+        [train, val, test],
+    ))
 }

@@ -68,7 +68,7 @@ fn finished_stages(plan: &Plan, cells: &[&plan::Cell], out: &Path) -> u64 {
             done += 1;
         }
         for spec in &plan.heads {
-            let dir = out.join("cells").join(cell.rel_dir()).join(spec.name());
+            let dir = out.join("cells").join(cell.rel_dir()).join(&spec.label);
             if dir.join("stage.json").is_file() {
                 done += 1;
             }
@@ -155,7 +155,7 @@ fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>> {
     let mut rows = Vec::new();
     for cell in &plan.cells {
         for spec in &plan.heads {
-            let dir = out.join("cells").join(cell.rel_dir()).join(spec.name());
+            let dir = out.join("cells").join(cell.rel_dir()).join(&spec.label);
             if !dir.join(stages::SCORES_FILE).is_file() {
                 return Ok(None);
             }
@@ -179,7 +179,7 @@ fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>> {
                     backbone: cell.backbone.clone(),
                     dataset: cell.dataset.clone(),
                     seed: cell.seed,
-                    head: spec.name().to_string(),
+                    head: spec.label.clone(),
                     metric: v.metric,
                     value: v.value,
                     ci_low: v.ci_low,
@@ -246,12 +246,12 @@ fn summary(plan: &Plan, rows: &[MetricRow]) -> String {
     s.push_str("\n|---|");
     s.push_str(&"---|---|".repeat(groups.len()));
     for spec in &plan.heads {
-        s.push_str(&format!("\n| {} |", spec.name()));
+        s.push_str(&format!("\n| {} |", spec.label));
         for (b, d) in &groups {
             for metric in ["roc_auc", "ece"] {
                 let v: Vec<f64> = rows
                     .iter()
-                    .filter(|r| &r.backbone == b && &r.dataset == d && r.head == spec.name() && r.metric == metric)
+                    .filter(|r| &r.backbone == b && &r.dataset == d && r.head == spec.label && r.metric == metric)
                     .filter_map(|r| r.value.map(|x| 100.0 * x))
                     .collect();
                 s.push_str(&format!(" {} |", mean_std(&v)));

@@ -43,9 +43,15 @@ pub struct RawExperiment {
 }
 
 /// One entry of `heads:`: `name`, or `{name: {settings}}` with the head's own settings type, so
-/// that a wrong setting is reported at its line.
+/// that a wrong setting is reported at its line; either may carry `as: label` to run a head
+/// more than once with different settings (ablations): `{alien: {grid: ...}, as: alien-no-l2sp}`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HeadEntry(pub HeadSpec);
+pub struct HeadEntry {
+    /// The head and its settings.
+    pub spec: HeadSpec,
+    /// The label it runs under, when not its own name.
+    pub alias: Option<String>,
+}
 
 impl<'de> Deserialize<'de> for HeadEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -60,39 +66,81 @@ impl<'de> Deserialize<'de> for HeadEntry {
         impl<'de> Visitor<'de> for V {
             type Value = HeadEntry;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a head name (e.g. `sr`) or a one-key map `name: {settings}`")
+                f.write_str("a head name (e.g. `sr`) or a map `name: {settings}` (with an optional `as: label`)")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<HeadEntry, E> {
-                HeadSpec::from_name(v).map(HeadEntry).map_err(|_| unknown(v))
+                HeadSpec::from_name(v)
+                    .map(|spec| HeadEntry { spec, alias: None })
+                    .map_err(|_| unknown(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<HeadEntry, A::Error> {
-                let Some(name) = m.next_key::<String>()? else {
-                    return Err(de::Error::custom("an empty map is not a head"));
-                };
-                let spec = match name.as_str() {
-                    "sr" | "entropy" | "margin" => {
+                let mut spec: Option<HeadSpec> = None;
+                let mut alias: Option<String> = None;
+                while let Some(name) = m.next_key::<String>()? {
+                    if name == "as" {
+                        if alias.is_some() {
+                            return Err(de::Error::custom("`as` appears twice in one head entry"));
+                        }
+                        alias = Some(m.next_value()?);
+                        continue;
+                    }
+                    if let Some(first) = &spec {
                         return Err(de::Error::custom(format!(
-                            "head `{name}` has no settings; write just `{name}`"
+                            "one head per list entry: `{name}` follows `{}` in the same entry",
+                            first.name()
                         )));
                     }
-                    "temperature" => HeadSpec::Temperature(m.next_value()?),
-                    "vector_scaling" => HeadSpec::VectorScaling(m.next_value()?),
-                    "mahalanobis" => HeadSpec::Mahalanobis(m.next_value()?),
-                    "relative_mahalanobis" => HeadSpec::RelativeMahalanobis(m.next_value()?),
-                    "adue" => HeadSpec::Adue(m.next_value()?),
-                    "alien" => HeadSpec::Alien(m.next_value()?),
-                    "mc_kl_temperature" => HeadSpec::McKlTemperature(m.next_value()?),
-                    other => return Err(unknown(other)),
-                };
-                if let Some(extra) = m.next_key::<String>()? {
+                    spec = Some(match name.as_str() {
+                        "sr" | "entropy" | "margin" => {
+                            let _: de::IgnoredAny = m.next_value()?;
+                            HeadSpec::from_name(&name).map_err(|_| unknown::<A::Error>(&name))?
+                        }
+                        "temperature" => HeadSpec::Temperature(m.next_value()?),
+                        "vector_scaling" => HeadSpec::VectorScaling(m.next_value()?),
+                        "mahalanobis" => HeadSpec::Mahalanobis(m.next_value()?),
+                        "relative_mahalanobis" => HeadSpec::RelativeMahalanobis(m.next_value()?),
+                        "adue" => HeadSpec::Adue(m.next_value()?),
+                        "alien" => HeadSpec::Alien(m.next_value()?),
+                        "mc_kl_temperature" => HeadSpec::McKlTemperature(m.next_value()?),
+                        other => return Err(unknown(other)),
+                    });
+                }
+                let spec = spec.ok_or_else(|| de::Error::custom("a head entry needs a head name"))?;
+                if matches!(spec, HeadSpec::Sr | HeadSpec::Entropy | HeadSpec::Margin) && alias.is_none() {
                     return Err(de::Error::custom(format!(
-                        "one head per list entry: `{extra}` follows `{name}` in the same entry"
+                        "head `{0}` has no settings; write just `{0}`",
+                        spec.name()
                     )));
                 }
-                Ok(HeadEntry(spec))
+                Ok(HeadEntry { spec, alias })
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A head of the plan: the label its results are filed under (its name, or its `as:` label)
+/// and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanHead {
+    /// Directory name and table row.
+    pub label: String,
+    /// The head and its settings.
+    pub spec: HeadSpec,
+}
+
+impl Serialize for PlanHead {
+    // Without a label the entry is written exactly as before labels existed, so the plan and
+    // stage hashes of existing results directories stay valid.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.label == self.spec.name() {
+            return self.spec.serialize(s);
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("as", &self.label)?;
+        m.serialize_entry("head", &self.spec)?;
+        m.end()
     }
 }
 
@@ -208,6 +256,10 @@ pub struct DatasetSpec {
     /// Parts of 20 Newsgroups posts to strip (`headers`, `footers`, `quotes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<NewsgroupsPart>,
+    /// Rows of train held out as test where the data has no labelled test split (ToxiGen
+    /// without its annotated test file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_holdout: Option<usize>,
     /// A generic dataset: a column mapping written inline, or the path of a mapping file
     /// (resolved to the inline form, so `plan.yaml` and the stage hashes hold the mapping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,6 +304,7 @@ impl DatasetSpec {
         let mut opts = ueb_data::LoadOptions {
             root: self.root.clone().unwrap_or_else(|| data_root.to_path_buf()),
             remove: self.remove.clone(),
+            test_holdout: self.test_holdout,
             ..Default::default()
         };
         if let Some(f) = self.val_fraction {
@@ -367,7 +420,7 @@ pub struct Plan {
     /// Seeds.
     pub seeds: Vec<u64>,
     /// Heads in order, with their settings filled in.
-    pub heads: Vec<HeadSpec>,
+    pub heads: Vec<PlanHead>,
     /// Metric settings.
     pub metrics: MetricsConfig,
     /// Data root of registry datasets.
@@ -424,9 +477,9 @@ fn resolve_dataset(mut spec: DatasetSpec, data_root: &Path) -> Result<DatasetSpe
     match spec.generic.take() {
         Some(source) => {
             check_name("dataset", &spec.name)?;
-            if spec.synthetic.is_some() || !spec.remove.is_empty() {
+            if spec.synthetic.is_some() || !spec.remove.is_empty() || spec.test_holdout.is_some() {
                 bail!(
-                    "datasets: {}: `synthetic` and `remove` apply to registry datasets, not to a generic one",
+                    "datasets: {}: `synthetic`, `remove` and `test_holdout` apply to registry datasets, not to a generic one",
                     spec.name
                 );
             }
@@ -527,12 +580,33 @@ impl Plan {
         if raw.heads.is_empty() {
             bail!("heads: at least one head is needed");
         }
-        let heads: Vec<HeadSpec> = raw.heads.iter().map(|h| h.0.clone()).collect();
+        let mut heads: Vec<PlanHead> = Vec::with_capacity(raw.heads.len());
         let mut names = std::collections::HashSet::new();
-        for h in &heads {
-            if !names.insert(h.name()) {
-                bail!("heads: {} appears twice", h.name());
+        for h in &raw.heads {
+            let label = match &h.alias {
+                Some(a) => {
+                    check_name("head label", a)?;
+                    if ueb_heads::HEAD_NAMES.contains(&a.as_str()) {
+                        bail!(
+                            "heads: `as: {a}` is the name of a head; pick a label such as {}-variant",
+                            h.spec.name()
+                        );
+                    }
+                    a.clone()
+                }
+                None => h.spec.name().to_string(),
+            };
+            if !names.insert(label.clone()) {
+                bail!(
+                    "heads: {label} appears twice; give one of them a label with `as:` (e.g. `{{{}: {{...}}, as: {}-ablation}}`)",
+                    h.spec.name(),
+                    h.spec.name()
+                );
             }
+            heads.push(PlanHead {
+                label,
+                spec: h.spec.clone(),
+            });
         }
         if raw.metrics.bins == 0 {
             bail!("metrics.bins must be at least 1");
@@ -598,6 +672,7 @@ impl Plan {
                     val_fraction: None,
                     synthetic: None,
                     remove: Vec::new(),
+                    test_holdout: None,
                     generic: None,
                 },
                 RawDataset::Spec(s) => (**s).clone(),

@@ -9,15 +9,18 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use ueb_backbones::decoder::is_decoder;
 use ueb_backbones::scratch::{tokenizer_from_json, word_level_tokenizer_json};
 use ueb_backbones::{
-    Encoded, ExportMeta, ExportSplits, FinetuneConfig, LabeledSplit, LoadOptions, ModelRef, TextInput, TextTokenizer,
-    export_cache, finetune, load_sequence_classifier,
+    ClassifierModel, DecoderClassifier, Encoded, ExportMeta, ExportSplits, FeatureSplit, FeatureSplits, FinetuneConfig,
+    FinetuneMode, FinetuneReport, LabeledSplit, LoadOptions, ModelRef, SequenceClassifier, TextInput, TextTokenizer,
+    export_cache, export_cache_from_features, finetune, finetune_on_features, load_decoder_classifier,
+    load_sequence_classifier,
 };
-use ueb_heads::{FeatureCache, FitContext, HeadSpec, Split};
+use ueb_heads::{FeatureCache, FitContext, Split};
 
 use super::parquet::{Column, to_bytes};
-use super::plan::{Backbone, Cell, DatasetSpec, Plan, Source};
+use super::plan::{Backbone, Cell, DatasetSpec, Plan, PlanHead, Source};
 
 /// Bump when a stage's output format or meaning changes: old outputs are then redone.
 const STAGE_VERSION: u32 = 1;
@@ -181,15 +184,24 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
             let data = dataset
                 .load(&plan.data_root)
                 .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
-            let inputs = cache_inputs(backbone, dataset, cell.seed, &data_digest(&data)?);
+            let digest = data_digest(&data)?;
+            let inputs = cache_inputs(backbone, dataset, cell.seed, &digest);
             let hash = hash_json(&inputs);
             if done(&dir, &hash) && FeatureCache::load(&dir).is_ok() {
                 tracing::info!("cache {}: up to date", cell.rel_dir().display());
                 return Ok((CacheRef { dir, hash }, false));
             }
             let t0 = Instant::now();
-            let cache = build_cache(cell, backbone, dataset, &data, device, progress)
-                .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
+            let texts = CellTexts::new(dataset, &data)?;
+            let cache = if backbone.finetune.mode == FinetuneMode::Frozen {
+                // A frozen backbone gives every seed the same features: compute them once per
+                // (backbone, dataset) and train only the head per seed.
+                let features = feature_stage(backbone, dataset, &texts, &digest, out, device, progress)?;
+                build_frozen_cache(cell, backbone, dataset, &texts, &features, device, progress)
+            } else {
+                build_cache(cell, backbone, dataset, &texts, device, progress)
+            }
+            .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
             let record = StageRecord {
                 hash: hash.clone(),
                 inputs,
@@ -202,96 +214,145 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
     }
 }
 
-/// Fine-tunes (or trains) the backbone on the cell's dataset and exports the cache.
-fn build_cache(
-    cell: &Cell,
+/// The texts (or text pairs), labels and fingerprint of one split.
+struct SplitTexts {
+    texts: Vec<(String, Option<String>)>,
+    labels: Vec<usize>,
+    fingerprint: String,
+}
+
+/// The three splits of a cell's dataset as a model reads them.
+struct CellTexts {
+    label_names: Vec<String>,
+    train: SplitTexts,
+    val: SplitTexts,
+    test: SplitTexts,
+}
+
+impl CellTexts {
+    fn new(dataset: &DatasetSpec, data: &ueb_data::Dataset) -> Result<Self> {
+        let split = |name: &str| -> Result<SplitTexts> {
+            let s = data.split(name)?;
+            let mut texts = Vec::with_capacity(s.len());
+            let mut labels = Vec::with_capacity(s.len());
+            for ex in s.examples() {
+                texts.push(match &ex.input {
+                    ueb_data::Input::Text(t) => (t.clone(), None),
+                    ueb_data::Input::Pair(a, b) => (a.clone(), Some(b.clone())),
+                    _ => bail!("{}: example {} is not a text or a text pair", dataset.name, ex.id),
+                });
+                labels.push(match &ex.label {
+                    ueb_data::Label::Class(c) => *c,
+                    ueb_data::Label::Tags(_) => bail!("{}: example {} has token tags", dataset.name, ex.id),
+                });
+            }
+            Ok(SplitTexts {
+                texts,
+                labels,
+                fingerprint: s.fingerprint().to_string(),
+            })
+        };
+        Ok(Self {
+            label_names: data.label_names().to_vec(),
+            train: split("train")?,
+            val: split("val")?,
+            test: split("test")?,
+        })
+    }
+
+    fn fingerprints(&self) -> serde_json::Value {
+        serde_json::json!({
+            "train": self.train.fingerprint,
+            "val": self.val.fingerprint,
+            "test": self.test.fingerprint,
+        })
+    }
+}
+
+/// A backbone with its classification head, as loaded: an encoder or a decoder.
+enum Loaded {
+    Encoder(Box<SequenceClassifier>),
+    Decoder(Box<DecoderClassifier>),
+}
+
+/// Builds (scratch) or loads the backbone with a head for `labels`, and its tokenizer. The
+/// device is seeded with the cell's seed first: a new head (or a scratch model) is drawn from it.
+fn load_model(
     backbone: &Backbone,
-    dataset: &DatasetSpec,
-    data: &ueb_data::Dataset,
+    labels: &[String],
+    train: &SplitTexts,
+    seed: u64,
     device: &Device,
-    progress: bool,
-) -> Result<FeatureCache> {
-    let labels = data.label_names().to_vec();
-    type Texts = Vec<(String, Option<String>)>;
-    let split_texts = |name: &str| -> Result<(Texts, Vec<usize>, String)> {
-        let s = data.split(name)?;
-        let mut texts = Vec::with_capacity(s.len());
-        let mut ys = Vec::with_capacity(s.len());
-        for ex in s.examples() {
-            texts.push(match &ex.input {
-                ueb_data::Input::Text(t) => (t.clone(), None),
-                ueb_data::Input::Pair(a, b) => (a.clone(), Some(b.clone())),
-                _ => bail!("{}: example {} is not a text or a text pair", dataset.name, ex.id),
-            });
-            ys.push(match &ex.label {
-                ueb_data::Label::Class(c) => *c,
-                ueb_data::Label::Tags(_) => bail!("{}: example {} has token tags", dataset.name, ex.id),
-            });
-        }
-        Ok((texts, ys, s.fingerprint().to_string()))
-    };
-    let (train_t, train_y, train_fp) = split_texts("train")?;
-    let (val_t, val_y, val_fp) = split_texts("val")?;
-    let (test_t, test_y, test_fp) = split_texts("test")?;
-    device.seed(cell.seed);
-    let (model, tokenizer) = if backbone.model == "scratch" {
+) -> Result<(Loaded, TextTokenizer)> {
+    device.seed(seed);
+    if backbone.model == "scratch" {
         let scratch = backbone.scratch.clone().unwrap_or_default();
         let json = word_level_tokenizer_json(
-            train_t
+            train
+                .texts
                 .iter()
                 .flat_map(|(a, b)| std::iter::once(a.as_str()).chain(b.as_deref())),
             scratch.max_vocab,
         );
         let vocab = json["model"]["vocab"].as_object().map_or(0, serde_json::Map::len);
-        let config = scratch.encoder_config(vocab, labels.clone())?;
+        let config = scratch.encoder_config(vocab, labels.to_vec())?;
         let tok = TextTokenizer::from_tokenizer(
             tokenizer_from_json(&json)?,
             "scratch tokenizer",
             &config,
             backbone.max_length,
         )?;
-        (config.init_sequence_classifier(device), tok)
-    } else {
-        let dir = ModelRef::parse(&backbone.model)?.resolve()?;
-        let (model, config, report) = load_sequence_classifier(
-            &dir,
-            &LoadOptions {
-                labels: Some(labels.clone()),
-            },
-            device,
-        )?;
+        return Ok((Loaded::Encoder(Box::new(config.init_sequence_classifier(device))), tok));
+    }
+    let dir = ModelRef::parse(&backbone.model)?.resolve()?;
+    let options = LoadOptions {
+        labels: Some(labels.to_vec()),
+    };
+    if is_decoder(&dir)? {
+        let (model, config, report) = load_decoder_classifier(&dir, &options, device)?;
         tracing::info!("{}: {}", backbone.name, report.summary());
         let tok = TextTokenizer::from_file(&dir.tokenizer, &config, backbone.max_length)?;
-        (model, tok)
-    };
-    let enc = |texts: &[(String, Option<String>)]| -> Result<Vec<Encoded>> {
-        let inputs: Vec<TextInput<'_>> = texts
-            .iter()
-            .map(|(a, b)| match b {
-                Some(b) => TextInput::Pair(a, b),
-                None => TextInput::Single(a),
-            })
-            .collect();
-        Ok(tokenizer.encode(&inputs)?)
-    };
-    let (train_e, val_e, test_e) = (enc(&train_t)?, enc(&val_t)?, enc(&test_t)?);
-    let cfg = FinetuneConfig {
-        seed: cell.seed,
-        ..backbone.finetune.clone()
-    };
-    let train = LabeledSplit {
-        encoded: &train_e,
-        labels: &train_y,
-    };
-    let val = LabeledSplit {
-        encoded: &val_e,
-        labels: &val_y,
-    };
-    let test = LabeledSplit {
-        encoded: &test_e,
-        labels: &test_y,
-    };
-    let (model, report) = finetune(model, &tokenizer, train, val, &cfg, device, progress)?;
+        Ok((Loaded::Decoder(Box::new(model)), tok))
+    } else {
+        let (model, config, report) = load_sequence_classifier(&dir, &options, device)?;
+        tracing::info!("{}: {}", backbone.name, report.summary());
+        let tok = TextTokenizer::from_file(&dir.tokenizer, &config, backbone.max_length)?;
+        Ok((Loaded::Encoder(Box::new(model)), tok))
+    }
+}
+
+/// Tokenizes one split's texts.
+fn encode(tokenizer: &TextTokenizer, texts: &[(String, Option<String>)]) -> Result<Vec<Encoded>> {
+    let inputs: Vec<TextInput<'_>> = texts
+        .iter()
+        .map(|(a, b)| match b {
+            Some(b) => TextInput::Pair(a, b),
+            None => TextInput::Single(a),
+        })
+        .collect();
+    Ok(tokenizer.encode(&inputs)?)
+}
+
+/// What the cache's `meta.json` records about how it was made.
+fn provenance(
+    cell: &Cell,
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    texts: &CellTexts,
+    report: &FinetuneReport,
+) -> serde_json::Value {
+    serde_json::json!({
+        "exporter": format!("ueb {}", env!("CARGO_PKG_VERSION")),
+        "backbone": backbone.name,
+        "model": backbone.model,
+        "dataset": dataset.name,
+        "fingerprints": texts.fingerprints(),
+        "seed": cell.seed,
+        "finetune": report,
+    })
+}
+
+fn log_finetune(cell: &Cell, cfg: &FinetuneConfig, report: &FinetuneReport) {
     let best = &report.epochs[report.best_epoch - 1];
     tracing::info!(
         "{}: fine-tuned ({}), best epoch {} of {}: val accuracy {:.4}, loss {:.4}",
@@ -302,27 +363,308 @@ fn build_cache(
         best.val_accuracy,
         best.val_loss
     );
-    let provenance = serde_json::json!({
-        "exporter": format!("ueb {}", env!("CARGO_PKG_VERSION")),
-        "backbone": backbone.name,
-        "model": backbone.model,
-        "dataset": dataset.name,
-        "fingerprints": {"train": train_fp, "val": val_fp, "test": test_fp},
-        "seed": cell.seed,
-        "finetune": report,
-    });
+}
+
+/// Fine-tunes (or trains) the backbone on the cell's dataset and exports the cache.
+fn build_cache(
+    cell: &Cell,
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    texts: &CellTexts,
+    device: &Device,
+    progress: bool,
+) -> Result<FeatureCache> {
+    let (model, tokenizer) = load_model(backbone, &texts.label_names, &texts.train, cell.seed, device)?;
+    match model {
+        Loaded::Encoder(m) => finetune_and_export(*m, &tokenizer, cell, backbone, dataset, texts, device, progress),
+        Loaded::Decoder(m) => finetune_and_export(*m, &tokenizer, cell, backbone, dataset, texts, device, progress),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finetune_and_export<M: ClassifierModel>(
+    model: M,
+    tokenizer: &TextTokenizer,
+    cell: &Cell,
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    texts: &CellTexts,
+    device: &Device,
+    progress: bool,
+) -> Result<FeatureCache> {
+    let train_e = encode(tokenizer, &texts.train.texts)?;
+    let val_e = encode(tokenizer, &texts.val.texts)?;
+    let test_e = encode(tokenizer, &texts.test.texts)?;
+    let cfg = FinetuneConfig {
+        seed: cell.seed,
+        ..backbone.finetune.clone()
+    };
+    let (train, val, test) = (
+        LabeledSplit {
+            encoded: &train_e,
+            labels: &texts.train.labels,
+        },
+        LabeledSplit {
+            encoded: &val_e,
+            labels: &texts.val.labels,
+        },
+        LabeledSplit {
+            encoded: &test_e,
+            labels: &texts.test.labels,
+        },
+    );
+    let (model, report) = finetune(model, tokenizer, train, val, &cfg, device, progress)?;
+    log_finetune(cell, &cfg, &report);
     Ok(export_cache(
         model,
-        &tokenizer,
+        tokenizer,
         ExportSplits { train, val, test },
         ExportMeta {
-            label_names: labels,
-            provenance,
+            label_names: texts.label_names.clone(),
+            provenance: provenance(cell, backbone, dataset, texts, &report),
         },
-        64,
+        EXPORT_BATCH,
         device,
         None,
     )?)
+}
+
+/// Rows per batch of a model pass when exporting.
+const EXPORT_BATCH: usize = 64;
+
+/// The features of a frozen backbone on the three splits: `[N, d]` each, row-major.
+struct SplitFeatures {
+    dim: usize,
+    train: Vec<f32>,
+    val: Vec<f32>,
+    test: Vec<f32>,
+}
+
+const SPLITS: [&str; 3] = ["train", "val", "test"];
+
+/// Runs (or skips) the feature stage of a frozen backbone on a dataset, shared by every seed:
+/// `features/<backbone>/<dataset>/{train,val,test}.safetensors`. Keyed by what the features
+/// depend on (model, truncation, data), not by the seed or the head's training settings.
+/// Concurrent jobs wait for the one that computes it.
+fn feature_stage(
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    texts: &CellTexts,
+    digest: &str,
+    out: &Path,
+    device: &Device,
+    progress: bool,
+) -> Result<SplitFeatures> {
+    let dir = out.join("features").join(&backbone.name).join(&dataset.name);
+    let inputs = serde_json::json!({
+        "stage": "features",
+        "version": STAGE_VERSION,
+        "model": backbone.model,
+        "max_length": backbone.max_length,
+        "dataset": dataset,
+        "data": digest,
+        "batch_size": EXPORT_BATCH,
+    });
+    let hash = hash_json(&inputs);
+    let _lock = StageLock::acquire(&dir)?;
+    if done(&dir, &hash)
+        && let Ok(f) = read_features(&dir)
+    {
+        tracing::info!("features {}/{}: up to date", backbone.name, dataset.name);
+        return Ok(f);
+    }
+    let t0 = Instant::now();
+    // Any seed: the head drawn here is dropped, only the backbone runs.
+    let (model, tokenizer) = load_model(backbone, &texts.label_names, &texts.train, 0, device)?;
+    let extractor = match model {
+        Loaded::Encoder(m) => m.split().0,
+        Loaded::Decoder(m) => m.split().0,
+    };
+    let total = texts.train.texts.len() + texts.val.texts.len() + texts.test.texts.len();
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:30} [{bar:30}] {pos}/{len} texts, {elapsed_precise} ETA {eta_precise}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(format!("features {}/{}", backbone.name, dataset.name));
+        b
+    });
+    let mut parts = Vec::with_capacity(3);
+    for s in [&texts.train, &texts.val, &texts.test] {
+        let enc = encode(&tokenizer, &s.texts)?;
+        parts.push(extractor.run(&tokenizer, &enc, EXPORT_BATCH, device, bar.as_ref())?);
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let dim = parts[0].dim;
+    let mut it = parts.into_iter().map(|p| p.features);
+    let features = SplitFeatures {
+        dim,
+        train: it.next().unwrap_or_default(),
+        val: it.next().unwrap_or_default(),
+        test: it.next().unwrap_or_default(),
+    };
+    let record = StageRecord {
+        hash,
+        inputs,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    commit_dir(&dir, &record, |tmp| {
+        for (name, f) in SPLITS.iter().zip([&features.train, &features.val, &features.test]) {
+            let bytes: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![f.len() / dim, dim], &bytes)?;
+            std::fs::write(
+                tmp.join(format!("{name}.safetensors")),
+                safetensors::serialize([("features", view)], None)?,
+            )?;
+        }
+        Ok(())
+    })?;
+    tracing::info!(
+        "features {}/{}: computed in {:.1} s",
+        backbone.name,
+        dataset.name,
+        record.seconds
+    );
+    Ok(features)
+}
+
+/// Reads a finished feature stage back.
+fn read_features(dir: &Path) -> Result<SplitFeatures> {
+    let mut dim = 0;
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(3);
+    for name in SPLITS {
+        let p = dir.join(format!("{name}.safetensors"));
+        let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("{}", p.display()))?;
+        let t = st
+            .tensor("features")
+            .with_context(|| format!("{}: no `features` tensor", p.display()))?;
+        let [_, d] = t.shape() else {
+            bail!("{}: `features` is not a matrix", p.display());
+        };
+        if t.dtype() != safetensors::Dtype::F32 || (dim != 0 && *d != dim) {
+            bail!("{}: `features` is not f32 of width {dim}", p.display());
+        }
+        dim = *d;
+        out.push(
+            t.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        );
+    }
+    let mut it = out.into_iter();
+    Ok(SplitFeatures {
+        dim,
+        train: it.next().unwrap_or_default(),
+        val: it.next().unwrap_or_default(),
+        test: it.next().unwrap_or_default(),
+    })
+}
+
+/// The cache of a frozen backbone: the head trained per seed on the shared features.
+fn build_frozen_cache(
+    cell: &Cell,
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    texts: &CellTexts,
+    features: &SplitFeatures,
+    device: &Device,
+    progress: bool,
+) -> Result<FeatureCache> {
+    let (model, _) = load_model(backbone, &texts.label_names, &texts.train, cell.seed, device)?;
+    match model {
+        Loaded::Encoder(m) => train_head_and_export(*m, cell, backbone, dataset, texts, features, device, progress),
+        Loaded::Decoder(m) => train_head_and_export(*m, cell, backbone, dataset, texts, features, device, progress),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_head_and_export<M: ClassifierModel>(
+    model: M,
+    cell: &Cell,
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    texts: &CellTexts,
+    features: &SplitFeatures,
+    device: &Device,
+    progress: bool,
+) -> Result<FeatureCache> {
+    let d = features.dim;
+    let splits = FeatureSplits {
+        train: FeatureSplit::new(&features.train, d, &texts.train.labels)?,
+        val: FeatureSplit::new(&features.val, d, &texts.val.labels)?,
+        test: FeatureSplit::new(&features.test, d, &texts.test.labels)?,
+    };
+    let cfg = FinetuneConfig {
+        seed: cell.seed,
+        ..backbone.finetune.clone()
+    };
+    let (model, report) = finetune_on_features(model, splits.train, splits.val, &cfg, device, progress)?;
+    log_finetune(cell, &cfg, &report);
+    Ok(export_cache_from_features(
+        model,
+        splits,
+        ExportMeta {
+            label_names: texts.label_names.clone(),
+            provenance: provenance(cell, backbone, dataset, texts, &report),
+        },
+        device,
+    )?)
+}
+
+/// An exclusive claim on a stage directory among the jobs of one run (`--jobs`): a lock file
+/// beside it holding the owner's pid. A lock whose process is gone is taken over.
+struct StageLock {
+    path: PathBuf,
+}
+
+impl StageLock {
+    fn acquire(dir: &Path) -> Result<Self> {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = parent.join(format!(".{name}.lock"));
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    use std::io::Write as _;
+                    write!(f, "{}", std::process::id()).with_context(|| format!("cannot write {}", path.display()))?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner: Option<u32> = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok());
+                    let alive = owner.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                    let age = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .unwrap_or_default();
+                    // Dead owner, or a file its owner died before writing its pid into.
+                    if (owner.is_some() && !alive) || (owner.is_none() && age.as_secs() > 10) {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for StageLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// What a head stage leaves in its directory besides `stage.json`.
@@ -343,8 +685,9 @@ pub struct HeadScores {
 
 /// Runs (or skips) the head stage: fit on the cache, score the test split, write
 /// `scores.parquet` (index, label, prediction, correct, score, confidence) and `head.json`.
-pub fn head_stage(cell: &Cell, spec: &HeadSpec, cache: &CacheRef, out: &Path, device: &Device) -> Result<bool> {
-    let dir = out.join("cells").join(cell.rel_dir()).join(spec.name());
+pub fn head_stage(cell: &Cell, head: &PlanHead, cache: &CacheRef, out: &Path, device: &Device) -> Result<bool> {
+    let spec = &head.spec;
+    let dir = out.join("cells").join(cell.rel_dir()).join(&head.label);
     let inputs = serde_json::json!({
         "stage": "head",
         "version": STAGE_VERSION,
@@ -368,7 +711,7 @@ pub fn head_stage(cell: &Cell, spec: &HeadSpec, cache: &CacheRef, out: &Path, de
     };
     let head = spec
         .fit(&ctx)
-        .with_context(|| format!("{}: head {}", cell.rel_dir().display(), spec.name()))?;
+        .with_context(|| format!("{}: head {}", cell.rel_dir().display(), head.label))?;
     let test = fc.split(Split::Test);
     let score = head.score(test)?;
     let probs = match head.probabilities(test) {

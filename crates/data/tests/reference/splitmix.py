@@ -35,6 +35,17 @@ class SplitMix64:
             items[i], items[j] = items[j], items[i]
 
 
+def holdout_count(n, k, seed):
+    """A holdout of exactly k rows (ToxiGen's `test_holdout`): the same permutation."""
+    order = list(range(n))
+    SplitMix64(seed).shuffle(order)
+    return sorted(order[k:]), sorted(order[:k])
+
+
+# Mixed into the seed of a test holdout (ASCII "test").
+TEST_STREAM = 0x74657374
+
+
 def holdout(n, fraction, seed):
     n_val = math.ceil(fraction * n)
     order = list(range(n))
@@ -62,3 +73,6 @@ if __name__ == "__main__":
     print("holdout(10, 0.5, 42): val", holdout(10, 0.5, 42)[1])
     for n in [5, 10, 67349, 8551, 11314, 8960, 5452, 10001, 1542, 294]:
         print("val_size", n, math.ceil(0.2 * n))
+    rest, test = holdout_count(10, 3, 42 ^ TEST_STREAM)
+    train, val = holdout(len(rest), 0.2, 42)
+    print("toxigen test_holdout 3 of 10, seed 42: test", test, "val", [rest[i] for i in val])
