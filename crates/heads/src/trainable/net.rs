@@ -131,7 +131,7 @@ impl HeadNet {
             Some(dense) => {
                 let h = dense.forward(x);
                 let h = match self.activation {
-                    Activation::Tanh => h.tanh(),
+                    Activation::Tanh => tanh_once(h),
                     Activation::Gelu => gelu_exact(h),
                     Activation::None => h,
                 };
@@ -144,6 +144,29 @@ impl HeadNet {
         };
         self.out_proj.forward(h)
     }
+}
+
+/// `tanh`, evaluated once per element also when the tensor is tracked.
+///
+/// burn 0.22.1's autodiff `tanh` checkpoints its input and evaluates `tanh` again in the
+/// backward pass to form `1 − y²`; on the CPU backends `tanh` is a scalar libm call per element
+/// (25 ns on the build machine), and the two passes took a quarter of a training step. Here `y`
+/// and `k = 1 − y²` are computed once, off the graph, and the tracked value is
+/// `(h − detach(h))·k + y`: its forward value is exactly `y` (`h − h = 0` for finite `h`) and
+/// its gradient `grad·k`, the same operations in the same order as burn's `Tanh` backward
+/// (`mul(grad, add_scalar(neg(y·y), 1))`), so losses and gradients are unchanged to the bit.
+/// An infinite pre-activation (a run that has already diverged) gives NaN instead of ±1.
+///
+/// Shapes: any → same.
+fn tanh_once<const D: usize>(h: Tensor<D>) -> Tensor<D> {
+    // Untracked tensors (evaluation) have no backward pass to save.
+    if !h.is_tracked() {
+        return h.tanh();
+    }
+    let y = h.clone().detach().tanh();
+    let k = (y.clone() * y.clone()).neg().add_scalar(1.0);
+    let frozen = h.clone().detach();
+    (h - frozen) * k + y
 }
 
 /// GELU in the exact erf form, `x·(1 + erf(x/√2))/2`, composed from `erf` so that its gradient
