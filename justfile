@@ -50,3 +50,24 @@ quickstart:
 # Tables, figures and index.html of a results directory (needs a TTF: fonts-dejavu-core).
 report dir="results/quickstart":
     cargo run --release -p ueb-cli -- report {{dir}}
+
+# Paper reproductions (docs/reproducing.md maps recipes to tables and gives their runtimes).
+# `data` is the data root holding the datasets' folders (docs/datasets.md); `out` the results
+# directory. GPU recipes build the CUDA backend (`cuda` feature).
+
+# 2505.15443, main results, encoder columns (RoBERTa-base, ELECTRA-base; LoRA; 5 datasets × 5 seeds).
+reproduce-encoders data="data" out="results/paper-encoders":
+    cargo run --release -p ueb-cli --features cuda -- run experiments/paper-encoders.yaml --data-root {{data}} --out {{out}}
+
+# 2505.15443, main results, decoder columns (LLaMA-2-7B, Qwen2.5-7B, Qwen3-8B; LoRA).
+reproduce-decoders data="data" out="results/paper-decoders":
+    cargo run --release -p ueb-cli --features cuda -- run experiments/paper-decoders.yaml --data-root {{data}} --out {{out}}
+
+# 2505.15443, ablations of the AdUE and ALIEN losses (RoBERTa-base).
+reproduce-ablations data="data" out="results/paper-ablations":
+    cargo run --release -p ueb-cli --features cuda -- run experiments/paper-ablations.yaml --data-root {{data}} --out {{out}}
+
+# The CPU-sized real reproduction committed under results/minilm-cpu (MiniLM-L6, frozen).
+reproduce-minilm-cpu data="data" out="results/minilm-cpu":
+    crates/backbones/tests/minilm/fetch_minilm.sh models/all-MiniLM-L6-v2
+    cargo run --release -p ueb-cli -- run experiments/minilm-cpu.yaml --data-root {{data}} --out {{out}}

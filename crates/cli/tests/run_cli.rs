@@ -527,6 +527,33 @@ fn head_labels_are_checked() {
     assert!(e.contains("a/b"), "{e}");
     let e = case("[{alien: {}, adue: {}}]");
     assert!(e.contains("one head per list entry"), "{e}");
+    // A valid file: --dry-run prints the resolved plan, with the label, and writes nothing.
+    let p = tmp.path().join("ok.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "name: h\nseeds: [0, 1]\ncaches: [{}]\nheads: [sr, {{sr: {{}}, as: sr-again}}]\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    let o = ueb()
+        .arg("run")
+        .arg(&p)
+        .arg("--dry-run")
+        .arg("--out")
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let plan = String::from_utf8(o.stdout).unwrap();
+    assert!(plan.contains("as: sr-again"), "{plan}");
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        e.contains("2 cell(s) (0 to fine-tune and export), 4 head fit(s)"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("o").exists());
 }
 
 #[test]

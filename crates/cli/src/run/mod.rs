@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Backend: flex, ndarray, wgpu, cuda[:N] (overrides the file's `device`).
     #[arg(long, value_name = "D")]
     device: Option<String>,
+    /// Where registry datasets are read from (overrides the file's `data_root`; default `data`).
+    #[arg(long, value_name = "DIR")]
+    data_root: Option<PathBuf>,
     /// Run only shard i of n (1-based): every n-th cell from the i-th.
     #[arg(long, value_name = "i/n")]
     shard: Option<String>,
@@ -42,6 +45,10 @@ pub struct RunArgs {
     /// Log every stage (`-v`), or also library details (`-vv`).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Resolve the experiment (reading every dataset, checking every model directory), print
+    /// the resolved plan and what would run, and stop: nothing is trained or written.
+    #[arg(long)]
+    dry_run: bool,
     /// Set by `--jobs` on its children: no progress bars (the parent draws one for all), no
     /// metrics, and a one-line JSON count of the work done on stdout.
     #[arg(long, hide = true)]
@@ -275,6 +282,7 @@ fn run_jobs(args: &RunArgs, plan: &Plan, out: &Path, (i, n): (usize, usize), t0:
             cmd.arg(e);
         }
         cmd.arg("--out").arg(out).arg("--device").arg(&plan.device);
+        cmd.arg("--data-root").arg(&plan.data_root);
         cmd.arg("--shard").arg(format!("{}/{total}", i + n * k)).arg("--child");
         for _ in 0..args.verbose {
             cmd.arg("-v");
@@ -393,18 +401,32 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let t0 = Instant::now();
+    let overrides = plan::Overrides {
+        device: args.device.clone(),
+        data_root: args.data_root.clone(),
+    };
     let plan = match &args.experiment {
-        Some(path) => Plan::from_file(path, args.device.as_deref())?,
-        None => Plan::from_str(
-            QUICKSTART,
-            "experiments/quickstart.yaml (embedded)",
-            args.device.as_deref(),
-        )?,
+        Some(path) => Plan::from_file(path, &overrides)?,
+        None => Plan::from_str(QUICKSTART, "experiments/quickstart.yaml (embedded)", &overrides)?,
     };
     let (i, n) = match &args.shard {
         Some(s) => parse_shard(s)?,
         None => (1, 1),
     };
+    if args.dry_run {
+        print!("{}", serde_yaml_ng::to_string(&plan)?);
+        let cells = plan.shard(i, n);
+        let models = cells
+            .iter()
+            .filter(|c| matches!(c.source, plan::Source::Model { .. }))
+            .count();
+        eprintln!(
+            "{} cell(s) ({models} to fine-tune and export), {} head fit(s); nothing was run",
+            cells.len(),
+            cells.len() * plan.heads.len()
+        );
+        return Ok(());
+    }
     let out = args
         .out
         .clone()

@@ -92,7 +92,13 @@ impl<'de> Deserialize<'de> for HeadEntry {
                     }
                     spec = Some(match name.as_str() {
                         "sr" | "entropy" | "margin" => {
-                            let _: de::IgnoredAny = m.next_value()?;
+                            let settings: Option<std::collections::BTreeMap<String, de::IgnoredAny>> =
+                                m.next_value()?;
+                            if let Some(key) = settings.unwrap_or_default().into_keys().next() {
+                                return Err(de::Error::custom(format!(
+                                    "head `{name}` has no settings (found `{key}`)"
+                                )));
+                            }
                             HeadSpec::from_name(&name).map_err(|_| unknown::<A::Error>(&name))?
                         }
                         "temperature" => HeadSpec::Temperature(m.next_value()?),
@@ -541,6 +547,15 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Command-line settings that replace the experiment file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--device`.
+    pub device: Option<String>,
+    /// `--data-root`.
+    pub data_root: Option<PathBuf>,
+}
+
 impl Plan {
     /// Reads and resolves an experiment file. Relative paths (caches, data roots, local models)
     /// are relative to the working directory.
@@ -548,25 +563,29 @@ impl Plan {
     /// # Errors
     /// YAML errors with line and column, unknown keys, wrong types, missing caches or model
     /// directories, duplicate names, bad hyperparameters.
-    pub fn from_file(path: &Path, device_override: Option<&str>) -> Result<Self> {
+    pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Self::from_str(&text, &path.display().to_string(), device_override)
+        Self::from_str(&text, &path.display().to_string(), overrides)
     }
 
     /// Parses and resolves experiment text; `origin` names it in errors.
     ///
     /// # Errors
     /// As [`Plan::from_file`].
-    pub fn from_str(text: &str, origin: &str, device_override: Option<&str>) -> Result<Self> {
+    pub fn from_str(text: &str, origin: &str, overrides: &Overrides) -> Result<Self> {
         let raw: RawExperiment = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        Self::resolve(raw, device_override).with_context(|| origin.to_string())
+        Self::resolve(raw, overrides).with_context(|| origin.to_string())
     }
 
     /// Validates a raw experiment.
     ///
     /// # Errors
     /// As [`Plan::from_file`].
-    pub fn resolve(raw: RawExperiment, device_override: Option<&str>) -> Result<Self> {
+    pub fn resolve(mut raw: RawExperiment, overrides: &Overrides) -> Result<Self> {
+        if let Some(root) = &overrides.data_root {
+            raw.data_root = Some(root.clone());
+        }
+        let device_override = overrides.device.as_deref();
         check_name("experiment", &raw.name)?;
         if raw.seeds.is_empty() {
             bail!("seeds: at least one seed is needed");
