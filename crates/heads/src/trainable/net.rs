@@ -225,7 +225,8 @@ pub(crate) fn scores(method: Method, z: Tensor<2>, lambda: f64, dtype: FloatDTyp
     u.clamp(eps, upper).reshape([b])
 }
 
-/// The three loss terms and their weighted sum, as device scalars `[1]`.
+/// The three loss terms and their weighted sum, as device scalars `[1]` (`l2sp` off the
+/// graph).
 pub(crate) struct LossTensors {
     /// `BCE(u, e)`, mean over the batch, logs floored at −100 as PyTorch's `BCELoss`.
     pub bce: Tensor<1>,
@@ -237,14 +238,45 @@ pub(crate) struct LossTensors {
     pub total: Tensor<1>,
 }
 
+/// The L2-SP distance `Σ_{params} Σ (θ − θ_init)²` of `params` to `init` (same slots, same
+/// order) and the differences `θ − θ_init`, on plain tensors: off the autodiff graph.
+///
+/// Its gradient, `2β(θ − θ_init)`, is added to the graph's by [`l2sp_gradient`]. Through
+/// autodiff the term cost a `d × d` ones tensor, three products and two sums per weight
+/// matrix and step (the sum's and the square's backward passes), each in a fresh buffer.
+pub(crate) fn l2sp(params: &ParamSet, init: &ParamSet) -> (Option<Tensor<1>>, Vec<Tensor<2>>) {
+    let mut l2sp: Option<Tensor<1>> = None;
+    let mut diffs = Vec::with_capacity(params.len());
+    for ((_, p), (_, p0)) in params.iter().zip(init) {
+        let dp = p.clone() - p0.clone();
+        let term = (dp.clone() * dp.clone()).sum();
+        l2sp = Some(match l2sp {
+            Some(acc) => acc + term,
+            None => term,
+        });
+        diffs.push(dp);
+    }
+    (l2sp, diffs)
+}
+
+/// `∂(β·l2sp)/∂θ` for `dp = θ − θ_init`, formed as burn's autodiff formed it when the term was
+/// on the graph (the sum's backward pass hands β to both factors of `dp·dp`, and the two
+/// products are added), so that the total gradient keeps its bits: `β·dp + β·dp`.
+///
+/// Shapes: any → same.
+pub(crate) fn l2sp_gradient<const D: usize>(dp: Tensor<D>, beta: f64) -> Tensor<D> {
+    let half = dp.mul_scalar(beta);
+    half.clone() + half
+}
+
 /// The loss of scores `u` `[B]` against errors `e` `[B]` (0/1) and anchors `[B]`, with the
-/// L2-SP distance of `params` to `init` (same slots, same order).
+/// L2-SP distance `l2sp` `[1]` already computed by [`l2sp`] (a constant of the graph: its
+/// gradient is added by [`l2sp_gradient`]).
 pub(crate) fn loss(
     u: Tensor<1>,
     e: Tensor<1>,
     anchor: Tensor<1>,
-    params: &ParamSet,
-    init: &ParamSet,
+    l2sp: Tensor<1>,
     alpha: f64,
     beta: f64,
 ) -> LossTensors {
@@ -254,16 +286,6 @@ pub(crate) fn loss(
     let bce = (e * log_u + not_e * log_1mu).mean().neg();
     let diff = u - anchor;
     let reg = (diff.clone() * diff).mean();
-    let mut l2sp: Option<Tensor<1>> = None;
-    for ((_, p), (_, p0)) in params.iter().zip(init) {
-        let dp = p.clone() - p0.clone();
-        let term = (dp.clone() * dp).sum();
-        l2sp = Some(match l2sp {
-            Some(acc) => acc + term,
-            None => term,
-        });
-    }
-    let l2sp = l2sp.unwrap_or_else(|| bce.zeros_like());
     let total = bce.clone() + reg.clone().mul_scalar(alpha) + l2sp.clone().mul_scalar(beta);
     LossTensors { bce, reg, l2sp, total }
 }

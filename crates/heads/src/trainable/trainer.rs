@@ -7,7 +7,7 @@ use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use ueb_rng::{Rng64, Xoshiro256};
 
-use super::net::{DropoutMasks, HeadNetConfig, LossTensors, ParamSet, Slot, loss, scores};
+use super::net::{DropoutMasks, HeadNetConfig, LossTensors, ParamSet, Slot, l2sp, l2sp_gradient, loss, scores};
 use super::schedule::ScheduleStep;
 use super::score::Method;
 use crate::cache::{Classifier, ClassifierKind};
@@ -318,54 +318,53 @@ impl Trainer {
         })
     }
 
-    /// Forward and loss on autodiff leaves of the current parameters.
+    /// Forward and loss on autodiff leaves of the current parameters; also `θ − θ_init` per
+    /// parameter (plain tensors), for the L2-SP gradient.
     ///
     /// Shapes: `x` `[B, d]`, `e` and `anchor` `[B]`, all on the trainer's device.
-    fn forward_loss(&mut self, x: Tensor<2>, e: Tensor<1>, anchor: Tensor<1>, train: bool) -> (ParamSet, LossTensors) {
+    fn forward_loss(
+        &mut self,
+        x: Tensor<2>,
+        e: Tensor<1>,
+        anchor: Tensor<1>,
+        train: bool,
+    ) -> (ParamSet, LossTensors, Vec<Tensor<2>>) {
         let [rows, _] = x.dims();
         let leaves: ParamSet = self
             .params
             .iter()
             .map(|(s, p)| (*s, p.clone().autodiff().require_grad()))
             .collect();
-        let init: ParamSet = self.init.iter().map(|(s, p)| (*s, p.clone().autodiff())).collect();
+        let (dist, diffs) = l2sp(&self.params, &self.init);
         let masks = if train { self.masks(rows) } else { None };
         let net = self.net.init(&leaves);
         let z = net.forward(x.autodiff(), masks.as_ref());
         let u = scores(self.method, z, self.opts.lambda, self.dtype);
-        let l = loss(
-            u,
-            e.autodiff(),
-            anchor.autodiff(),
-            &leaves,
-            &init,
-            self.opts.alpha,
-            self.opts.beta,
-        );
-        (leaves, l)
+        let e = e.autodiff();
+        // A head always has out_proj.weight; the zero keeps an impossible empty set well-defined.
+        let dist = dist.map_or_else(|| e.zeros_like().sum(), Tensor::autodiff);
+        let l = loss(u, e, anchor.autodiff(), dist, self.opts.alpha, self.opts.beta);
+        (leaves, l, diffs)
     }
 
-    /// Gradients of `l.total` with respect to `leaves`, on the plain device, taken out of the
-    /// gradient store (so that each is the only handle to its buffer).
-    fn take_gradients(&self, leaves: &ParamSet, l: &LossTensors) -> Result<Vec<Tensor<2>>, HeadError> {
+    /// Gradients of `l.total` with respect to `leaves` (the graph's, plus the L2-SP term's from
+    /// `diffs`), on the plain device, taken out of the gradient store (so that each is the only
+    /// handle to its buffer).
+    fn gradients(
+        &self,
+        leaves: &ParamSet,
+        l: &LossTensors,
+        diffs: Vec<Tensor<2>>,
+    ) -> Result<Vec<Tensor<2>>, HeadError> {
         let mut grads = l.total.backward();
         leaves
             .iter()
-            .map(|(slot, leaf)| {
-                leaf.grad_remove(&mut grads)
-                    .ok_or_else(|| HeadError::fit(self.method.name(), format!("no gradient reached {}", slot.key())))
-            })
-            .collect()
-    }
-
-    /// Gradients of `l.total` with respect to `leaves`, on the plain device.
-    fn gradients(&self, leaves: &ParamSet, l: &LossTensors) -> Result<Vec<Tensor<2>>, HeadError> {
-        let grads = l.total.backward();
-        leaves
-            .iter()
-            .map(|(slot, leaf)| {
-                leaf.grad(&grads)
-                    .ok_or_else(|| HeadError::fit(self.method.name(), format!("no gradient reached {}", slot.key())))
+            .zip(diffs)
+            .map(|((slot, leaf), dp)| {
+                let g = leaf
+                    .grad_remove(&mut grads)
+                    .ok_or_else(|| HeadError::fit(self.method.name(), format!("no gradient reached {}", slot.key())))?;
+                Ok(g + l2sp_gradient(dp, self.opts.beta))
             })
             .collect()
     }
@@ -383,8 +382,8 @@ impl Trainer {
         anchor: Tensor<1>,
         at: ScheduleStep,
     ) -> Result<LossTensors, HeadError> {
-        let (leaves, l) = self.forward_loss(x, e, anchor, true);
-        let grads = self.take_gradients(&leaves, &l)?;
+        let (leaves, l, diffs) = self.forward_loss(x, e, anchor, true);
+        let grads = self.gradients(&leaves, &l, diffs)?;
         // The leaves share their storage with `self.params`: dropped here, the parameters (and
         // the moments, which nothing else holds) are the only handles to their buffers, and the
         // CPU backends update them in place instead of allocating a d × d buffer per operation.
@@ -449,9 +448,9 @@ impl Trainer {
         anchors: &[f64],
     ) -> Result<(LossTerms, HeadParams), HeadError> {
         let (x, e, a) = self.upload_batch(features, errors, anchors)?;
-        let (leaves, l) = self.forward_loss(x, e, a, false);
+        let (leaves, l, diffs) = self.forward_loss(x, e, a, false);
         let terms = self.read_terms(&l)?;
-        let grads = self.gradients(&leaves, &l)?;
+        let grads = self.gradients(&leaves, &l, diffs)?;
         let set: ParamSet = leaves.iter().map(|(s, _)| *s).zip(grads).collect();
         Ok((terms, read_param_set(self.method.name(), &set)?))
     }
