@@ -373,20 +373,13 @@ impl Whitening {
         }
         let y = self.map(x);
         let mut best = vec![f64::INFINITY; n];
-        let mut acc = vec![0.0; n];
-        // Column by column: the inner loop runs over the rows, contiguous in `y`.
-        for mu in self.centres.chunks_exact(r) {
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for (col, m) in y.chunks_exact(n).zip(mu) {
-                for (a, v) in acc.iter_mut().zip(col) {
-                    let t = v - m;
-                    *a += t * t;
-                }
-            }
-            for (b, a) in best.iter_mut().zip(&acc) {
-                *b = b.min(*a);
-            }
-        }
+        crate::simd::min_sq_distances(crate::simd::MinSqDistances {
+            y: &y,
+            rows: n,
+            centres: &self.centres,
+            rank: r,
+            out: &mut best,
+        });
         best
     }
 }

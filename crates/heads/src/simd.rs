@@ -147,6 +147,100 @@ pub(crate) fn column_dots<const R: usize>(op: ColumnDots<'_, R>) {
     Arch::new().dispatch(op);
 }
 
+/// The squared distance of every row of `y` to its nearest centre: `out[i] = min_k Σ_j
+/// (y[j·n + i] − c[k·r + j])²` for column-major rows `y` `[n, r]` and row-major centres `c`
+/// `[K, r]`. Each term is `t·t` added to the running sum over `j` in order, with a separate
+/// multiply and add (as the plain loop it replaces, so the bits are the same); the minimum
+/// skips NaN as `f64::min` does.
+///
+/// Tiles of 8 rows against 4 centres keep 32 sums in registers, each load of `y` serving 4
+/// centres; the plain loop kept one row of sums in memory and ran on SSE2, outside any
+/// dispatch (0.5 ms of a 128-row batch with 20 centres at r = 768, a fifth of the call).
+pub(crate) struct MinSqDistances<'a> {
+    /// The mapped rows, column-major `[n, r]`.
+    pub y: &'a [f64],
+    /// n.
+    pub rows: usize,
+    /// The mapped centres, row-major `[K, r]`.
+    pub centres: &'a [f64],
+    /// r.
+    pub rank: usize,
+    /// `[n]`: the minimum over the centres.
+    pub out: &'a mut [f64],
+}
+
+/// Rows per tile of [`MinSqDistances`].
+const DIST_ROWS: usize = 8;
+/// Centres per tile of [`MinSqDistances`].
+const DIST_CENTRES: usize = 4;
+
+/// Sums of squared differences of `T` consecutive rows (from `row0`) to `G` centres (from
+/// `k0`), folded into `best` by `min`.
+#[inline(always)]
+fn distance_tile<const T: usize, const G: usize>(op: &mut MinSqDistances<'_>, row0: usize, k0: usize) {
+    let (n, r) = (op.rows, op.rank);
+    let mut acc = [[0.0f64; T]; G];
+    let centres: [&[f64]; G] = std::array::from_fn(|g| &op.centres[(k0 + g) * r..(k0 + g + 1) * r]);
+    for j in 0..r {
+        let mut yv = [0.0f64; T];
+        yv.copy_from_slice(&op.y[j * n + row0..j * n + row0 + T]);
+        for (a, c) in acc.iter_mut().zip(&centres) {
+            let m = c[j];
+            for (a, y) in a.iter_mut().zip(yv) {
+                let t = y - m;
+                *a += t * t;
+            }
+        }
+    }
+    for a in &acc {
+        for (b, v) in op.out[row0..row0 + T].iter_mut().zip(a) {
+            *b = b.min(*v);
+        }
+    }
+}
+
+/// All centres against `T` consecutive rows from `row0`.
+#[inline(always)]
+fn distance_rows<const T: usize>(op: &mut MinSqDistances<'_>, row0: usize) {
+    let k = op.centres.len() / op.rank.max(1);
+    let mut k0 = 0;
+    while k0 + DIST_CENTRES <= k {
+        distance_tile::<T, DIST_CENTRES>(op, row0, k0);
+        k0 += DIST_CENTRES;
+    }
+    while k0 < k {
+        distance_tile::<T, 1>(op, row0, k0);
+        k0 += 1;
+    }
+}
+
+impl WithSimd for MinSqDistances<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(mut self, _simd: S) {
+        self.out.iter_mut().for_each(|b| *b = f64::INFINITY);
+        if self.rank == 0 {
+            return;
+        }
+        let n = self.rows;
+        let mut row0 = 0;
+        while row0 + DIST_ROWS <= n {
+            distance_rows::<DIST_ROWS>(&mut self, row0);
+            row0 += DIST_ROWS;
+        }
+        while row0 < n {
+            distance_rows::<1>(&mut self, row0);
+            row0 += 1;
+        }
+    }
+}
+
+/// Runs [`MinSqDistances`] compiled for the CPU's best instruction set.
+pub(crate) fn min_sq_distances(op: MinSqDistances<'_>) {
+    Arch::new().dispatch(op);
+}
+
 /// `out[i·m + k] = Σ_j x[i·d + j]·w[k·d + j]` for row-major f32 rows `x` `[n, d]` and f64 rows
 /// `w` `[m, d]`: a product with few outputs per row (a linear head's logits) without widening
 /// `x` to an f64 copy, which with faer's packing of it took most of the time. Each row is dotted
@@ -565,6 +659,42 @@ mod tests {
         assert!(v[3].is_nan());
         assert_eq!(v[4], 0.0);
         assert_eq!(v[5], 40.0);
+    }
+
+    #[test]
+    fn tiled_distances_equal_the_plain_loop_bit_for_bit() {
+        // Row counts below, at and off the tile size; centre counts below, at and off theirs.
+        let mut seed = 0x1234_5678_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
+        };
+        for (n, k, r) in [(1, 1, 5), (3, 2, 7), (8, 4, 16), (13, 5, 9), (130, 20, 33), (17, 9, 0)] {
+            let y: Vec<f64> = (0..n * r).map(|_| next()).collect();
+            let c: Vec<f64> = (0..k * r).map(|_| next()).collect();
+            let mut got = vec![0.0; n];
+            min_sq_distances(MinSqDistances {
+                y: &y,
+                rows: n,
+                centres: &c,
+                rank: r,
+                out: &mut got,
+            });
+            for i in 0..n {
+                let mut best = f64::INFINITY;
+                for mu in c.chunks_exact(r.max(1)).take(if r == 0 { 0 } else { k }) {
+                    let mut a = 0.0f64;
+                    for (j, m) in mu.iter().enumerate() {
+                        let t = y[j * n + i] - m;
+                        a += t * t;
+                    }
+                    best = best.min(a);
+                }
+                assert_eq!(got[i].to_bits(), best.to_bits(), "n {n} k {k} r {r} row {i}");
+            }
+        }
     }
 
     #[test]
