@@ -18,14 +18,16 @@ The script, in one run:
            training: the whole ``alien`` fit (one grid point: lr 1e-4, alpha 0.1, beta 0.01;
              3 epochs, batch 128, N = 10^4 fit rows, 2 500 selection rows, d = 768, C = 2,
              mlp head with dropout 0.1) on burn's ``flex`` and ``ndarray`` devices, f32.
-  torch  loads those caches and fitted heads and runs the same work in float32:
-           inference: eval-mode ``nn.Module`` heads under ``torch.inference_mode()`` on the same
-             rows: softmax scores of the logits (sr, entropy, margin); softmax(z/T) and
+  torch  loads those caches and fitted heads and runs the same work:
+           inference, twice: in float32 (PyTorch's default) and in float64 (the precision of
+             ueb's host arithmetic, and of ALIEN's reference implementation): eval-mode
+             ``nn.Module`` heads under ``torch.inference_mode()`` on the same rows: softmax scores of the logits (sr, entropy, margin); softmax(z/T) and
              softmax(v*z + b) (temperature, vector scaling); Mahalanobis in matrix form,
              x P x^T - 2 x P mu^T + mu P mu^T, with P, mu P and mu P mu^T precomputed as buffers;
              dense -> tanh -> out_proj then the score (adue, alien; out_proj alone for the
              linear d=4096 head);
-           training: the same alien fit from the same initial weights and data: Adam +
+           training (float32, as ueb trains here): the same alien fit from the same initial
+             weights and data: Adam +
              OneCycleLR (pct_start 0.1, cos, div 25, final_div 1e4, momentum cycling on),
              dropout 0.1 before dense and before out_proj, loss BCE(u, e) + alpha mean((u -
              anchor)^2) + beta sum ||theta - theta_0||^2, a fresh permutation per epoch, an
@@ -35,9 +37,9 @@ The script, in one run:
 Both sides time alike: one call to size a loop of at least ``--min-ms``, one warm-up loop, then
 the median over ``--repeats`` loops (ms per call); training: one warm-up fit, then the median of
 ``--train-repeats`` fits. ``torch.set_num_threads(--threads)`` (2 by default: this project's
-build machine has 2 cores; ueb uses all cores through rayon). The table gives torch ms, ueb ms
-and torch/ueb (> 1: ueb faster), and the largest |u_torch - u_ueb| on the 128-row batch
-(float32 vs float64). ueb's inference is timed twice (see examples/heads_timing.rs): from a clean
+build machine has 2 cores; ueb uses all cores through rayon). The table gives torch ms (float32
+and float64), ueb ms and torch/ueb for each (> 1: ueb faster), and the largest |u_torch - u_ueb|
+on the 128-row batch (float32 torch vs ueb; the float64 agreement is in ``--json``). ueb's inference is timed twice (see examples/heads_timing.rs): from a clean
 vector-register state, and right after a faer product, whose AVX-512 kernels leave the upper
 register state dirty and slow every later glibc libm call on the thread.
 
@@ -162,10 +164,10 @@ class BuiltinHead(nn.Module):
 class VectorScalingHead(nn.Module):
     """1 - max softmax(scale * z + bias)."""
 
-    def __init__(self, scale, bias):
+    def __init__(self, scale, bias, dtype=torch.float32):
         super().__init__()
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
-        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=dtype))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=dtype))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return 1.0 - F.softmax(z * self.scale + self.bias, dim=-1).amax(-1)
@@ -186,9 +188,10 @@ class MahalanobisHead(nn.Module):
     """min_k (x - mu_k) P (x - mu_k)^T in matrix form; relative: minus the distance to the
     global mean under the global precision."""
 
-    def __init__(self, means, precision, global_mean=None, global_precision=None):
+    def __init__(self, means, precision, global_mean=None, global_precision=None, dtype=torch.float32):
         super().__init__()
-        f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+        # The saved means and precisions are float64; float32 rounds them, as a float32 user would.
+        f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
         self.register_buffer("means", f32(means))
         self.register_buffer("precision", f32(precision))
         self.register_buffer("mp", self.means @ self.precision)
@@ -245,38 +248,42 @@ class ClassifierHead(nn.Module):
         return self.score(self.logits(x))
 
 
-def torch_head(name: str, head_dir: Path) -> tuple[nn.Module, str]:
-    """The torch module of a head saved by ueb, and its input ("logits" or "features")."""
+def torch_head(name: str, head_dir: Path, dtype: torch.dtype) -> tuple[nn.Module, str]:
+    """The torch module of a head saved by ueb, in `dtype`, and its input ("logits" or
+    "features")."""
     if name in ("sr", "entropy", "margin"):
         return BuiltinHead(name), "logits"
     saved = json.loads((head_dir / "head.json").read_text())
     if name == "temperature":
         return TemperatureHead(saved["temperature"]), "logits"
     if name == "vector_scaling":
-        return VectorScalingHead(saved["scale"], saved["bias"]), "logits"
+        return VectorScalingHead(saved["scale"], saved["bias"], dtype), "logits"
     t = load_file(str(head_dir / "head.safetensors"))
     if name in ("mahalanobis", "relative_mahalanobis"):
         if saved["config"]["features"] != "input" or saved["config"]["l2_normalize"]:
             raise SystemExit(f"{head_dir}: only features: input without l2_normalize is mirrored")
         glob = (t["global_mean"], t["global_precision"]) if name == "relative_mahalanobis" else (None, None)
-        return MahalanobisHead(t["means"], t["precision"], *glob), "features"
-    return ClassifierHead(t, name, float(saved["lambda"]), dropout=0.0), "features"
+        return MahalanobisHead(t["means"], t["precision"], *glob, dtype=dtype), "features"
+    # The saved weights are float32; float64 widens them exactly, as ueb's host path does.
+    return ClassifierHead(t, name, float(saved["lambda"]), dropout=0.0).to(dtype), "features"
 
 
-def torch_inference(dump: Path, ueb: dict, repeats: int, min_ms: float) -> tuple[dict, dict]:
-    """ms per call of every (config, head, batch), and max |u_torch - u_ueb| at batch 128."""
+def torch_inference(dump: Path, ueb: dict, repeats: int, min_ms: float, dtype: torch.dtype) -> tuple[dict, dict]:
+    """ms per call of every (config, head, batch) in `dtype`, and max |u_torch - u_ueb| at
+    batch 128 (absolute and relative)."""
     timings, agreement = {}, {}
     configs = list(dict.fromkeys(r["config"] for r in ueb["inference"]))
     with torch.inference_mode():
         for config in configs:
             cache = load_cache(dump / config / "cache")
             test = cache["test"]
+            # The cache stores float32 rows; float64 widens them exactly, as ueb does.
             inputs = {
-                "logits": torch.from_numpy(test["logits"].copy()),
-                "features": torch.from_numpy(test["features"].copy()),
+                "logits": torch.from_numpy(test["logits"].copy()).to(dtype),
+                "features": torch.from_numpy(test["features"].copy()).to(dtype),
             }
             for name in HEADS:
-                module, kind = torch_head(name, dump / config / "heads" / name)
+                module, kind = torch_head(name, dump / config / "heads" / name, dtype)
                 module.eval()
                 u = module(inputs[kind][: max(BATCHES)]).double().numpy()
                 ref = np.asarray(ueb["scores_batch128"][config][name])
@@ -426,8 +433,11 @@ def main() -> int:
         ueb = json.loads(proc.stdout)
         print(f"ueb side: {time.perf_counter() - t:.1f} s", file=sys.stderr)
         t = time.perf_counter()
-        torch_ms, agreement = torch_inference(dump, ueb, args.repeats, args.min_ms)
-        print(f"torch inference: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        torch_ms, agreement = torch_inference(dump, ueb, args.repeats, args.min_ms, torch.float32)
+        print(f"torch inference (float32): {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        t = time.perf_counter()
+        torch64_ms, agreement64 = torch_inference(dump, ueb, args.repeats, args.min_ms, torch.float64)
+        print(f"torch inference (float64): {time.perf_counter() - t:.1f} s", file=sys.stderr)
         train_rows = []
         if not args.no_train and ueb["training"]:
             t = time.perf_counter()
@@ -460,10 +470,14 @@ def main() -> int:
                 "torch_ms": torch_ms[key],
                 "ueb_ms": r["ms"],
                 "ratio": torch_ms[key] / r["ms"],
+                "torch64_ms": torch64_ms[key],
+                "ratio64": torch64_ms[key] / r["ms"],
                 "ueb_ms_after_product": r["ms_after_product"],
                 "ratio_after_product": torch_ms[key] / r["ms_after_product"],
                 "max_abs_diff_b128": agreement[(r["config"], r["head"])][0],
                 "max_rel_diff_b128": agreement[(r["config"], r["head"])][1],
+                "max_abs_diff64_b128": agreement64[(r["config"], r["head"])][0],
+                "max_rel_diff64_b128": agreement64[(r["config"], r["head"])][1],
             }
         )
     report = {
@@ -490,11 +504,11 @@ def main() -> int:
         f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}), numpy {m['numpy']}, scikit-learn {m['scikit-learn']}; {m['rustc']}"
     )
     print(f"median of {args.repeats} loops of >= {args.min_ms:g} ms after a warm-up; ratio = torch / ueb (> 1: ueb faster)")
-    print("torch float32 eval-mode heads; ueb Head::score (f64 on the host)")
+    print("torch eval-mode heads in float32 (ratio) and float64 (ratio64); ueb Head::score (f64 on the host)")
     print("ueb ms: from a clean vector-register state; after product: right after a faer product (see heads_timing.rs)\n")
     hdr = (
-        f"{'config':<18} {'head':<21} {'batch':>5} {'torch ms':>10} {'ueb ms':>10} {'ratio':>8}"
-        f" {'after product':>13} {'ratio':>8} {'max|du| B=128':>14}"
+        f"{'config':<18} {'head':<21} {'batch':>5} {'torch ms':>10} {'torch64 ms':>10} {'ueb ms':>10} {'ratio':>8}"
+        f" {'ratio64':>8} {'after product':>13} {'ratio':>8} {'max|du| B=128':>14}"
     )
     print(hdr)
     print("-" * len(hdr))
@@ -502,8 +516,8 @@ def main() -> int:
         cfg = f"{r['config']} {r['classifier']}"
         diff = f"{r['max_abs_diff_b128']:.1e}" if r["batch"] == max(BATCHES) else ""
         print(
-            f"{cfg:<18} {r['head']:<21} {r['batch']:>5} {r['torch_ms']:>10.4f} {r['ueb_ms']:>10.4f} "
-            f"{r['ratio']:>7.2f}x {r['ueb_ms_after_product']:>13.4f} {r['ratio_after_product']:>7.2f}x {diff:>14}"
+            f"{cfg:<18} {r['head']:<21} {r['batch']:>5} {r['torch_ms']:>10.4f} {r['torch64_ms']:>10.4f} {r['ueb_ms']:>10.4f} "
+            f"{r['ratio']:>7.2f}x {r['ratio64']:>7.2f}x {r['ueb_ms_after_product']:>13.4f} {r['ratio_after_product']:>7.2f}x {diff:>14}"
         )
     if train_rows:
         print()
