@@ -15,7 +15,7 @@ h3 { font-size: 19px; margin: 24px 0 8px; }
 .meta, .legend, figcaption, .files { color: #555; font-size: 14px; }
 nav a { margin-right: 14px; }
 table.metric { border-collapse: collapse; margin: 18px 0 4px; font-variant-numeric: tabular-nums; }
-table.metric caption { text-align: left; font-weight: bold; font-size: 18px; padding-bottom: 6px; }
+table.metric caption { text-align: left; font-weight: bold; font-size: 18px; padding-bottom: 6px; white-space: nowrap; }
 table.metric caption .dir { font-weight: normal; color: #555; font-size: 15px; }
 table.metric th, table.metric td { padding: 5px 12px; border-bottom: 1px solid #e3e3e3; white-space: nowrap; }
 table.metric thead th { border-bottom: 2px solid #999; text-align: center; vertical-align: bottom; }
