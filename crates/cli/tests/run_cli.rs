@@ -575,3 +575,282 @@ fn decoder_backbones_fine_tune_and_export_in_the_runner() {
     assert_eq!(cache.meta.label_names, ["neg", "pos"]);
     assert_eq!(cache.split(ueb_heads::Split::Test).n(), 60);
 }
+
+/// The multiple-choice cases transformers recorded for a tiny causal LM fixture
+/// (`make_decoder_fixtures.py`): `(case name, dev questions, test questions, letter logits)`.
+#[allow(clippy::type_complexity)]
+fn mc_cases(model: &str) -> Vec<(String, Vec<serde_json::Value>, Vec<serde_json::Value>, Vec<Vec<f64>>)> {
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_model(model).join("expected.json")).unwrap()).unwrap();
+    exp["mc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["subject"], "science");
+            let logits = c["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+                .collect();
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["shots"].as_array().unwrap().clone(),
+                c["questions"].as_array().unwrap().clone(),
+                logits,
+            )
+        })
+        .collect()
+}
+
+/// A tiny MMLU in the registry's layout (`mmlu/{test,val,dev}.csv`, subject "science"): test
+/// holds the fixtures' questions, dev their solved examples, val 15 more questions (split 80/20
+/// into train and val by the dataset's protocol).
+fn write_mmlu(root: &Path, with_dev: bool) {
+    let (_, shots, questions, _) = mc_cases("qwen2-lm").remove(1);
+    let row = |q: &serde_json::Value| -> String {
+        let c: Vec<String> = q["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| format!("\"{}\"", x.as_str().unwrap()))
+            .collect();
+        let answer = ["A", "B", "C", "D"][q["answer"].as_u64().unwrap() as usize];
+        format!(
+            "science,\"{}\",{},{answer}\n",
+            q["question"].as_str().unwrap(),
+            c.join(",")
+        )
+    };
+    let header = "subject,question,A,B,C,D,answer\n";
+    let dir = root.join("mmlu");
+    std::fs::create_dir_all(&dir).unwrap();
+    let test: String = questions.iter().map(row).collect();
+    std::fs::write(dir.join("test.csv"), format!("{header}{test}")).unwrap();
+    if with_dev {
+        let dev: String = shots.iter().map(row).collect();
+        std::fs::write(dir.join("dev.csv"), format!("{header}{dev}")).unwrap();
+    }
+    let mut val = String::from(header);
+    for k in 0..15 {
+        val.push_str(&format!(
+            "science,\"What is {k} plus {k}?\",\"{}\",\"{}\",\"{}\",\"{}\",{}\n",
+            2 * k,
+            2 * k + 1,
+            k,
+            3 * k + 1,
+            ["A", "B", "C", "D"][k % 4]
+        ));
+    }
+    std::fs::write(dir.join("val.csv"), val).unwrap();
+}
+
+fn mc_experiment(dir: &Path, base_mc: &str) -> PathBuf {
+    // The instruct model is listed first: the runner must still build the base's cache
+    // before the head that reads it.
+    let text = format!(
+        "name: mc\nseeds: [0, 1]\nbackbones:\n  - {{name: instruct, model: {instruct}}}\n  - {{name: base, model: {base}, mc: {base_mc}}}\n\
+         datasets:\n  - {{name: mmlu, root: {root}}}\n\
+         heads:\n  - sr\n  - temperature\n  - {{mc_kl_temperature: {{reference: 'backbone:base', k: 2}}, as: kl-temperature}}\n  - {{mc_kl_temperature: {{objective: nll, k: 2}}, as: nll-temperature}}\n\
+         metrics: {{bins: 10, bootstrap: 0}}\n",
+        instruct = fixture_model("llama-lm").display(),
+        base = fixture_model("qwen2-lm").display(),
+        root = dir.display()
+    );
+    let p = dir.join("mc.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn max_abs_diff(got: &[f32], want: &[Vec<f64>]) -> f64 {
+    let want: Vec<f64> = want.iter().flatten().copied().collect();
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(&want)
+        .map(|(g, w)| (f64::from(*g) - w).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn mc_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_mmlu(tmp.path(), true);
+    let exp = mc_experiment(tmp.path(), "{shots: 2}");
+    let out = tmp.path().join("out");
+    let e = run_stderr(&exp, &out, &["-v"]);
+    // One cache per backbone × dataset, shared by both seeds.
+    assert!(e.contains("2 cache(s) built, 16 of 16 head fit(s) run"), "{e}");
+    let (b, i) = (
+        e.find("cache base/mmlu/all-seeds: built").unwrap(),
+        e.find("cache instruct/mmlu/all-seeds: built").unwrap(),
+    );
+    assert!(b < i, "the reference's cache comes first: {e}");
+    assert_eq!(e.matches("cache base/mmlu/all-seeds: built").count(), 1, "{e}");
+    assert_eq!(e.matches("cache instruct/mmlu/all-seeds: built").count(), 1, "{e}");
+    assert!(!out.join("caches/base/mmlu/seed-0").exists());
+
+    // The test split's letter logits are transformers' for the same prompts: 2-shot for the
+    // base (Qwen2), 0-shot for the instruct model (LLaMA).
+    for (backbone, model, case) in [("base", "qwen2-lm", "two_shot"), ("instruct", "llama-lm", "zero_shot")] {
+        let (cache, _) =
+            ueb_heads::FeatureCache::load(&out.join("caches").join(backbone).join("mmlu/all-seeds")).unwrap();
+        assert_eq!(cache.meta.label_names, ["A", "B", "C", "D"]);
+        assert_eq!(cache.meta.classifier.kind, ueb_heads::ClassifierKind::Linear);
+        let test = cache.split(ueb_heads::Split::Test);
+        assert_eq!(test.labels, [0, 1, 0]);
+        let (_, _, _, want) = mc_cases(model).into_iter().find(|c| c.0 == case).unwrap();
+        let err = max_abs_diff(&test.logits, &want);
+        assert!(
+            err < 1e-4,
+            "{backbone}: letter logits differ from transformers' by {err}"
+        );
+        assert_eq!(
+            cache.meta.provenance["multiple_choice"]["shots"],
+            if backbone == "base" { 2 } else { 0 }
+        );
+        assert_eq!(
+            cache.split(ueb_heads::Split::Train).n() + cache.split(ueb_heads::Split::Val).n(),
+            15
+        );
+    }
+
+    let seed0 = out.join("cells/instruct/mmlu/seed-0");
+    let head: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(seed0.join("kl-temperature/head.json")).unwrap()).unwrap();
+    let t = head["temperature"].as_f64().unwrap();
+    assert!(t > 0.0 && t.is_finite(), "{head}");
+    assert_eq!(head["objective"], "kl");
+    let stage = |p: &Path| std::fs::read_to_string(p.join("stage.json")).unwrap();
+    let kl_before = stage(&seed0.join("kl-temperature"));
+    let sr_before = stage(&seed0.join("sr"));
+    assert!(out.join("metrics.parquet").is_file());
+
+    // A shard holding only an instruct cell builds the missing reference itself, under the
+    // same hash: its kl head stays up to date.
+    std::fs::remove_dir_all(out.join("caches/base")).unwrap();
+    let e = run_stderr(&exp, &out, &["--shard", "3/4"]);
+    assert!(e.contains("0 cache(s) built, 0 of 4 head fit(s) run"), "{e}");
+    assert!(out.join("caches/base/mmlu/all-seeds/stage.json").is_file());
+    assert_eq!(stage(&seed0.join("kl-temperature")), kl_before);
+
+    // Another base cache (0-shot now) re-runs the heads that read it: the base's own and the
+    // instruct model's kl head, not the instruct model's other heads.
+    let exp = mc_experiment(tmp.path(), "{shots: 0}");
+    std::fs::remove_file(out.join("plan.yaml")).unwrap();
+    let e = run_stderr(&exp, &out, &[]);
+    assert!(e.contains("1 cache(s) built, 10 of 16 head fit(s) run"), "{e}");
+    assert_ne!(stage(&seed0.join("kl-temperature")), kl_before);
+    assert_eq!(stage(&seed0.join("sr")), sr_before);
+}
+
+#[test]
+fn mc_plan_errors_name_the_backbone_and_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_dev = tmp.path().join("d");
+    let no_dev = tmp.path().join("n");
+    for (root, dev) in [(&with_dev, true), (&no_dev, false)] {
+        std::fs::create_dir_all(root).unwrap();
+        write_mmlu(root, dev);
+    }
+    write_reviews(tmp.path(), None);
+    let lm = fixture_model("qwen2-lm").display().to_string();
+    let case = |backbones: &str, datasets: &str, heads: &str| -> String {
+        let p = tmp.path().join("bad.yaml");
+        std::fs::write(
+            &p,
+            format!("name: x\nbackbones:\n{backbones}\ndatasets:\n{datasets}\nheads: {heads}\n"),
+        )
+        .unwrap();
+        let o = ueb().arg("run").arg(&p).arg("--dry-run").output().unwrap();
+        let e = String::from_utf8(o.stderr).unwrap();
+        assert!(!o.status.success(), "{backbones} {datasets} {heads}: {e}");
+        e
+    };
+    let mmlu = format!("  - {{name: mmlu, root: {}}}", with_dev.display());
+    let reviews = format!(
+        "  - {{name: reviews, root: {}, generic: {{text: review, label: stars, splits: {{train: train.csv, test: test.csv}}}}}}",
+        tmp.path().display()
+    );
+    let e = case(
+        &format!("  - {{name: enc, model: {}}}", fixture_model("bert").display()),
+        &mmlu,
+        "[sr]",
+    );
+    assert!(
+        e.contains("backbone enc on dataset mmlu") && e.contains("not a causal LM"),
+        "{e}"
+    );
+    let e = case("  - {name: tiny, model: scratch}", &mmlu, "[sr]");
+    assert!(
+        e.contains("backbone tiny on dataset mmlu") && e.contains("scratch"),
+        "{e}"
+    );
+    let e = case(
+        &format!("  - {{name: lm, model: {lm}, finetune: {{epochs: 2}}}}"),
+        &mmlu,
+        "[sr]",
+    );
+    assert!(
+        e.contains("backbone lm on dataset mmlu") && e.contains("finetune.epochs does not apply"),
+        "{e}"
+    );
+    let e = case(
+        &format!("  - {{name: lm, model: {lm}, mc: {{shots: 1}}}}"),
+        &reviews,
+        "[sr]",
+    );
+    assert!(
+        e.contains("backbone lm") && e.contains("dataset reviews is a sequence task"),
+        "{e}"
+    );
+    let e = case(
+        &format!("  - {{name: lm, model: {lm}, mc: {{shots: 2}}}}"),
+        &format!("  - {{name: mmlu, root: {}}}", no_dev.display()),
+        "[sr]",
+    );
+    assert!(
+        e.contains("backbone lm on dataset mmlu") && e.contains("no few-shot pool"),
+        "{e}"
+    );
+    let e = case(
+        &format!("  - {{name: lm, model: {lm}}}"),
+        &mmlu,
+        "[{mc_kl_temperature: {reference: 'backbone:llama'}}]",
+    );
+    assert!(
+        e.contains("backbone:llama is not a backbone of this experiment (backbones: lm)"),
+        "{e}"
+    );
+    let e = case(&format!("  - {{name: lm, model: {lm}}}"), &mmlu, "[mc_kl_temperature]");
+    assert!(e.contains("mc_kl_temperature: objective kl needs `reference`"), "{e}");
+    let e = case(
+        &format!("  - {{name: lm, model: {lm}, mc: {{shot: 2}}}}"),
+        &mmlu,
+        "[sr]",
+    );
+    assert!(e.contains("unknown field `shot`"), "{e}");
+}
+
+#[test]
+fn mc_prompts_that_reach_max_length_drop_solved_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_mmlu(tmp.path(), true);
+    // The fixture's 0-shot prompts have at most 109 tokens, its 1- and 2-shot ones more than
+    // 120: every test prompt falls back to 0-shot, as the MMLU authors' evaluation does.
+    let text = format!(
+        "name: short\nbackbones:\n  - {{name: lm, model: {}, mc: {{shots: 2, max_length: 120}}}}\ndatasets:\n  - {{name: mmlu, root: {}}}\nheads: [sr]\nmetrics: {{bins: 10, bootstrap: 0}}\n",
+        fixture_model("qwen2-lm").display(),
+        tmp.path().display()
+    );
+    let exp = tmp.path().join("short.yaml");
+    std::fs::write(&exp, text).unwrap();
+    let out = tmp.path().join("out");
+    let e = run_stderr(&exp, &out, &[]);
+    assert!(e.contains("3 test prompt(s) reach max_length 120"), "{e}");
+    let (cache, _) = ueb_heads::FeatureCache::load(&out.join("caches/lm/mmlu/all-seeds")).unwrap();
+    assert_eq!(cache.meta.provenance["multiple_choice"]["fewer_shots"]["test"], 3);
+    let (_, _, _, want) = mc_cases("qwen2-lm").into_iter().find(|c| c.0 == "zero_shot").unwrap();
+    let err = max_abs_diff(&cache.split(ueb_heads::Split::Test).logits, &want);
+    assert!(err < 1e-4, "0-shot logits differ from transformers' by {err}");
+}

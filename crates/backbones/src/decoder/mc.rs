@@ -157,6 +157,30 @@ pub struct McPrompting<'a> {
     pub num_choices: usize,
 }
 
+/// One question with the way it is asked: its subject and the solved examples before it.
+/// A dataset whose questions have different subjects (MMLU) prompts each with its own subject
+/// and that subject's examples.
+#[derive(Debug, Clone, Copy)]
+pub struct McItem<'a> {
+    /// The subject named in the header ("" for none).
+    pub subject: &'a str,
+    /// The solved examples (empty for 0-shot).
+    pub shots: &'a [McQuestion],
+    /// The question.
+    pub question: &'a McQuestion,
+}
+
+/// The items of the three splits.
+#[derive(Debug, Clone, Copy)]
+pub struct McItemSplits<'a> {
+    /// Training split.
+    pub train: &'a [McItem<'a>],
+    /// Validation split.
+    pub val: &'a [McItem<'a>],
+    /// Test split.
+    pub test: &'a [McItem<'a>],
+}
+
 /// Prompts and tokenizes `questions`, checking that no prompt reaches `max_length` (a
 /// truncated prompt would lose its answer position) and that every prompt has the same
 /// letter tokens. Returns the encoded prompts and the letter tokens.
@@ -170,19 +194,53 @@ pub fn encode_questions(
     questions: &[McQuestion],
     split: &str,
 ) -> Result<(Vec<Encoded>, Vec<u32>)> {
-    let c = prompting.num_choices;
-    for (i, q) in questions.iter().chain(prompting.shots).enumerate() {
-        if q.choices.len() != c || q.answer >= c {
-            return Err(BackboneError::Invalid(format!(
-                "{split} question {i}: {} options and answer {} (expected {c} options)",
-                q.choices.len(),
-                q.answer
-            )));
+    encode_items(
+        tokenizer,
+        &same_prompting(prompting, questions),
+        prompting.num_choices,
+        split,
+    )
+}
+
+/// `questions`, each asked as `prompting` says.
+fn same_prompting<'a>(prompting: &McPrompting<'a>, questions: &'a [McQuestion]) -> Vec<McItem<'a>> {
+    questions
+        .iter()
+        .map(|question| McItem {
+            subject: prompting.subject,
+            shots: prompting.shots,
+            question,
+        })
+        .collect()
+}
+
+/// [`encode_questions`] for questions asked each in its own way ([`McItem`]).
+///
+/// # Errors
+/// As [`encode_questions`].
+pub fn encode_items(
+    tokenizer: &TextTokenizer,
+    items: &[McItem<'_>],
+    num_choices: usize,
+    split: &str,
+) -> Result<(Vec<Encoded>, Vec<u32>)> {
+    let c = num_choices;
+    for (i, it) in items.iter().enumerate() {
+        for (what, q) in
+            std::iter::once(("question", it.question)).chain(it.shots.iter().map(|s| ("solved example of question", s)))
+        {
+            if q.choices.len() != c || q.answer >= c {
+                return Err(BackboneError::Invalid(format!(
+                    "{split} {what} {i}: {} options and answer {} (expected {c} options)",
+                    q.choices.len(),
+                    q.answer
+                )));
+            }
         }
     }
-    let prompts: Vec<String> = questions
+    let prompts: Vec<String> = items
         .iter()
-        .map(|q| mc_prompt(prompting.subject, prompting.shots, q))
+        .map(|it| mc_prompt(it.subject, it.shots, it.question))
         .collect();
     let inputs: Vec<TextInput<'_>> = prompts.iter().map(|p| TextInput::Single(p)).collect();
     let encoded = tokenizer.encode(&inputs)?;
@@ -197,14 +255,12 @@ pub fn encode_questions(
         None => return Err(BackboneError::Invalid(format!("the {split} split is empty"))),
     };
     // Letter tokens depend only on the prompt's end ("Answer:"), so checking a few prompts
-    // catches a tokenizer whose merges reach back over the boundary.
-    for (i, p) in prompts
-        .iter()
-        .enumerate()
-        .skip(1)
-        .step_by(prompts.len().div_ceil(8).max(1))
-    {
-        if letter_token_ids(tokenizer, p, c)? != letters {
+    // (and the first of every subject) catches a tokenizer whose merges reach back over the
+    // boundary.
+    let stride = prompts.len().div_ceil(8).max(1);
+    for (i, p) in prompts.iter().enumerate().skip(1) {
+        let new_subject = items[i].subject != items[i - 1].subject;
+        if (i % stride == 0 || new_subject) && letter_token_ids(tokenizer, p, c)? != letters {
             return Err(BackboneError::Tokenizer {
                 context: format!("{split} question {i}"),
                 message: "the option letters tokenize differently than in the first prompt".into(),
@@ -229,10 +285,43 @@ pub fn export_mc_cache(
     device: &Device,
     progress: Option<&ProgressBar>,
 ) -> Result<FeatureCache> {
-    let c = prompting.num_choices;
-    let (train_enc, letters) = encode_questions(tokenizer, prompting, splits.train, "train")?;
-    let (val_enc, l_val) = encode_questions(tokenizer, prompting, splits.val, "val")?;
-    let (test_enc, l_test) = encode_questions(tokenizer, prompting, splits.test, "test")?;
+    let (train, val, test) = (
+        same_prompting(prompting, splits.train),
+        same_prompting(prompting, splits.val),
+        same_prompting(prompting, splits.test),
+    );
+    export_mc_items(
+        lm,
+        tokenizer,
+        prompting.num_choices,
+        McItemSplits {
+            train: &train,
+            val: &val,
+            test: &test,
+        },
+        batch_size,
+        device,
+        progress,
+    )
+}
+
+/// [`export_mc_cache`] for questions asked each in its own way (MMLU: by subject).
+///
+/// # Errors
+/// As [`export_mc_cache`].
+pub fn export_mc_items(
+    lm: CausalLm,
+    tokenizer: &TextTokenizer,
+    num_choices: usize,
+    splits: McItemSplits<'_>,
+    batch_size: usize,
+    device: &Device,
+    progress: Option<&ProgressBar>,
+) -> Result<FeatureCache> {
+    let c = num_choices;
+    let (train_enc, letters) = encode_items(tokenizer, splits.train, c, "train")?;
+    let (val_enc, l_val) = encode_items(tokenizer, splits.val, c, "val")?;
+    let (test_enc, l_test) = encode_items(tokenizer, splits.test, c, "test")?;
     if l_val != letters || l_test != letters {
         return Err(BackboneError::Tokenizer {
             context: "option letters".into(),
@@ -244,12 +333,12 @@ pub fn export_mc_cache(
         lm: Box::new(lm),
         tokens: letters,
     };
-    let run = |enc: &[Encoded], qs: &[McQuestion]| -> Result<SplitData> {
+    let run = |enc: &[Encoded], items: &[McItem<'_>]| -> Result<SplitData> {
         let out = extractor.run(tokenizer, enc, batch_size, device, progress)?;
         Ok(SplitData {
             logits: out.logits.unwrap_or_default(),
             features: out.features,
-            labels: qs.iter().map(|q| q.answer as i64).collect(),
+            labels: items.iter().map(|it| it.question.answer as i64).collect(),
             group: None,
             dim: classifier.dim,
             num_classes: c,

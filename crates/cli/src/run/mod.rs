@@ -68,12 +68,12 @@ struct Work {
 /// read while they run, and a stage is finished exactly when its `stage.json` is in place.
 fn finished_stages(plan: &Plan, cells: &[&plan::Cell], out: &Path) -> u64 {
     let mut done = 0;
-    for cell in cells {
-        if matches!(cell.source, plan::Source::Model { .. })
-            && out.join("caches").join(cell.rel_dir()).join("stage.json").is_file()
-        {
+    for dir in cache_dirs(cells) {
+        if out.join("caches").join(dir).join("stage.json").is_file() {
             done += 1;
         }
+    }
+    for cell in cells {
         for spec in &plan.heads {
             let dir = out.join("cells").join(cell.rel_dir()).join(&spec.label);
             if dir.join("stage.json").is_file() {
@@ -84,12 +84,18 @@ fn finished_stages(plan: &Plan, cells: &[&plan::Cell], out: &Path) -> u64 {
     done
 }
 
-/// Stages of `cells` in all.
-fn total_stages(plan: &Plan, cells: &[&plan::Cell]) -> u64 {
+/// The cache stages of `cells`, once each (the seeds of a multiple-choice cell share one).
+fn cache_dirs(cells: &[&plan::Cell]) -> std::collections::BTreeSet<PathBuf> {
     cells
         .iter()
-        .map(|c| u64::from(matches!(c.source, plan::Source::Model { .. })) + plan.heads.len() as u64)
-        .sum()
+        .filter(|c| matches!(c.source, plan::Source::Model { .. }))
+        .map(|c| c.cache_rel_dir())
+        .collect()
+}
+
+/// Stages of `cells` in all.
+fn total_stages(plan: &Plan, cells: &[&plan::Cell]) -> u64 {
+    cache_dirs(cells).len() as u64 + (cells.len() * plan.heads.len()) as u64
 }
 
 fn progress_bar(len: u64, template: &str, visible: bool) -> indicatif::ProgressBar {
@@ -418,10 +424,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
         let cells = plan.shard(i, n);
         let models = cells
             .iter()
-            .filter(|c| matches!(c.source, plan::Source::Model { .. }))
+            .filter(|c| matches!(c.source, plan::Source::Model { .. }) && !c.is_multiple_choice())
             .count();
+        let mc = cache_dirs(&cells).len() - models;
+        let mc = if mc > 0 {
+            format!(", {mc} multiple-choice cache(s) to score, each shared by its seeds")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{} cell(s) ({models} to fine-tune and export), {} head fit(s); nothing was run",
+            "{} cell(s) ({models} to fine-tune and export{mc}), {} head fit(s); nothing was run",
             cells.len(),
             cells.len() * plan.heads.len()
         );
@@ -473,7 +485,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         let (cache, new) = bar.suspend(|| cache_stage(cell, &plan, &out, &device, show))?;
         work.built += usize::from(new);
         for spec in &plan.heads {
-            work.fitted += usize::from(head_stage(cell, spec, &cache, &out, &device)?);
+            work.fitted += usize::from(head_stage(cell, spec, &cache, &plan, &out, &device)?);
             bar.inc(1);
         }
     }

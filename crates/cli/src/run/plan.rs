@@ -168,6 +168,25 @@ pub struct RawBackbone {
     /// Fine-tuning settings.
     #[serde(default)]
     pub finetune: RawFinetune,
+    /// Multiple-choice settings (a causal LM on MMLU, ARC).
+    #[serde(default)]
+    pub mc: Option<McSettings>,
+}
+
+/// How a causal LM is prompted on a multiple-choice dataset: `mc: {shots: 5}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McSettings {
+    /// Solved examples before each question: the first `shots` questions of the same subject
+    /// in the dataset's few-shot pool (MMLU's dev split); 0 for 0-shot.
+    pub shots: usize,
+    /// Truncation length of the prompts (default: min(512, the model's limit)); a prompt
+    /// that reaches it is an error rather than truncated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// Prompts per forward pass (default 8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
 }
 
 /// Fine-tuning settings as written (every field optional).
@@ -210,6 +229,31 @@ pub struct RawFinetune {
     /// Truncation length (default min(512, the model's limit)).
     #[serde(default)]
     pub max_length: Option<usize>,
+}
+
+impl RawFinetune {
+    /// The keys that were written, for errors that say which settings do not apply.
+    fn written(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut add = |set: bool, k| {
+            if set {
+                keys.push(k);
+            }
+        };
+        add(self.mode.is_some(), "mode");
+        add(self.r.is_some(), "r");
+        add(self.alpha.is_some(), "alpha");
+        add(self.targets.is_some(), "targets");
+        add(self.epochs.is_some(), "epochs");
+        add(self.lr.is_some(), "lr");
+        add(self.batch_size.is_some(), "batch_size");
+        add(self.grad_accumulation.is_some(), "grad_accumulation");
+        add(self.warmup_ratio.is_some(), "warmup_ratio");
+        add(self.weight_decay.is_some(), "weight_decay");
+        add(self.max_grad_norm.is_some(), "max_grad_norm");
+        add(self.max_length.is_some(), "max_length");
+        keys
+    }
 }
 
 /// A dataset as written: a registry name, or a spec.
@@ -305,6 +349,12 @@ impl<'de> Deserialize<'de> for GenericSource {
 }
 
 impl DatasetSpec {
+    /// Whether this is a multiple-choice dataset of the registry (MMLU, ARC): its cells score
+    /// the questions with a causal LM instead of fine-tuning a classifier.
+    pub fn is_multiple_choice(&self) -> bool {
+        self.generic.is_none() && ueb_data::info(&self.name).is_ok_and(|i| i.task == ueb_data::Task::MultipleChoice)
+    }
+
     /// The options `ueb_data` loads this dataset with.
     pub fn load_options(&self, data_root: &Path) -> ueb_data::LoadOptions {
         let mut opts = ueb_data::LoadOptions {
@@ -374,6 +424,10 @@ pub struct Backbone {
     pub finetune: FinetuneConfig,
     /// Truncation length.
     pub max_length: Option<usize>,
+    /// Multiple-choice prompting, for backbones of an experiment with multiple-choice
+    /// datasets (absent otherwise, so that sequence caches keep their hashes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mc: Option<McSettings>,
 }
 
 /// Where a cell's features come from.
@@ -407,12 +461,48 @@ pub struct Cell {
     pub source: Source,
 }
 
+/// The cache directory name of multiple-choice cells: their cache does not depend on the seed.
+pub const ALL_SEEDS: &str = "all-seeds";
+
 impl Cell {
-    /// `backbone/dataset/seed-k`, the cell's place under `cells/` and `caches/`.
+    /// `backbone/dataset/seed-k`, the cell's place under `cells/` (and `caches/`).
     pub fn rel_dir(&self) -> PathBuf {
         PathBuf::from(&self.backbone)
             .join(&self.dataset)
             .join(format!("seed-{}", self.seed))
+    }
+
+    /// Whether the cell scores a multiple-choice dataset with a causal LM.
+    pub fn is_multiple_choice(&self) -> bool {
+        matches!(&self.source, Source::Model { dataset, .. } if dataset.is_multiple_choice())
+    }
+
+    /// The cell's cache under `caches/`: `backbone/dataset/seed-k`, or
+    /// `backbone/dataset/all-seeds` for a multiple-choice cell, whose cache every seed shares
+    /// (no training: the prompts and the model do not depend on the seed).
+    pub fn cache_rel_dir(&self) -> PathBuf {
+        if self.is_multiple_choice() {
+            PathBuf::from(&self.backbone).join(&self.dataset).join(ALL_SEEDS)
+        } else {
+            self.rel_dir()
+        }
+    }
+}
+
+/// The prefix of a `mc_kl_temperature` reference that names a backbone of the experiment
+/// (`reference: backbone:llama-2-7b`) instead of a cache directory.
+pub const BACKBONE_REF: &str = "backbone:";
+
+/// The backbone a head's settings refer to (`reference: backbone:NAME`), if any.
+pub fn reference_backbone(spec: &HeadSpec) -> Option<String> {
+    match spec {
+        HeadSpec::McKlTemperature(cfg) => cfg
+            .reference
+            .as_ref()
+            .and_then(|r| r.to_str())
+            .and_then(|r| r.strip_prefix(BACKBONE_REF))
+            .map(str::to_string),
+        _ => None,
     }
 }
 
@@ -474,7 +564,8 @@ fn finetune_config(raw: &RawFinetune, backbone: &str) -> Result<FinetuneConfig> 
 /// Validates one `datasets:` entry and fills in what it refers to: the registry's canonical
 /// name, or a generic mapping read from its file. The dataset is loaded once here, so that a
 /// missing file, a malformed row or a missing split is reported before any model is trained.
-fn resolve_dataset(mut spec: DatasetSpec, data_root: &Path) -> Result<DatasetSpec> {
+/// Also returns whether the data has a few-shot pool (MMLU's dev split).
+fn resolve_dataset(mut spec: DatasetSpec, data_root: &Path) -> Result<(DatasetSpec, bool)> {
     if let Some(f) = spec.val_fraction
         && !(f > 0.0 && f < 1.0)
     {
@@ -513,9 +604,9 @@ fn resolve_dataset(mut spec: DatasetSpec, data_root: &Path) -> Result<DatasetSpe
                     spec.name
                 )
             })?;
-            if info.task != ueb_data::Task::Sequence {
+            if !matches!(info.task, ueb_data::Task::Sequence | ueb_data::Task::MultipleChoice) {
                 bail!(
-                    "datasets: {} is a {} task; the runner fine-tunes sequence classifiers",
+                    "datasets: {} is a {} task; the runner fine-tunes sequence classifiers and scores multiple-choice questions",
                     spec.name,
                     info.task.as_str()
                 );
@@ -535,7 +626,82 @@ fn resolve_dataset(mut spec: DatasetSpec, data_root: &Path) -> Result<DatasetSpe
     for split in ["train", "val", "test"] {
         data.split(split).with_context(|| format!("datasets: {}", spec.name))?;
     }
-    Ok(spec)
+    let fewshot = data.split(FEWSHOT).is_ok_and(|s| !s.is_empty());
+    Ok((spec, fewshot))
+}
+
+/// The split that holds the solved examples of k-shot prompts (MMLU's official dev).
+pub const FEWSHOT: &str = "fewshot";
+
+/// Checks that a backbone can run every dataset of the experiment: a causal LM (decoder) with
+/// no fine-tuning settings on multiple-choice datasets, no `mc:` settings next to sequence
+/// datasets, and a few-shot pool where `shots` > 0.
+fn check_backbone_datasets(b: &RawBackbone, datasets: &[(DatasetSpec, bool)]) -> Result<()> {
+    let mc = datasets.iter().find(|(d, _)| d.is_multiple_choice());
+    let seq = datasets.iter().find(|(d, _)| !d.is_multiple_choice());
+    if let (Some(_), Some((d, _))) = (&b.mc, seq) {
+        bail!(
+            "backbone {}: `mc` settings apply to multiple-choice datasets, but dataset {} is a sequence task; \
+             run it in another experiment or remove `mc`",
+            b.name,
+            d.name
+        );
+    }
+    let Some((d, _)) = mc else {
+        return Ok(());
+    };
+    if b.model == "scratch" {
+        bail!(
+            "backbone {} on dataset {}: a multiple-choice dataset is scored by a pre-trained causal LM (LLaMA, Qwen2, Qwen3), not a scratch model",
+            b.name,
+            d.name
+        );
+    }
+    let written = b.finetune.written();
+    if !written.is_empty() {
+        bail!(
+            "backbone {} on dataset {}: multiple-choice questions are scored by the causal LM as it is (no fine-tuning), \
+             so finetune.{} does not apply; remove `finetune` (the prompt length is `mc: {{max_length: L}}`)",
+            b.name,
+            d.name,
+            written.join(", finetune.")
+        );
+    }
+    if let ueb_backbones::ModelRef::Local(dir) =
+        ueb_backbones::ModelRef::parse(&b.model).with_context(|| format!("backbone {}", b.name))?
+    {
+        let md = ueb_backbones::ModelDir::open(&dir).with_context(|| format!("backbone {}", b.name))?;
+        if !ueb_backbones::decoder::is_decoder(&md).with_context(|| format!("backbone {}", b.name))? {
+            bail!(
+                "backbone {} on dataset {}: {} is not a causal LM (LLaMA, Qwen2, Qwen3); multiple-choice datasets need one",
+                b.name,
+                d.name,
+                dir.display()
+            );
+        }
+    }
+    let shots = b.mc.as_ref().map_or(0, |m| m.shots);
+    if shots > 0
+        && let Some((d, _)) = datasets.iter().find(|(d, fewshot)| d.is_multiple_choice() && !fewshot)
+    {
+        bail!(
+            "backbone {} on dataset {}: mc.shots {shots} needs solved examples, and {} has no few-shot pool \
+             (MMLU: mmlu/dev.csv); use shots: 0",
+            b.name,
+            d.name,
+            d.name
+        );
+    }
+    if b.mc
+        .as_ref()
+        .is_some_and(|m| m.max_length == Some(0) || m.batch_size == Some(0))
+    {
+        bail!(
+            "backbone {}: mc.max_length and mc.batch_size must be at least 1",
+            b.name
+        );
+    }
+    Ok(())
 }
 
 /// A name usable as one path component.
@@ -543,6 +709,50 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         bail!("{kind} name {name:?} must be letters, digits, '-', '_' or '.' (it names a directory)");
+    }
+    Ok(())
+}
+
+/// Checks the `mc_kl_temperature` heads' references: `backbone:NAME` names a backbone of the
+/// experiment, a directory is a cache, and objective `kl` has one.
+fn check_references(heads: &[PlanHead], backbones: &[Backbone]) -> Result<()> {
+    for h in heads {
+        let HeadSpec::McKlTemperature(cfg) = &h.spec else {
+            continue;
+        };
+        match (&cfg.reference, reference_backbone(&h.spec)) {
+            (None, _) if cfg.objective == ueb_heads::mc_calibration::McObjective::Kl => bail!(
+                "heads: {}: objective kl needs `reference`: `backbone:NAME` (the pre-trained counterpart among the backbones) or a cache directory",
+                h.label
+            ),
+            (None, _) => {}
+            (Some(_), Some(name)) => {
+                if backbones.is_empty() {
+                    bail!(
+                        "heads: {}: reference {BACKBONE_REF}{name} needs backbones; this experiment runs caches (give the cache directory instead)",
+                        h.label
+                    );
+                }
+                if !backbones.iter().any(|b| b.name == name) {
+                    bail!(
+                        "heads: {}: reference {BACKBONE_REF}{name} is not a backbone of this experiment (backbones: {})",
+                        h.label,
+                        backbones.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                // Every backbone runs every dataset (backbones × datasets), so the reference
+                // has a cache for each dataset and seed of the head's cells.
+            }
+            (Some(dir), None) => {
+                if !dir.join("meta.json").is_file() {
+                    bail!(
+                        "heads: {}: reference {} is not a feature cache (no meta.json); for a backbone of this experiment write {BACKBONE_REF}NAME",
+                        h.label,
+                        dir.display()
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -679,9 +889,10 @@ impl Plan {
                 scratch: (b.model == "scratch").then(|| b.scratch.clone().unwrap_or_default()),
                 finetune: finetune_config(&b.finetune, &b.name)?,
                 max_length: b.finetune.max_length,
+                mc: None,
             });
         }
-        let mut datasets = Vec::new();
+        let mut resolved = Vec::new();
         let mut dnames = std::collections::HashSet::new();
         for d in &raw.datasets {
             let spec = match d {
@@ -696,12 +907,25 @@ impl Plan {
                 },
                 RawDataset::Spec(s) => (**s).clone(),
             };
-            let spec = resolve_dataset(spec, &data_root)?;
+            let (spec, fewshot) = resolve_dataset(spec, &data_root)?;
             if !dnames.insert(spec.name.clone()) {
                 bail!("datasets: {} appears twice", spec.name);
             }
-            datasets.push(spec);
+            resolved.push((spec, fewshot));
         }
+        let has_mc = resolved.iter().any(|(d, _)| d.is_multiple_choice());
+        // Model directories are checked before any dataset is read; which backbone suits
+        // which dataset only after both.
+        for (raw_b, b) in raw.backbones.iter().zip(&mut backbones) {
+            check_backbone_datasets(raw_b, &resolved)?;
+            b.mc = has_mc.then(|| raw_b.mc.clone().unwrap_or_default());
+        }
+        let datasets: Vec<DatasetSpec> = resolved.into_iter().map(|(d, _)| d).collect();
+        check_references(&heads, &backbones)?;
+        // A backbone whose cache another's head reads (`reference: backbone:NAME`) runs
+        // first, so that in one process the reference is there when the head needs it.
+        let referenced: Vec<String> = heads.iter().filter_map(|h| reference_backbone(&h.spec)).collect();
+        backbones.sort_by_key(|b| !referenced.contains(&b.name));
         for b in &backbones {
             for d in &datasets {
                 for &seed in &raw.seeds {

@@ -10,17 +10,18 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use ueb_backbones::decoder::is_decoder;
+use ueb_backbones::decoder::mc::{McItem, McItemSplits, McQuestion, export_mc_items, mc_prompt};
 use ueb_backbones::scratch::{tokenizer_from_json, word_level_tokenizer_json};
 use ueb_backbones::{
     ClassifierModel, DecoderClassifier, Encoded, ExportMeta, ExportSplits, FeatureSplit, FeatureSplits, FinetuneConfig,
     FinetuneMode, FinetuneReport, LabeledSplit, LoadOptions, ModelRef, SequenceClassifier, TextInput, TextTokenizer,
-    export_cache, export_cache_from_features, finetune, finetune_on_features, load_decoder_classifier,
+    export_cache, export_cache_from_features, finetune, finetune_on_features, load_causal_lm, load_decoder_classifier,
     load_sequence_classifier,
 };
 use ueb_heads::{FeatureCache, FitContext, Split};
 
 use super::parquet::{Column, to_bytes};
-use super::plan::{Backbone, Cell, DatasetSpec, Plan, PlanHead, Source};
+use super::plan::{Backbone, Cell, DatasetSpec, FEWSHOT, McSettings, Plan, PlanHead, Source, reference_backbone};
 
 /// Bump when a stage's output format or meaning changes: old outputs are then redone.
 const STAGE_VERSION: u32 = 1;
@@ -177,6 +178,9 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
             },
             false,
         )),
+        Source::Model { backbone, dataset } if dataset.is_multiple_choice() => {
+            mc_cache_stage(cell, backbone, dataset, plan, out, device, progress)
+        }
         Source::Model { backbone, dataset } => {
             let dir = out.join("caches").join(cell.rel_dir());
             // Reading the data is cheap next to fine-tuning, and its content (not where it
@@ -212,6 +216,280 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
             Ok((CacheRef { dir, hash }, true))
         }
     }
+}
+
+/// Rows per batch of a causal LM scoring multiple-choice prompts, unless `mc.batch_size` says
+/// otherwise: k-shot prompts are long (MMLU 5-shot: up to about 2,000 tokens), so fewer rows
+/// than a classifier's export batch.
+const MC_BATCH: usize = 8;
+
+/// SHA-256 of what a multiple-choice cache reads: every question of train, val, test and the
+/// few-shot pool (when there is one), in order.
+fn mc_digest(data: &ueb_data::Dataset) -> Result<String> {
+    let mut h = Sha256::new();
+    for name in ["train", "val", "test", FEWSHOT] {
+        let Ok(split) = data.split(name) else { continue };
+        h.update(name.as_bytes());
+        h.update((split.len() as u64).to_le_bytes());
+        for ex in split.examples() {
+            h.update(ueb_data::example_json(data, ex).to_string().as_bytes());
+            h.update([0x1E]);
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs (or skips) the cache stage of a multiple-choice cell: the causal LM scores the
+/// questions as they are (no training), so the cache does not depend on the seed. It is
+/// computed once per backbone × dataset into `caches/<backbone>/<dataset>/all-seeds/`, keyed
+/// without the seed, and every seed's cell reads it; concurrent jobs wait for the one that
+/// computes it.
+fn mc_cache_stage(
+    cell: &Cell,
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    plan: &Plan,
+    out: &Path,
+    device: &Device,
+    progress: bool,
+) -> Result<(CacheRef, bool)> {
+    let rel = cell.cache_rel_dir();
+    let dir = out.join("caches").join(&rel);
+    let data = dataset
+        .load(&plan.data_root)
+        .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
+    let digest = mc_digest(&data)?;
+    let mc = backbone.mc.clone().unwrap_or_default();
+    let inputs = serde_json::json!({
+        "stage": "mc-cache",
+        "version": STAGE_VERSION,
+        "model": backbone.model,
+        "mc": mc,
+        "dataset": dataset,
+        "data": digest,
+    });
+    let hash = hash_json(&inputs);
+    let _lock = StageLock::acquire(&dir)?;
+    if done(&dir, &hash) && FeatureCache::load(&dir).is_ok() {
+        tracing::info!("cache {}: up to date", rel.display());
+        return Ok((CacheRef { dir, hash }, false));
+    }
+    let t0 = Instant::now();
+    let cache = build_mc_cache(backbone, dataset, &data, &mc, device, progress)
+        .with_context(|| format!("backbone {} on dataset {}", backbone.name, dataset.name))?;
+    let record = StageRecord {
+        hash: hash.clone(),
+        inputs,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    commit_dir(&dir, &record, |tmp| Ok(cache.write(tmp)?))?;
+    tracing::info!("cache {}: built in {:.1} s", rel.display(), record.seconds);
+    Ok((CacheRef { dir, hash }, true))
+}
+
+/// One multiple-choice question of the data, with its subject.
+struct SubjectQuestion {
+    subject: String,
+    question: McQuestion,
+}
+
+/// The questions of one split, in order.
+fn mc_questions(data: &ueb_data::Dataset, dataset: &str, split: &str) -> Result<Vec<SubjectQuestion>> {
+    let s = data.split(split)?;
+    s.examples()
+        .iter()
+        .map(|ex| {
+            let ueb_data::Input::Choice {
+                question,
+                options,
+                subject,
+            } = &ex.input
+            else {
+                bail!("{dataset}: {split} example {} is not a multiple-choice question", ex.id);
+            };
+            let ueb_data::Label::Class(answer) = ex.label else {
+                bail!("{dataset}: {split} example {} has token tags", ex.id);
+            };
+            Ok(SubjectQuestion {
+                // MMLU's subjects are file names (`high_school_physics`); the prompt names
+                // them in words, as the MMLU evaluation code does.
+                subject: subject.as_deref().unwrap_or_default().replace('_', " "),
+                question: McQuestion {
+                    question: question.clone(),
+                    choices: options.clone(),
+                    answer,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The questions of a split with their subjects' solved examples (none for 0-shot).
+fn mc_items<'a>(
+    questions: &'a [SubjectQuestion],
+    shots: &'a std::collections::HashMap<String, Vec<McQuestion>>,
+) -> Vec<McItem<'a>> {
+    questions
+        .iter()
+        .map(|q| McItem {
+            subject: &q.subject,
+            shots: shots.get(&q.subject).map_or(&[], |v| &v[..]),
+            question: &q.question,
+        })
+        .collect()
+}
+
+/// Drops solved examples from the end of k-shot prompts that reach `max_length` until they fit,
+/// as the MMLU authors' evaluation does (`while crop(prompt) != prompt: k -= 1`); returns how
+/// many prompts were shortened. A 0-shot prompt that does not fit is left for the export to
+/// report.
+fn fit_shots(tokenizer: &TextTokenizer, items: &mut [McItem<'_>]) -> Result<usize> {
+    let mut todo: Vec<usize> = (0..items.len()).filter(|&i| !items[i].shots.is_empty()).collect();
+    let mut shortened = std::collections::BTreeSet::new();
+    while !todo.is_empty() {
+        let prompts: Vec<String> = todo
+            .iter()
+            .map(|&i| mc_prompt(items[i].subject, items[i].shots, items[i].question))
+            .collect();
+        let inputs: Vec<TextInput<'_>> = prompts.iter().map(|p| TextInput::Single(p)).collect();
+        let encoded = tokenizer.encode(&inputs)?;
+        let mut next = Vec::new();
+        for (&i, e) in todo.iter().zip(&encoded) {
+            if e.len() >= tokenizer.max_length() {
+                let k = items[i].shots.len() - 1;
+                items[i].shots = &items[i].shots[..k];
+                shortened.insert(i);
+                if k > 0 {
+                    next.push(i);
+                }
+            }
+        }
+        todo = next;
+    }
+    Ok(shortened.len())
+}
+
+/// Loads the causal LM and scores every question of the three splits, each prompted with its
+/// subject and, for k-shot, the first k solved examples of that subject in the few-shot pool.
+fn build_mc_cache(
+    backbone: &Backbone,
+    dataset: &DatasetSpec,
+    data: &ueb_data::Dataset,
+    mc: &McSettings,
+    device: &Device,
+    progress: bool,
+) -> Result<FeatureCache> {
+    let name = &dataset.name;
+    let mut splits = [
+        mc_questions(data, name, "train")?,
+        mc_questions(data, name, "val")?,
+        mc_questions(data, name, "test")?,
+    ];
+    // One cache has one number of options C: the most common one (MMLU: always 4). ARC has a
+    // few questions with 3 or 5 options; they are left out, the same ones for every model (so
+    // base and instruct caches stay aligned), and counted in the cache's provenance.
+    let mut counts = std::collections::BTreeMap::<usize, usize>::new();
+    for q in splits.iter().flatten() {
+        *counts.entry(q.question.choices.len()).or_default() += 1;
+    }
+    let c = counts
+        .iter()
+        .max_by_key(|(k, n)| (**n, std::cmp::Reverse(**k)))
+        .map(|(k, _)| *k)
+        .ok_or_else(|| anyhow::anyhow!("{name}: no questions"))?;
+    let mut left_out = serde_json::Map::new();
+    for (split, qs) in SPLITS.iter().zip(splits.iter_mut()) {
+        let before = qs.len();
+        qs.retain(|q| q.question.choices.len() == c);
+        if qs.len() < before {
+            tracing::warn!(
+                "{name}: {} of {before} {split} questions do not have {c} options and are left out",
+                before - qs.len()
+            );
+            left_out.insert((*split).to_string(), (before - qs.len()).into());
+        }
+    }
+    let mut shots: std::collections::HashMap<String, Vec<McQuestion>> = std::collections::HashMap::new();
+    if mc.shots > 0 {
+        for q in mc_questions(data, name, FEWSHOT)? {
+            let pool = shots.entry(q.subject).or_default();
+            if pool.len() < mc.shots && q.question.choices.len() == c {
+                pool.push(q.question);
+            }
+        }
+        for q in splits.iter().flatten() {
+            let have = shots.get(&q.subject).map_or(0, Vec::len);
+            if have < mc.shots {
+                bail!(
+                    "{name}: subject {:?} has {have} solved example(s) with {c} options in the few-shot pool, fewer than mc.shots = {}",
+                    q.subject,
+                    mc.shots
+                );
+            }
+        }
+    }
+    let model_dir = ModelRef::parse(&backbone.model)?.resolve()?;
+    if !is_decoder(&model_dir)? {
+        bail!(
+            "{} is not a causal LM (LLaMA, Qwen2, Qwen3); multiple-choice datasets need one",
+            backbone.model
+        );
+    }
+    let (lm, config, report) = load_causal_lm(&model_dir, device)?;
+    tracing::info!("{}: {}", backbone.name, report.summary());
+    let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, mc.max_length)?;
+    let [train, val, test] = &splits;
+    let (mut train, mut val, mut test) = (mc_items(train, &shots), mc_items(val, &shots), mc_items(test, &shots));
+    let mut fewer_shots = serde_json::Map::new();
+    for (split, items) in SPLITS.iter().zip([&mut train, &mut val, &mut test]) {
+        let n = fit_shots(&tokenizer, items)?;
+        if n > 0 {
+            tracing::warn!(
+                "{name}: {n} {split} prompt(s) reach max_length {} with {} shots and have fewer solved examples",
+                tokenizer.max_length(),
+                mc.shots
+            );
+            fewer_shots.insert((*split).to_string(), n.into());
+        }
+    }
+    let total = train.len() + val.len() + test.len();
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:30} [{bar:30}] {pos}/{len} questions, {elapsed_precise} ETA {eta_precise}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(format!("mc {}/{}", backbone.name, name));
+        b
+    });
+    let mut cache = export_mc_items(
+        lm,
+        &tokenizer,
+        c,
+        McItemSplits {
+            train: &train,
+            val: &val,
+            test: &test,
+        },
+        mc.batch_size.unwrap_or(MC_BATCH),
+        device,
+        bar.as_ref(),
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let fingerprint = |split: &str| data.split(split).map(|s| s.fingerprint().to_string()).ok();
+    cache.meta.provenance = serde_json::json!({
+        "exporter": format!("ueb {}", env!("CARGO_PKG_VERSION")),
+        "backbone": backbone.name,
+        "model": backbone.model,
+        "dataset": name,
+        "fingerprints": {"train": fingerprint("train"), "val": fingerprint("val"), "test": fingerprint("test"), "fewshot": fingerprint(FEWSHOT)},
+        "multiple_choice": {"shots": mc.shots, "num_choices": c, "max_length": tokenizer.max_length(), "left_out": left_out, "fewer_shots": fewer_shots},
+    });
+    Ok(cache)
 }
 
 /// The texts (or text pairs), labels and fingerprint of one split.
@@ -683,18 +961,66 @@ pub struct HeadScores {
     pub score: Vec<f64>,
 }
 
+/// The cache a head's `reference` names, with its identity: `backbone:NAME` is that
+/// backbone's cache for the cell's dataset and seed (built here if no process has built it
+/// yet, e.g. when it belongs to another shard), a directory is hashed by its files.
+fn reference_cache(cell: &Cell, head: &PlanHead, plan: &Plan, out: &Path, device: &Device) -> Result<Option<CacheRef>> {
+    if let Some(name) = reference_backbone(&head.spec) {
+        let rc = plan
+            .cells
+            .iter()
+            .find(|c| c.backbone == name && c.dataset == cell.dataset && c.seed == cell.seed)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "head {}: the reference backbone {name} has no cell for {}/seed-{}",
+                    head.label,
+                    cell.dataset,
+                    cell.seed
+                )
+            })?;
+        return Ok(Some(cache_stage(rc, plan, out, device, false)?.0));
+    }
+    match &head.spec {
+        ueb_heads::HeadSpec::McKlTemperature(cfg) => match &cfg.reference {
+            Some(dir) => Ok(Some(CacheRef {
+                dir: dir.clone(),
+                hash: hash_cache_files(dir).with_context(|| format!("head {}: reference", head.label))?,
+            })),
+            None => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// Runs (or skips) the head stage: fit on the cache, score the test split, write
 /// `scores.parquet` (index, label, prediction, correct, score, confidence) and `head.json`.
-pub fn head_stage(cell: &Cell, head: &PlanHead, cache: &CacheRef, out: &Path, device: &Device) -> Result<bool> {
-    let spec = &head.spec;
+pub fn head_stage(
+    cell: &Cell,
+    head: &PlanHead,
+    cache: &CacheRef,
+    plan: &Plan,
+    out: &Path,
+    device: &Device,
+) -> Result<bool> {
+    let reference = reference_cache(cell, head, plan, out, device)?;
+    // The head fits against the reference's directory; the hash holds the reference's
+    // identity (its stage hash or its files'), so a rebuilt reference re-runs the head.
+    let mut spec = head.spec.clone();
+    if let (ueb_heads::HeadSpec::McKlTemperature(cfg), Some(r)) = (&mut spec, &reference) {
+        cfg.reference = Some(r.dir.clone());
+    }
     let dir = out.join("cells").join(cell.rel_dir()).join(&head.label);
-    let inputs = serde_json::json!({
+    let mut inputs = serde_json::json!({
         "stage": "head",
         "version": STAGE_VERSION,
         "cache": cache.hash,
-        "head": spec,
+        "head": head.spec,
         "seed": cell.seed,
     });
+    if let Some(r) = &reference {
+        inputs["reference"] = r.hash.clone().into();
+    }
+    let spec = &spec;
     let hash = hash_json(&inputs);
     if done(&dir, &hash) && dir.join(SCORES_FILE).is_file() {
         return Ok(false);
