@@ -336,6 +336,36 @@ fn load_into<M: Module + ModuleSnapshot>(
     ))
 }
 
+/// Checks the task's labels (`options.labels`) against a checkpoint's classification head of
+/// `ckpt` classes (`head` names it in messages) and `config.json`'s `config_labels`. With task
+/// labels, a head of another size is re-initialised: the returned note says so for the report.
+/// Without them, the config and the checkpoint must agree.
+///
+/// # Errors
+/// An empty label list, or a config whose label count differs from the checkpoint's head.
+pub(crate) fn head_labels(
+    options: &LoadOptions,
+    ckpt: Option<usize>,
+    config_labels: usize,
+    config_path: &Path,
+    head: &str,
+) -> Result<Option<String>> {
+    match (&options.labels, ckpt) {
+        (Some(labels), _) if labels.is_empty() => {
+            Err(BackboneError::Invalid("a classifier needs at least one class".into()))
+        }
+        (Some(labels), Some(c)) if c != labels.len() => Ok(Some(format!(
+            "the checkpoint's {head} has {c} classes, the task {}",
+            labels.len()
+        ))),
+        (None, Some(c)) if c != config_labels => Err(BackboneError::config(
+            config_path,
+            format!("config.json has {config_labels} labels but the checkpoint's {head} has {c} rows"),
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// Splits the missing module paths into the head's (initialised, reported) and the
 /// backbone's (an error: features of a half-loaded backbone would be silent garbage).
 pub(crate) fn settle_missing(
@@ -389,30 +419,9 @@ pub fn load_sequence_classifier(
     let mut config = dir.encoder_config()?;
     let header = read_header(&dir.weights)?;
     let ckpt_classes = checkpoint_classes(&header, config.family);
-    let mut note = None;
+    let note = head_labels(options, ckpt_classes, config.num_labels(), &dir.config, "head")?;
     if let Some(labels) = &options.labels {
-        if labels.is_empty() {
-            return Err(BackboneError::Invalid("a classifier needs at least one class".into()));
-        }
-        if let Some(c) = ckpt_classes
-            && c != labels.len()
-        {
-            note = Some(format!(
-                "the checkpoint's head has {c} classes, the task {}",
-                labels.len()
-            ));
-        }
         config = config.with_labels(labels.clone());
-    } else if let Some(c) = ckpt_classes
-        && c != config.num_labels()
-    {
-        return Err(BackboneError::config(
-            &dir.config,
-            format!(
-                "config.json has {} labels but the checkpoint's classifier has {c} rows",
-                config.num_labels()
-            ),
-        ));
     }
     let mut model = config.init_sequence_classifier(device);
     let (mut report, missing) = load_into(&mut model, dir, config.family, Task::Sequence, note.is_some())?;

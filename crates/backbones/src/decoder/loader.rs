@@ -27,7 +27,7 @@ use burn::tensor::{DType, Device};
 use super::config::DecoderConfig;
 use super::model::{CausalLm, Decoder, DecoderClassifier};
 use crate::error::{BackboneError, Result};
-use crate::loader::{DROPPED, LoadOptions, LoadReport, ModelDir, TensorInfo, read_header, settle_missing};
+use crate::loader::{DROPPED, LoadOptions, LoadReport, ModelDir, TensorInfo, head_labels, read_header, settle_missing};
 
 /// The remap rules (see the table above).
 const RULES: &[(&str, &str)] = &[(r"^(embed_tokens|layers|norm)\.", "model.$1.")];
@@ -128,30 +128,9 @@ pub fn load_decoder_classifier(
     let mut config = dir.decoder_config()?;
     let header = read_header(&dir.weights)?;
     let ckpt = checkpoint_score_classes(&header);
-    let mut note = None;
+    let note = head_labels(options, ckpt, config.num_labels(), &dir.config, "score")?;
     if let Some(labels) = &options.labels {
-        if labels.is_empty() {
-            return Err(BackboneError::Invalid("a classifier needs at least one class".into()));
-        }
-        if let Some(c) = ckpt
-            && c != labels.len()
-        {
-            note = Some(format!(
-                "the checkpoint's score has {c} classes, the task {}",
-                labels.len()
-            ));
-        }
         config = config.with_labels(labels.clone());
-    } else if let Some(c) = ckpt
-        && c != config.num_labels()
-    {
-        return Err(BackboneError::config(
-            &dir.config,
-            format!(
-                "config.json has {} labels but the checkpoint's score has {c} rows",
-                config.num_labels()
-            ),
-        ));
     }
     let mut model = config.init_classifier(device);
     let (mut report, missing) = load_into(&mut model, dir, &header, note.is_some())?;

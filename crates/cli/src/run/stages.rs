@@ -18,6 +18,7 @@ use ueb_backbones::{
     export_cache, export_cache_from_features, finetune, finetune_on_features, load_causal_lm, load_decoder_classifier,
     load_sequence_classifier,
 };
+use ueb_heads::cache::write_safetensors;
 use ueb_heads::{FeatureCache, FitContext, Split};
 
 use super::parquet::{Column, to_bytes};
@@ -40,8 +41,9 @@ pub struct StageRecord {
 /// Hex SHA-256 of a JSON value (serde_json writes maps in insertion order, which is fixed for
 /// our structs, so the hash is stable).
 pub fn hash_json(v: &serde_json::Value) -> String {
-    let digest = Sha256::digest(v.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut h = Sha256::new();
+    h.update(v.to_string().as_bytes());
+    hex(h)
 }
 
 /// SHA-256 of every file of a cache (its identity for bring-your-own caches).
@@ -60,7 +62,7 @@ fn hash_cache_files(dir: &Path) -> Result<String> {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(h))
 }
 
 /// The record of a finished stage in `dir`, if its hash is `hash`.
@@ -140,12 +142,17 @@ pub struct CacheRef {
 }
 
 /// SHA-256 of what a model reads from a dataset: every example of train, val and test (id,
-/// text(s), label) in order, as `ueb data export` writes it. The split fingerprints leave the
-/// text out; a cache must be redone when a text changes.
-fn data_digest(data: &ueb_data::Dataset) -> Result<String> {
+/// text(s), label) in order, as `ueb data export` writes it, then of each of `optional` splits
+/// the dataset has (a multiple-choice few-shot pool). The split fingerprints leave the text
+/// out; a cache must be redone when a text changes.
+fn data_digest(data: &ueb_data::Dataset, optional: &[&str]) -> Result<String> {
     let mut h = Sha256::new();
-    for name in ["train", "val", "test"] {
-        let split = data.split(name)?;
+    for name in ["train", "val", "test"].iter().chain(optional) {
+        let split = match data.split(name) {
+            Ok(s) => s,
+            Err(_) if optional.contains(name) => continue,
+            Err(e) => return Err(e.into()),
+        };
         h.update(name.as_bytes());
         h.update((split.len() as u64).to_le_bytes());
         for ex in split.examples() {
@@ -153,7 +160,12 @@ fn data_digest(data: &ueb_data::Dataset) -> Result<String> {
             h.update([0x1E]);
         }
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(h))
+}
+
+/// The lowercase hex of a finished SHA-256.
+fn hex(h: Sha256) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Inputs of a cache stage.
@@ -188,7 +200,7 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
             let data = dataset
                 .load(&plan.data_root)
                 .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
-            let digest = data_digest(&data)?;
+            let digest = data_digest(&data, &[])?;
             let inputs = cache_inputs(backbone, dataset, cell.seed, &digest);
             let hash = hash_json(&inputs);
             if done(&dir, &hash) && FeatureCache::load(&dir).is_ok() {
@@ -223,22 +235,6 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
 /// than a classifier's export batch.
 const MC_BATCH: usize = 8;
 
-/// SHA-256 of what a multiple-choice cache reads: every question of train, val, test and the
-/// few-shot pool (when there is one), in order.
-fn mc_digest(data: &ueb_data::Dataset) -> Result<String> {
-    let mut h = Sha256::new();
-    for name in ["train", "val", "test", FEWSHOT] {
-        let Ok(split) = data.split(name) else { continue };
-        h.update(name.as_bytes());
-        h.update((split.len() as u64).to_le_bytes());
-        for ex in split.examples() {
-            h.update(ueb_data::example_json(data, ex).to_string().as_bytes());
-            h.update([0x1E]);
-        }
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Runs (or skips) the cache stage of a multiple-choice cell: the causal LM scores the
 /// questions as they are (no training), so the cache does not depend on the seed. It is
 /// computed once per backbone × dataset into `caches/<backbone>/<dataset>/all-seeds/`, keyed
@@ -258,7 +254,7 @@ fn mc_cache_stage(
     let data = dataset
         .load(&plan.data_root)
         .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
-    let digest = mc_digest(&data)?;
+    let digest = data_digest(&data, &[FEWSHOT])?;
     let mc = backbone.mc.clone().unwrap_or_default();
     let inputs = serde_json::json!({
         "stage": "mc-cache",
@@ -793,12 +789,8 @@ fn feature_stage(
     };
     commit_dir(&dir, &record, |tmp| {
         for (name, f) in SPLITS.iter().zip([&features.train, &features.val, &features.test]) {
-            let bytes: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![f.len() / dim, dim], &bytes)?;
-            std::fs::write(
-                tmp.join(format!("{name}.safetensors")),
-                safetensors::serialize([("features", view)], None)?,
-            )?;
+            let path = tmp.join(format!("{name}.safetensors"));
+            write_safetensors(&path, &[("features", f, vec![f.len() / dim, dim])], &[], &[], None)?;
         }
         Ok(())
     })?;
@@ -1076,12 +1068,8 @@ pub fn head_stage(
         std::fs::write(tmp.join(SCORES_FILE), &bytes)?;
         std::fs::write(tmp.join("head.json"), serde_json::to_string_pretty(&summary)?)?;
         // The probabilities the calibration metrics are computed from.
-        let p: Vec<u8> = probs.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![n, c], &p)?;
-        std::fs::write(
-            tmp.join("probs.safetensors"),
-            safetensors::serialize([("probs", view)], None)?,
-        )?;
+        let path = tmp.join("probs.safetensors");
+        write_safetensors(&path, &[], &[], &[("probs", &probs, vec![n, c])], None)?;
         Ok(())
     })?;
     Ok(true)
