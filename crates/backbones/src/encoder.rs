@@ -200,6 +200,9 @@ pub struct Encoder {
     pub embeddings_project: Option<Linear>,
     /// The layers.
     pub encoder: LayerStack,
+    /// The LayerNorms' epsilon (burn keeps its own copy private; the host pass needs it).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 /// Builds an [`Encoder`] with transformers' initialisation (weights are then loaded over it).
@@ -246,6 +249,7 @@ impl EncoderConfig {
             embeddings,
             embeddings_project,
             encoder: LayerStack { layer },
+            layer_norm_eps: self.layer_norm_eps,
         }
     }
 

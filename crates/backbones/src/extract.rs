@@ -7,6 +7,7 @@ use indicatif::ProgressBar;
 use crate::decoder::{CausalLm, Decoder, DecoderClassifier, last_token};
 use crate::encoder::{Encoder, SequenceClassifier, first_token};
 use crate::error::{BackboneError, Result};
+use crate::host::HostEncoder;
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// A model to extract from: a classifier (features and logits) or a bare backbone (features).
@@ -55,8 +56,8 @@ impl Extracted {
     }
 }
 
-/// Reads a `[B, n]` tensor back to the host.
-pub(crate) fn to_host(t: Tensor<2>) -> Result<Vec<f32>> {
+/// Reads a tensor back to the host, row-major.
+pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
@@ -91,8 +92,28 @@ impl Extractor {
         }
     }
 
+    /// The encoder's host pass ([`HostEncoder`]) when the model is an encoder and `device` is a
+    /// CPU device (flex or ndarray, with or without autodiff): the same function, computed
+    /// without burn's per-operation passes (see `host`).
+    fn host_encoder(&self, device: &Device) -> Result<Option<HostEncoder>> {
+        #[allow(deprecated)] // burn 0.22 deprecates ndarray; ueb still offers it
+        let cpu = {
+            let inner = device.clone().inner();
+            inner == Device::flex() || inner == Device::ndarray()
+        };
+        if !cpu {
+            return Ok(None);
+        }
+        match self {
+            Extractor::Classifier(m) => HostEncoder::new(&m.backbone, Some(&m.head)).map(Some),
+            Extractor::Backbone(m) => HostEncoder::new(m, None).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Runs the model over `encoded` in length-sorted batches of `batch_size` and returns the
     /// rows in input order. `progress` is advanced by the number of rows of each batch.
+    /// Encoders on a CPU device run on the host ([`HostEncoder`]).
     ///
     /// # Errors
     /// A non-finite feature or logit, naming the input row.
@@ -108,22 +129,39 @@ impl Extractor {
         let mut features: Vec<f32> = Vec::new();
         let mut logits: Option<Vec<f32>> = None;
         let (mut d, mut c) = (0, 0);
+        let mut host = self.host_encoder(device)?;
         for rows in tokenizer.batches(encoded, batch_size) {
-            let (f, z) = self.forward(tokenizer, encoded, &rows, device);
-            let [_, fd] = f.dims();
+            let (fh, zh) = match &mut host {
+                Some(h) => {
+                    let batch: Vec<&Encoded> = rows.iter().map(|&r| &encoded[r]).collect();
+                    let out = h.forward(&batch, tokenizer.pad_id(), tokenizer.positions())?;
+                    let zc = out.logits.as_ref().map_or(0, |z| z.len() / rows.len().max(1));
+                    ((out.features, h.dim()), out.logits.map(|z| (z, zc)))
+                }
+                None => {
+                    let (f, z) = self.forward(tokenizer, encoded, &rows, device);
+                    let [_, fd] = f.dims();
+                    let z = match z {
+                        Some(z) => {
+                            let [_, zc] = z.dims();
+                            Some((to_host(z)?, zc))
+                        }
+                        None => None,
+                    };
+                    ((to_host(f)?, fd), z)
+                }
+            };
+            let (fh, fd) = fh;
             if d == 0 {
                 d = fd;
                 features = vec![0.0; n * d];
             }
-            let fh = to_host(f)?;
             for (bi, &r) in rows.iter().enumerate() {
                 features[r * d..(r + 1) * d].copy_from_slice(&fh[bi * d..(bi + 1) * d]);
             }
-            if let Some(z) = z {
-                let [_, zc] = z.dims();
+            if let Some((zh, zc)) = zh {
                 c = zc;
                 let out = logits.get_or_insert_with(|| vec![0.0; n * zc]);
-                let zh = to_host(z)?;
                 for (bi, &r) in rows.iter().enumerate() {
                     out[r * c..(r + 1) * c].copy_from_slice(&zh[bi * c..(bi + 1) * c]);
                 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod extract;
 pub mod finetune;
+pub mod host;
 pub mod hub;
 pub mod loader;
 pub mod scratch;
@@ -32,6 +33,7 @@ pub use finetune::{
     ClassifierModel, EpochRecord, FeatureSplit, FinetuneConfig, FinetuneMode, FinetuneReport, LabeledSplit, finetune,
     finetune_on_features,
 };
+pub use host::{HostEncoder, HostOutput};
 pub use hub::ModelRef;
 pub use loader::{
     LoadOptions, LoadReport, ModelDir, load_encoder, load_sequence_classifier, load_token_classifier, read_header,

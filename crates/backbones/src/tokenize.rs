@@ -244,9 +244,27 @@ impl TextTokenizer {
         collate(encoded, rows, self.pad_id, self.positions, device)
     }
 
+    /// The padding token id (RoBERTa numbers positions from it).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// How the model numbers positions.
+    pub fn positions(&self) -> Positions {
+        self.positions
+    }
+
     /// The underlying `tokenizers` tokenizer (truncation set, padding off).
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
+    }
+}
+
+/// The position id of a row's real token `j` (padding is numbered by `collate`).
+pub(crate) fn position_id(positions: Positions, pad: i64, j: usize) -> i64 {
+    match positions {
+        Positions::AfterPad => pad + 1 + j as i64,
+        Positions::FromZero => j as i64,
     }
 }
 
@@ -273,10 +291,7 @@ pub fn collate(
                 ids[k] = i64::from(e.ids[j]);
                 types[k] = i64::from(e.type_ids[j]);
                 bias[k] = 0.0;
-                position_ids[k] = match positions {
-                    Positions::AfterPad => pad + 1 + j as i64,
-                    Positions::FromZero => j as i64,
-                };
+                position_ids[k] = position_id(positions, pad, j);
             } else {
                 position_ids[k] = match positions {
                     Positions::AfterPad => pad,
