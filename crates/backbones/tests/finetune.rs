@@ -163,6 +163,27 @@ fn lora_trains_adapters_and_head_only() {
     );
     let best = &report.epochs[report.best_epoch - 1];
     assert!(best.val_accuracy >= 0.8, "{report:#?}");
+    // Extraction on a CPU device runs the host pass, which reads the weights as `base + scale·A·B`
+    // (`Param::val`): its logits are the burn modules' on the adapted model.
+    let rows: Vec<usize> = (0..s.test.0.len()).collect();
+    let want: Vec<f32> = m
+        .forward(&s.tok.collate(&s.test.0, &rows, &device))
+        .logits
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let got = Extractor::Classifier(Box::new(m))
+        .run(&s.tok, &s.test.0, 16, &device, None)
+        .unwrap();
+    let diff = got
+        .logits
+        .unwrap()
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-4, "host pass vs burn modules after LoRA: {diff}");
 }
 
 #[test]
