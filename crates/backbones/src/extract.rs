@@ -134,7 +134,8 @@ impl Extractor {
             let (fh, zh) = match &mut host {
                 Some(h) => {
                     let batch: Vec<&Encoded> = rows.iter().map(|&r| &encoded[r]).collect();
-                    let out = h.forward(&batch, tokenizer.pad_id(), tokenizer.positions())?;
+                    // Errors name the input row.
+                    let out = h.forward_named(&batch, Some(&rows), tokenizer.pad_id(), tokenizer.positions())?;
                     let zc = out.logits.as_ref().map_or(0, |z| z.len() / rows.len().max(1));
                     ((out.features, h.dim()), out.logits.map(|z| (z, zc)))
                 }

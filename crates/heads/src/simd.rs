@@ -23,21 +23,24 @@
 // be compared with their sources.
 #![allow(clippy::excessive_precision)]
 
-use faer::traits::pulp::{Arch, Simd, WithSimd};
+/// pulp's dispatch, re-exported by faer: [`map_in_place!`] and the host encoder use it.
+pub use faer::traits::pulp::{Arch, Simd, WithSimd};
 
-/// Declares a `WithSimd` op that applies an element function to every value in place; run
-/// inside pulp's dispatch, the loop is compiled (and auto-vectorised) for the CPU's best
-/// instruction set. One struct per function: through a generic closure LLVM may keep the
-/// function out of line, and nothing vectorises.
+/// Declares a `WithSimd` op `$name` that applies the element function `$f` to every value of
+/// a `&mut [$t]` in place; run inside pulp's dispatch ([`Arch`]), the loop is compiled (and
+/// auto-vectorised) for the CPU's best instruction set. One struct per function: through a
+/// generic closure LLVM may keep the function out of line, and nothing vectorises. Exported for
+/// the host encoder's f32 element passes (`ueb-backbones`).
+#[macro_export]
 macro_rules! map_in_place {
-    ($name:ident, $f:path) => {
-        struct $name<'a>(&'a mut [f64]);
+    ($name:ident, $t:ty, $f:expr) => {
+        struct $name<'a>(&'a mut [$t]);
 
-        impl WithSimd for $name<'_> {
+        impl $crate::simd::WithSimd for $name<'_> {
             type Output = ();
 
             #[inline(always)]
-            fn with_simd<S: Simd>(self, _simd: S) {
+            fn with_simd<S: $crate::simd::Simd>(self, _simd: S) {
                 for x in self.0.iter_mut() {
                     *x = $f(*x);
                 }
@@ -46,8 +49,8 @@ macro_rules! map_in_place {
     };
 }
 
-map_in_place!(TanhInPlace, tanh);
-map_in_place!(GeluInPlace, gelu);
+map_in_place!(TanhInPlace, f64, tanh);
+map_in_place!(GeluInPlace, f64, gelu);
 
 /// A SIMD sum: compiled for AVX by the dispatch, so LLVM ends it with `vzeroupper`.
 struct SumLanes<'a>(&'a [f64]);

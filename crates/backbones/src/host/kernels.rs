@@ -2,7 +2,7 @@
 //! GELU forms, and LayerNorm.
 //!
 //! The element functions are branch-free (selects instead of branches) so that LLVM vectorises
-//! the loops over them; the loops run inside pulp's `Arch::dispatch` (re-exported by faer), which
+//! the loops over them; the loops run inside pulp's `Arch::dispatch` (`ueb_heads::map_in_place!`), which
 //! compiles them for the best instruction set the CPU offers, as `ueb_heads::simd` does for the
 //! f64 scoring functions. Separate multiplies and adds, never fused ones, so that the bits do not
 //! depend on the instruction set. transformers computes these in f32 with its own vectorised
@@ -14,7 +14,8 @@
 // Published digits are kept as published, so that they can be checked against their sources.
 #![allow(clippy::excessive_precision)]
 
-use faer::traits::pulp::{Arch, Simd, WithSimd};
+use ueb_heads::map_in_place;
+use ueb_heads::simd::{Arch, Simd, WithSimd};
 
 /// 1.5·2²³: adding it to an f32 below 2²² in magnitude rounds to an integer held in the low
 /// mantissa bits.
@@ -97,29 +98,9 @@ pub(crate) fn gelu_tanh(x: f32) -> f32 {
     x / (1.0 + exp(-2.0 * u))
 }
 
-/// Declares a `WithSimd` op applying an element function to every value in place. One struct
-/// per function: through a generic closure LLVM may keep the function out of line, and then
-/// nothing vectorises.
-macro_rules! map_in_place {
-    ($name:ident, $f:expr) => {
-        struct $name<'a>(&'a mut [f32]);
-
-        impl WithSimd for $name<'_> {
-            type Output = ();
-
-            #[inline(always)]
-            fn with_simd<S: Simd>(self, _simd: S) {
-                for x in self.0.iter_mut() {
-                    *x = $f(*x);
-                }
-            }
-        }
-    };
-}
-
-map_in_place!(GeluInPlace, gelu);
-map_in_place!(GeluTanhInPlace, gelu_tanh);
-map_in_place!(ReluInPlace, |x: f32| x.max(0.0));
+map_in_place!(GeluInPlace, f32, gelu);
+map_in_place!(GeluTanhInPlace, f32, gelu_tanh);
+map_in_place!(ReluInPlace, f32, |x: f32| x.max(0.0));
 
 /// GELU (erf form) of every value.
 pub(crate) fn gelu_in_place(v: &mut [f32]) {

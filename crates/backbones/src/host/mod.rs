@@ -307,6 +307,7 @@ impl HostEncoder {
     fn embed(
         &self,
         rows: &[&Encoded],
+        names: Option<&[usize]>,
         packed: &Packed,
         pad_id: u32,
         positions: Positions,
@@ -320,9 +321,12 @@ impl HostEncoder {
                 let pos = usize::try_from(position_id(positions, i64::from(pad_id), j)).unwrap_or(usize::MAX);
                 if id >= self.vocab || tt >= self.type_vocab || pos >= self.max_positions {
                     return Err(BackboneError::Invalid(format!(
-                        "token {j} of a batch row: id {id}, type {tt} or position {pos} is outside the model's \
-                         tables ({} ids, {} types, {} positions)",
-                        self.vocab, self.type_vocab, self.max_positions
+                        "row {}, token {j}: id {id}, type {tt} or position {pos} is outside the model's tables \
+                         ({} ids, {} types, {} positions; does tokenizer.json belong to this model?)",
+                        row_name(names, b),
+                        self.vocab,
+                        self.type_vocab,
+                        self.max_positions
                     )));
                 }
                 let out = &mut x[(packed.start[b] + j) * e..(packed.start[b] + j + 1) * e];
@@ -348,12 +352,28 @@ impl HostEncoder {
     /// Buffers are kept from one call to the next (a batch of the same shape reuses them).
     ///
     /// # Errors
-    /// An empty row, or a token id, type or position outside the model's tables.
+    /// An empty row, or a token id, type or position outside the model's tables, naming the row
+    /// (its index in `rows`) and the token.
     pub fn forward(&mut self, rows: &[&Encoded], pad_id: u32, positions: Positions) -> Result<HostOutput> {
+        self.forward_named(rows, None, pad_id, positions)
+    }
+
+    /// [`forward`](Self::forward), with errors naming row `b` as `names[b]` (the caller's row
+    /// numbers, e.g. input rows of a sorted batch).
+    pub(crate) fn forward_named(
+        &mut self,
+        rows: &[&Encoded],
+        names: Option<&[usize]>,
+        pad_id: u32,
+        positions: Positions,
+    ) -> Result<HostOutput> {
         let nb = rows.len();
         let len: Vec<usize> = rows.iter().map(|e| e.ids.len().min(e.type_ids.len())).collect();
         if let Some(b) = len.iter().position(|&l| l == 0) {
-            return Err(BackboneError::Invalid(format!("batch row {b} has no tokens")));
+            return Err(BackboneError::Invalid(format!(
+                "row {} has no tokens",
+                row_name(names, b)
+            )));
         }
         let mut start = Vec::with_capacity(nb);
         let mut tokens = 0;
@@ -363,7 +383,7 @@ impl HostEncoder {
         }
         let packed = Packed { start, len, tokens };
         let mut s = std::mem::take(&mut self.scratch);
-        let out = self.run(rows, &packed, pad_id, positions, &mut s);
+        let out = self.run(rows, names, &packed, pad_id, positions, &mut s);
         self.scratch = s;
         out
     }
@@ -371,13 +391,14 @@ impl HostEncoder {
     fn run(
         &self,
         rows: &[&Encoded],
+        names: Option<&[usize]>,
         packed: &Packed,
         pad_id: u32,
         positions: Positions,
         s: &mut Scratch,
     ) -> Result<HostOutput> {
         let nb = rows.len();
-        self.embed(rows, packed, pad_id, positions, &mut s.x)?;
+        self.embed(rows, names, packed, pad_id, positions, &mut s.x)?;
         if let Some(p) = &self.project {
             p.forward(&s.x, packed.tokens, &mut s.y)?;
             std::mem::swap(&mut s.x, &mut s.y);
@@ -417,6 +438,11 @@ impl HostEncoder {
         };
         Ok(HostOutput { features, logits })
     }
+}
+
+/// Row `b` as the caller numbers it.
+fn row_name(names: Option<&[usize]>, b: usize) -> usize {
+    names.and_then(|n| n.get(b).copied()).unwrap_or(b)
 }
 
 /// Buffers reused across layers and batches.
@@ -621,7 +647,11 @@ mod tests {
             type_ids: vec![0, 0],
         };
         let err = host.forward(&[&bad], 1, Positions::FromZero).unwrap_err();
-        assert!(err.to_string().contains("id 50"), "{err}");
+        assert!(err.to_string().contains("row 0, token 1: id 50"), "{err}");
+        let named = host
+            .forward_named(&[&bad], Some(&[41]), 1, Positions::FromZero)
+            .unwrap_err();
+        assert!(named.to_string().contains("row 41, token 1"), "{named}");
         let empty = Encoded {
             ids: vec![],
             type_ids: vec![],
