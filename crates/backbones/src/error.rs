@@ -86,6 +86,9 @@ pub enum BackboneError {
     /// Writing the feature cache failed.
     #[error(transparent)]
     Cache(#[from] ueb_heads::HeadError),
+    /// A host matrix product was handed operands that do not fit their buffers (a bug).
+    #[error(transparent)]
+    HostProduct(#[from] ueb_heads::gemm::ShapeError),
 }
 
 impl BackboneError {

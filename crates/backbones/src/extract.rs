@@ -96,12 +96,7 @@ impl Extractor {
     /// CPU device (flex or ndarray, with or without autodiff): the same function, computed
     /// without burn's per-operation passes (see `host`).
     fn host_encoder(&self, device: &Device) -> Result<Option<HostEncoder>> {
-        #[allow(deprecated)] // burn 0.22 deprecates ndarray; ueb still offers it
-        let cpu = {
-            let inner = device.clone().inner();
-            inner == Device::flex() || inner == Device::ndarray()
-        };
-        if !cpu {
+        if !ueb_heads::is_cpu_device(device) {
             return Ok(None);
         }
         match self {

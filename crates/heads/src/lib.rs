@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod classical;
 mod error;
+pub mod gemm;
 pub mod head;
 mod host;
 pub mod mahalanobis;
@@ -24,3 +25,16 @@ pub use cache::{
 };
 pub use error::HeadError;
 pub use head::{FitContext, HEAD_NAMES, Head, HeadSpec, load};
+
+/// Whether `device` is one of burn's CPU devices (flex or ndarray, with or without autodiff).
+/// On these, ueb runs its own host kernels instead of burn's per-operation passes where it has
+/// them (the encoder's feature extraction, the trainable heads' training): the same functions,
+/// without a pass and an allocation per element-wise operation (`docs/decisions.md`).
+pub fn is_cpu_device(device: &burn::tensor::Device) -> bool {
+    #[allow(deprecated)] // burn 0.22 deprecates ndarray; ueb still offers it
+    let cpu = {
+        let inner = device.clone().inner();
+        inner == burn::tensor::Device::flex() || inner == burn::tensor::Device::ndarray()
+    };
+    cpu
+}

@@ -19,19 +19,18 @@
 //! The weights are copied out of the burn modules once per [`HostEncoder`] (row-major
 //! `[d_in, d_out]`, burn's `Linear` layout).
 
-mod gemm;
 mod kernels;
 
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use self::gemm::{Operand, matmul};
 use crate::config::{Family, HiddenAct};
 use crate::encoder::{Encoder, SequenceHead};
 use crate::error::{BackboneError, Result};
 use crate::extract::to_host;
 use crate::tokenize::{Encoded, Positions, position_id};
+use ueb_heads::gemm::{Operand, matmul};
 
 /// Products with fewer multiply–adds than this run on one thread (the pool's start-up costs
 /// more than it saves).
@@ -92,7 +91,8 @@ impl HostLinear {
             1.0,
             false,
             parallel,
-        )
+        )?;
+        Ok(())
     }
 
     /// `out = x·w + b`, then `f` on each block of rows (in parallel): a product with its bias

@@ -8,10 +8,11 @@ use serde_json::json;
 use ueb_metrics::ErrorDetection;
 use ueb_rng::{Rng64, Xoshiro256};
 
-use super::net::ParamSet;
 use super::schedule::OneCycle;
 use super::score::Method;
-use super::trainer::{Trainer, TrainerOptions, check_classifier, read_param_set, upload_index, upload1, upload2};
+use super::trainer::{
+    HostBatch, Kept, Trainer, TrainerOptions, check_classifier, runs_on_host, upload_index, upload1, upload2,
+};
 use super::{ResolvedConfig, TrainableConfig, TrainedHead};
 use crate::cache::{Classifier, SplitData};
 use crate::error::HeadError;
@@ -52,17 +53,32 @@ struct Run {
     epochs_run: usize,
     diverged: bool,
     curve: Vec<EpochRecord>,
-    kept: Option<ParamSet>,
+    kept: Option<Kept>,
 }
 
-/// The data of one fit, on the device once for every grid point.
-struct DeviceData {
+/// The data of one fit, placed once for every grid point.
+struct FitData<'a> {
     n: usize,
-    x: Tensor<2>,
-    e: Tensor<1>,
-    anchor: Tensor<1>,
-    select_blocks: Vec<Tensor<2>>,
     select_errors: Vec<bool>,
+    placed: Placed<'a>,
+}
+
+/// Where a fit's data lives: on the device for burn's engine, read in place for the host's.
+enum Placed<'a> {
+    /// Uploaded once.
+    Device {
+        x: Tensor<2>,
+        e: Tensor<1>,
+        anchor: Tensor<1>,
+        select_blocks: Vec<Tensor<2>>,
+    },
+    /// The splits' own rows.
+    Host {
+        features: &'a [f32],
+        errors: Vec<bool>,
+        anchors: Vec<f64>,
+        select: &'a [f32],
+    },
 }
 
 fn check_split(name: &str, which: &str, split: &SplitData, cls: &Classifier) -> Result<(), HeadError> {
@@ -93,24 +109,32 @@ fn check_split(name: &str, which: &str, split: &SplitData, cls: &Classifier) -> 
 /// diverged).
 fn select_auc(
     method: Method,
-    trainer: &Trainer,
-    data: &DeviceData,
+    trainer: &mut Trainer,
+    data: &FitData<'_>,
     lambda: f64,
     c: usize,
 ) -> Result<Option<f64>, HeadError> {
     let name = method.name();
     let mut u = Vec::with_capacity(data.select_errors.len());
-    let mut row = vec![0.0f64; c];
-    for block in &data.select_blocks {
-        let z: Vec<f32> = trainer
-            .logits_device(block.clone())
-            .try_into_vec_as::<f32>()
-            .map_err(|e| HeadError::fit(name, format!("reading logits back from the device failed: {e}")))?;
-        for zr in z.chunks_exact(c) {
-            for (r, &v) in row.iter_mut().zip(zr) {
-                *r = f64::from(v);
+    match &data.placed {
+        Placed::Device { select_blocks, .. } => {
+            let mut row = vec![0.0f64; c];
+            for block in select_blocks {
+                let z: Vec<f32> = trainer
+                    .logits_device(block.clone())?
+                    .try_into_vec_as::<f32>()
+                    .map_err(|e| HeadError::fit(name, format!("reading logits back from the device failed: {e}")))?;
+                for zr in z.chunks_exact(c) {
+                    for (r, &v) in row.iter_mut().zip(zr) {
+                        *r = f64::from(v);
+                    }
+                    u.push(method.score_row(&row, lambda));
+                }
             }
-            u.push(method.score_row(&row, lambda));
+        }
+        Placed::Host { select, .. } => {
+            let z = trainer.logits_host(select)?;
+            u.extend(z.chunks_exact(c).map(|zr| method.score_row(zr, lambda)));
         }
     }
     if u.iter().any(|v| !v.is_finite()) {
@@ -129,7 +153,7 @@ fn run(
     rc: &ResolvedConfig,
     hp: Hyper,
     cls: &Classifier,
-    data: &DeviceData,
+    data: &FitData<'_>,
     seed: u64,
     device: &Device,
 ) -> Result<Run, HeadError> {
@@ -143,6 +167,7 @@ fn run(
         adam_eps: rc.adam_eps,
         precision: rc.precision,
         dropout_seed: seed,
+        engine: rc.engine,
     };
     let mut trainer = Trainer::new(method, cls, cls, opts, device)?;
     let n = data.n;
@@ -176,24 +201,41 @@ fn run(
     };
     let mut wait = 0usize;
     let c = cls.num_classes;
+    let mut batch = HostBatch::default();
     for epoch in 1..=hp.epochs {
         // A fresh permutation per epoch, as PyTorch's RandomSampler draws one.
         order.clear();
         order.extend(0..n);
         shuffle.shuffle(&mut order);
+        // The device's sum stays on the device until the epoch ends (no wait per step).
         let mut loss_sum: Option<Tensor<1>> = None;
+        let mut host_sum = 0.0f64;
         for rows in order.chunks(rc.batch_size) {
-            let idx = upload_index(rows, trainer.device());
-            let x = data.x.clone().select(0, idx.clone());
-            let e = data.e.clone().select(0, idx.clone());
-            let a = data.anchor.clone().select(0, idx);
-            let l = trainer.step_device(x, e, a, schedule.at(step))?;
+            let at = schedule.at(step);
             step += 1;
-            let weighted = l.total.mul_scalar(rows.len() as f64);
-            loss_sum = Some(match loss_sum {
-                Some(acc) => acc + weighted,
-                None => weighted,
-            });
+            match &data.placed {
+                Placed::Device { x, e, anchor, .. } => {
+                    let idx = upload_index(rows, trainer.device()?);
+                    let x = x.clone().select(0, idx.clone());
+                    let e = e.clone().select(0, idx.clone());
+                    let a = anchor.clone().select(0, idx);
+                    let l = trainer.step_device(x, e, a, at)?;
+                    let weighted = l.total.mul_scalar(rows.len() as f64);
+                    loss_sum = Some(match loss_sum {
+                        Some(acc) => acc + weighted,
+                        None => weighted,
+                    });
+                }
+                Placed::Host {
+                    features,
+                    errors,
+                    anchors,
+                    ..
+                } => {
+                    let l = trainer.step_host_rows(features, errors, anchors, rows, at, &mut batch)?;
+                    host_sum += l.total * rows.len() as f64;
+                }
+            }
         }
         let train_loss = match loss_sum {
             Some(t) => {
@@ -201,11 +243,12 @@ fn run(
                     .map_err(|e| HeadError::fit(method.name(), format!("reading the loss back failed: {e}")))?
                     / n as f64
             }
+            None if n > 0 && matches!(data.placed, Placed::Host { .. }) => host_sum / n as f64,
             None => f64::NAN,
         };
         out.epochs_run = epoch;
         let auc = if train_loss.is_finite() {
-            select_auc(method, &trainer, data, rc.lambda, c)?
+            select_auc(method, &mut trainer, data, rc.lambda, c)?
         } else {
             None
         };
@@ -289,18 +332,35 @@ pub(crate) fn fit(method: Method, cfg: &TrainableConfig, ctx: &FitContext<'_>) -
     let device = ctx.device.clone().without_autodiff();
     let dtype: FloatDType = rc.precision.dtype();
     let (n, d) = (fit_split.n(), cls.dim);
-    let e: Vec<f32> = fit_errors.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-    let data = DeviceData {
+    let placed = if runs_on_host(rc.engine, &device) {
+        Placed::Host {
+            features: &fit_split.features,
+            errors: fit_errors,
+            anchors: method.anchors(fit_split),
+            select: &select.features,
+        }
+    } else {
+        let e: Vec<f32> = fit_errors.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+        Placed::Device {
+            x: upload2(fit_split.features.clone(), n, d, &device, dtype),
+            e: upload1(e, &device, dtype),
+            anchor: upload1(method.anchors(fit_split), &device, dtype),
+            select_blocks: select
+                .features
+                .chunks(EVAL_ROWS * d)
+                .map(|block| upload2(block.to_vec(), block.len() / d, d, &device, dtype))
+                .collect(),
+        }
+    };
+    let engine = if matches!(placed, Placed::Host { .. }) {
+        "host"
+    } else {
+        "burn"
+    };
+    let data = FitData {
         n,
-        x: upload2(fit_split.features.clone(), n, d, &device, dtype),
-        e: upload1(e, &device, dtype),
-        anchor: upload1(method.anchors(fit_split), &device, dtype),
-        select_blocks: select
-            .features
-            .chunks(EVAL_ROWS * d)
-            .map(|block| upload2(block.to_vec(), block.len() / d, d, &device, dtype))
-            .collect(),
         select_errors,
+        placed,
     };
 
     let init_auc = {
@@ -351,10 +411,10 @@ pub(crate) fn fit(method: Method, cfg: &TrainableConfig, ctx: &FitContext<'_>) -
             "every grid point diverged (non-finite scores); lower the learning rates",
         ));
     };
-    let Some(kept) = &r.kept else {
+    let Some(kept) = r.kept else {
         return Err(HeadError::fit(name, "internal: the chosen run kept no weights"));
     };
-    let params = read_param_set(name, kept)?;
+    let params = kept.into_params(name)?;
     let weights = params.to_classifier(cls);
     let summary = json!({
         "head": name,
@@ -363,6 +423,7 @@ pub(crate) fn fit(method: Method, cfg: &TrainableConfig, ctx: &FitContext<'_>) -
         "select_split": ctx.select,
         "seed": ctx.seed,
         "device": format!("{:?}", ctx.device),
+        "engine": engine,
         "fit_rows": n,
         "fit_errors": n_fit_err,
         "select_rows": data.select_errors.len(),

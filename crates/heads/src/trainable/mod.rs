@@ -15,6 +15,7 @@
 //! `docs/decisions.md` (section "Trainable heads").
 
 mod fit;
+mod host;
 mod net;
 mod schedule;
 mod score;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use net::gelu_exact;
 pub use schedule::{OneCycle, ScheduleStep};
 pub use score::{ADUE_CLAMP, ALIEN_CLAMP, Method};
-pub use trainer::{HeadParams, LossTerms, Precision, Trainer, TrainerOptions};
+pub use trainer::{Engine, HeadParams, LossTerms, Precision, Trainer, TrainerOptions};
 
 use crate::cache::{Classifier, ClassifierKind, ClassifierMeta, SplitData};
 use crate::error::HeadError;
@@ -89,6 +90,10 @@ pub struct TrainableConfig {
     pub adam_eps: f64,
     /// Floating-point type of training (`f32`).
     pub precision: Precision,
+    /// Where training runs on a CPU device: `auto` (ueb's host kernels) or `burn` (burn's
+    /// autodiff, the path every other device takes). Both compute the same function with the
+    /// same dropout masks; they differ in rounding only.
+    pub engine: Engine,
 }
 
 impl Default for TrainableConfig {
@@ -110,6 +115,7 @@ impl Default for TrainableConfig {
             adam_beta2: 0.999,
             adam_eps: 1e-8,
             precision: Precision::F32,
+            engine: Engine::Auto,
         }
     }
 }
@@ -157,6 +163,8 @@ pub struct ResolvedConfig {
     pub adam_eps: f64,
     /// Training precision.
     pub precision: Precision,
+    /// Where training runs.
+    pub engine: Engine,
 }
 
 impl TrainableConfig {
@@ -266,6 +274,7 @@ impl TrainableConfig {
             adam_beta2: self.adam_beta2,
             adam_eps: self.adam_eps,
             precision: self.precision,
+            engine: self.engine,
         })
     }
 }

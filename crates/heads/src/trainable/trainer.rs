@@ -7,11 +7,13 @@ use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use ueb_rng::{Rng64, Xoshiro256};
 
+use super::host::{Adam, HostMasks, HostTrainer, LossWeights, Targets};
 use super::net::{DropoutMasks, HeadNetConfig, LossTensors, ParamSet, Slot, l2sp, l2sp_gradient, loss, scores};
 use super::schedule::ScheduleStep;
 use super::score::Method;
 use crate::cache::{Classifier, ClassifierKind};
 use crate::error::HeadError;
+use crate::gemm::ShapeError;
 
 /// Floating-point type of training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -111,17 +113,48 @@ pub struct TrainerOptions {
     pub precision: Precision,
     /// Seed of the dropout masks.
     pub dropout_seed: u64,
+    /// Where the steps run: ueb's host kernels on a CPU device (`auto`), or burn's autodiff.
+    pub engine: Engine,
+}
+
+/// Where a trainer computes its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// ueb's host kernels (`host.rs`) on a CPU device (flex, ndarray), burn's autodiff on every
+    /// other device (the default).
+    #[default]
+    Auto,
+    /// burn's autodiff on every device (the reference path; slower on a CPU).
+    Burn,
 }
 
 /// Stream of the dropout masks within `dropout_seed` (the shuffle uses another).
 const DROPOUT_STREAM: u64 = 0x4452_4f50; // "DROP"
 
-/// A head being trained: parameters and Adam's moments on a burn device.
+/// A head being trained: its parameters and Adam's moments, on a burn device or on the host
+/// (see [`Engine`]).
 pub struct Trainer {
     method: Method,
-    net: HeadNetConfig,
     template: Classifier,
     opts: TrainerOptions,
+    rng: Xoshiro256,
+    engine: State,
+}
+
+/// A trainer's state where its steps run.
+enum State {
+    /// On a burn device, through autodiff.
+    Burn(BurnState),
+    /// On the host in f32.
+    HostF32(HostTrainer<f32>),
+    /// On the host in f64.
+    HostF64(HostTrainer<f64>),
+}
+
+/// Parameters and Adam's moments on a burn device.
+struct BurnState {
+    net: HeadNetConfig,
     dtype: FloatDType,
     device: Device,
     params: ParamSet,
@@ -129,7 +162,49 @@ pub struct Trainer {
     exp_avg: Vec<Tensor<2>>,
     exp_avg_sq: Vec<Tensor<2>>,
     steps: u64,
-    rng: Xoshiro256,
+}
+
+/// A trainer's parameters kept at one point of training (the best epoch), where they live.
+pub(crate) enum Kept {
+    /// Device tensors.
+    Device(ParamSet),
+    /// Host values (PyTorch layout, f64).
+    Host(HeadParams),
+}
+
+impl Kept {
+    /// The parameters on the host.
+    pub(crate) fn into_params(self, head: &str) -> Result<HeadParams, HeadError> {
+        match self {
+            Kept::Device(set) => read_param_set(head, &set),
+            Kept::Host(p) => Ok(p),
+        }
+    }
+}
+
+/// Dropout masks of a batch of `rows` (none when `p` is 0): for the input, and for the hidden
+/// state when `mlp`, drawn in that order from `rng`.
+fn draw_masks(rng: &mut Xoshiro256, p: f64, rows: usize, d: usize, mlp: bool) -> Option<HostMasks> {
+    if p <= 0.0 {
+        return None;
+    }
+    let keep = (1.0 / (1.0 - p)) as f32;
+    // `unit()` is `(next_u64() >> 11)·2⁻⁵³`, exact, so `unit() < p` is the integer test
+    // `next_u64() >> 11 < ⌈p·2⁵³⌉`: the same masks, without an int → float conversion per
+    // element.
+    let below = (p * (1u64 << 53) as f64).ceil() as u64;
+    // A local generator stays in registers; through `&mut` it is reloaded and stored per draw
+    // (about 4% of a training step for the 2·128·768 draws of a batch).
+    let mut local = rng.clone();
+    let mut draw = || -> Vec<f32> {
+        (0..rows * d)
+            .map(|_| if local.next_u64() >> 11 < below { 0.0 } else { keep })
+            .collect()
+    };
+    let input = draw();
+    let hidden = mlp.then(&mut draw);
+    *rng = local;
+    Some(HostMasks { input, hidden })
 }
 
 fn read_err(head: &str, e: impl std::fmt::Display) -> HeadError {
@@ -227,7 +302,8 @@ pub(crate) fn check_classifier(head: &str, c: &Classifier) -> Result<(), HeadErr
 impl Trainer {
     /// A trainer whose head starts at `start` and is anchored (L2-SP) to `init`; both must have
     /// the same architecture. `device` may or may not have autodiff enabled: the trainer keeps
-    /// its state on the plain device and enables autodiff per step.
+    /// its state on the plain device (or on the host, see [`Engine`]) and enables autodiff per
+    /// step.
     ///
     /// # Errors
     /// Malformed classifiers, different architectures, or a device that does not compute in
@@ -253,69 +329,91 @@ impl Trainer {
                 "start and init classifiers differ in architecture",
             ));
         }
-        let device = device.clone().without_autodiff();
-        let dtype = opts.precision.dtype();
-        if !device.supports_dtype(DType::from(dtype)) {
-            return Err(HeadError::config(
-                name,
-                format!("device {device:?} does not compute in {:?}", opts.precision),
-            ));
-        }
-        let params = param_set(start, &device, dtype);
-        let init_set = param_set(init, &device, dtype);
-        let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        let engine = if runs_on_host(opts.engine, device) {
+            match opts.precision {
+                Precision::F32 => State::HostF32(HostTrainer::new(method, start, init)),
+                Precision::F64 => State::HostF64(HostTrainer::new(method, start, init)),
+            }
+        } else {
+            let device = device.clone().without_autodiff();
+            let dtype = opts.precision.dtype();
+            if !device.supports_dtype(DType::from(dtype)) {
+                return Err(HeadError::config(
+                    name,
+                    format!("device {device:?} does not compute in {:?}", opts.precision),
+                ));
+            }
+            let params = param_set(start, &device, dtype);
+            let init_set = param_set(init, &device, dtype);
+            let exp_avg = params.iter().map(|(_, p)| p.zeros_like()).collect();
+            let exp_avg_sq = params.iter().map(|(_, p)| p.zeros_like()).collect();
+            State::Burn(BurnState {
+                net: HeadNetConfig {
+                    kind: start.kind,
+                    activation: start.activation,
+                },
+                dtype,
+                device,
+                params,
+                init: init_set,
+                exp_avg,
+                exp_avg_sq,
+                steps: 0,
+            })
+        };
         Ok(Self {
             method,
-            net: HeadNetConfig {
-                kind: start.kind,
-                activation: start.activation,
-            },
             template: start.clone(),
             opts,
-            dtype,
-            device,
-            params,
-            init: init_set,
-            exp_avg,
-            exp_avg_sq,
-            steps: 0,
             rng: Xoshiro256::new(opts.dropout_seed, DROPOUT_STREAM),
+            engine,
         })
     }
 
-    /// The plain (non-autodiff) device the state lives on.
-    pub(crate) fn device(&self) -> &Device {
-        &self.device
+    /// Whether the steps run on the host (`host.rs`) rather than through burn.
+    pub fn on_host(&self) -> bool {
+        !matches!(self.engine, State::Burn(_))
+    }
+
+    /// The burn state; an internal error on the host engine (the fit loop asks only for the
+    /// state it prepared its data for).
+    fn burn(&mut self) -> Result<&mut BurnState, HeadError> {
+        match &mut self.engine {
+            State::Burn(b) => Ok(b),
+            _ => Err(HeadError::fit(
+                self.method.name(),
+                "internal: a device operation on a trainer that runs on the host",
+            )),
+        }
+    }
+
+    fn burn_ref(&self) -> Result<&BurnState, HeadError> {
+        match &self.engine {
+            State::Burn(b) => Ok(b),
+            _ => Err(HeadError::fit(
+                self.method.name(),
+                "internal: a device operation on a trainer that runs on the host",
+            )),
+        }
+    }
+
+    /// The plain (non-autodiff) device the state lives on (burn engine).
+    pub(crate) fn device(&self) -> Result<&Device, HeadError> {
+        self.burn_ref().map(|b| &b.device)
+    }
+
+    fn weights(&self) -> LossWeights {
+        LossWeights {
+            lambda: self.opts.lambda,
+            alpha: self.opts.alpha,
+            beta: self.opts.beta,
+        }
     }
 
     /// Fresh dropout masks for a batch of `rows` (none when dropout is off).
-    fn masks(&mut self, rows: usize) -> Option<DropoutMasks> {
-        let p = self.opts.dropout;
-        if p <= 0.0 {
-            return None;
-        }
-        let d = self.template.dim;
-        let keep = (1.0 / (1.0 - p)) as f32;
-        // `unit()` is `(next_u64() >> 11)·2⁻⁵³`, exact, so `unit() < p` is the integer test
-        // `next_u64() >> 11 < ⌈p·2⁵³⌉`: the same masks, without an int → float conversion per
-        // element.
-        let below = (p * (1u64 << 53) as f64).ceil() as u64;
-        // A local generator stays in registers; through `&mut self` it is reloaded and stored
-        // per draw (about 4% of a training step for the 2·128·768 draws of a batch).
-        let mut rng = self.rng.clone();
-        let mut draw = || -> Vec<f32> {
-            (0..rows * d)
-                .map(|_| if rng.next_u64() >> 11 < below { 0.0 } else { keep })
-                .collect()
-        };
-        let input = draw();
-        let hidden = (self.net.kind == ClassifierKind::Mlp).then(&mut draw);
-        self.rng = rng;
-        Some(DropoutMasks {
-            input: upload2(input, rows, d, &self.device, self.dtype).autodiff(),
-            hidden: hidden.map(|h| upload2(h, rows, d, &self.device, self.dtype).autodiff()),
-        })
+    fn masks(&mut self, rows: usize) -> Option<HostMasks> {
+        let mlp = self.template.kind == ClassifierKind::Mlp;
+        draw_masks(&mut self.rng, self.opts.dropout, rows, self.template.dim, mlp)
     }
 
     /// Forward and loss on autodiff leaves of the current parameters; also `θ − θ_init` per
@@ -328,23 +426,29 @@ impl Trainer {
         e: Tensor<1>,
         anchor: Tensor<1>,
         train: bool,
-    ) -> (ParamSet, LossTensors, Vec<Tensor<2>>) {
+    ) -> Result<(ParamSet, LossTensors, Vec<Tensor<2>>), HeadError> {
         let [rows, _] = x.dims();
-        let leaves: ParamSet = self
+        let masks = if train { self.masks(rows) } else { None };
+        let (method, opts, d) = (self.method, self.opts, self.template.dim);
+        let b = self.burn()?;
+        let leaves: ParamSet = b
             .params
             .iter()
             .map(|(s, p)| (*s, p.clone().autodiff().require_grad()))
             .collect();
-        let (dist, diffs) = l2sp(&self.params, &self.init);
-        let masks = if train { self.masks(rows) } else { None };
-        let net = self.net.init(&leaves);
+        let (dist, diffs) = l2sp(&b.params, &b.init);
+        let masks = masks.map(|m| DropoutMasks {
+            input: upload2(m.input, rows, d, &b.device, b.dtype).autodiff(),
+            hidden: m.hidden.map(|h| upload2(h, rows, d, &b.device, b.dtype).autodiff()),
+        });
+        let net = b.net.init(&leaves);
         let z = net.forward(x.autodiff(), masks.as_ref());
-        let u = scores(self.method, z, self.opts.lambda, self.dtype);
+        let u = scores(method, z, opts.lambda, b.dtype);
         let e = e.autodiff();
         // A head always has out_proj.weight; the zero keeps an impossible empty set well-defined.
         let dist = dist.map_or_else(|| e.zeros_like().sum(), Tensor::autodiff);
-        let l = loss(u, e, anchor.autodiff(), dist, self.opts.alpha, self.opts.beta);
-        (leaves, l, diffs)
+        let l = loss(u, e, anchor.autodiff(), dist, opts.alpha, opts.beta);
+        Ok((leaves, l, diffs))
     }
 
     /// Gradients of `l.total` with respect to `leaves` (the graph's, plus the L2-SP term's from
@@ -369,8 +473,9 @@ impl Trainer {
             .collect()
     }
 
-    /// One Adam step on a batch already on the device; returns the batch's loss terms before
-    /// the step (plain `[1]` tensors, not read back, so steps do not wait on the device).
+    /// One Adam step on a batch already on the device (burn engine); returns the batch's loss
+    /// terms before the step (plain `[1]` tensors, not read back, so steps do not wait on the
+    /// device).
     ///
     /// PyTorch's single-tensor Adam: `m ← m + (g − m)(1 − β1)`, `v ← β2 v + (1 − β2) g²`,
     /// `θ ← θ − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)`, with β1 the current step's
@@ -382,33 +487,35 @@ impl Trainer {
         anchor: Tensor<1>,
         at: ScheduleStep,
     ) -> Result<LossTensors, HeadError> {
-        let (leaves, l, diffs) = self.forward_loss(x, e, anchor, true);
+        let (leaves, l, diffs) = self.forward_loss(x, e, anchor, true)?;
         let grads = self.gradients(&leaves, &l, diffs)?;
-        // The leaves share their storage with `self.params`: dropped here, the parameters (and
+        // The leaves share their storage with the parameters: dropped here, the parameters (and
         // the moments, which nothing else holds) are the only handles to their buffers, and the
         // CPU backends update them in place instead of allocating a d × d buffer per operation.
         drop(leaves);
-        self.steps += 1;
-        let t = self.steps as f64;
-        let beta1 = at.beta1.unwrap_or(self.opts.adam_beta1);
-        let beta2 = self.opts.adam_beta2;
+        let opts = self.opts;
+        let b = self.burn()?;
+        b.steps += 1;
+        let t = b.steps as f64;
+        let beta1 = at.beta1.unwrap_or(opts.adam_beta1);
+        let beta2 = opts.adam_beta2;
         let bias1 = 1.0 - beta1.powf(t);
         let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
         let step_size = at.lr / bias1;
-        let params = std::mem::take(&mut self.params);
-        let exp_avg = std::mem::take(&mut self.exp_avg);
-        let exp_avg_sq = std::mem::take(&mut self.exp_avg_sq);
+        let params = std::mem::take(&mut b.params);
+        let exp_avg = std::mem::take(&mut b.exp_avg);
+        let exp_avg_sq = std::mem::take(&mut b.exp_avg_sq);
         for ((((slot, p), m), v), g) in params.into_iter().zip(exp_avg).zip(exp_avg_sq).zip(grads) {
             // The same operations in the same order as before (and as PyTorch's single-tensor
             // Adam), written so that the left operand is the last handle to its buffer wherever
             // the value is not needed again.
             let m = m.clone() + (g.clone() - m).mul_scalar(1.0 - beta1);
             let v = v.mul_scalar(beta2) + (g.clone() * g).mul_scalar(1.0 - beta2);
-            let denom = v.clone().sqrt().div_scalar(bias2_sqrt).add_scalar(self.opts.adam_eps);
+            let denom = v.clone().sqrt().div_scalar(bias2_sqrt).add_scalar(opts.adam_eps);
             let p = p - (m.clone() / denom).mul_scalar(step_size);
-            self.params.push((slot, p));
-            self.exp_avg.push(m);
-            self.exp_avg_sq.push(v);
+            b.params.push((slot, p));
+            b.exp_avg.push(m);
+            b.exp_avg_sq.push(v);
         }
         Ok(LossTensors {
             bce: l.bce.inner(),
@@ -416,6 +523,55 @@ impl Trainer {
             l2sp: l.l2sp.inner(),
             total: l.total.inner(),
         })
+    }
+
+    /// One Adam step on the host engine, on the rows `rows` of the row-major features `[n, d]`
+    /// with their errors and anchors (indexed by the same rows); returns the loss before the
+    /// update. The rows are gathered here, as `select` gathers them on a device.
+    pub(crate) fn step_host_rows(
+        &mut self,
+        features: &[f32],
+        errors: &[bool],
+        anchors: &[f64],
+        rows: &[usize],
+        at: ScheduleStep,
+        gathered: &mut HostBatch,
+    ) -> Result<LossTerms, HeadError> {
+        let d = self.template.dim;
+        gathered.x.clear();
+        gathered.errors.clear();
+        gathered.anchors.clear();
+        for &r in rows {
+            gathered.x.extend_from_slice(&features[r * d..(r + 1) * d]);
+            gathered.errors.push(errors[r]);
+            gathered.anchors.push(anchors[r]);
+        }
+        self.step_host(&gathered.x, &gathered.errors, &gathered.anchors, at)
+    }
+
+    fn step_host(
+        &mut self,
+        features: &[f32],
+        errors: &[bool],
+        anchors: &[f64],
+        at: ScheduleStep,
+    ) -> Result<LossTerms, HeadError> {
+        let masks = self.masks(errors.len());
+        let (w, opts) = (self.weights(), self.opts);
+        let adam = Adam {
+            lr: at.lr,
+            beta1: at.beta1.unwrap_or(opts.adam_beta1),
+            beta2: opts.adam_beta2,
+            eps: opts.adam_eps,
+        };
+        let t = Targets { errors, anchors };
+        let name = self.method.name();
+        let internal = |e: ShapeError| HeadError::fit(name, e.to_string());
+        match &mut self.engine {
+            State::HostF32(h) => h.step(features, &t, masks.as_ref(), w, adam).map_err(internal),
+            State::HostF64(h) => h.step(features, &t, masks.as_ref(), w, adam).map_err(internal),
+            State::Burn(_) => Err(HeadError::fit(name, "internal: a host step on a burn trainer")),
+        }
     }
 
     /// One Adam step on a host batch (row-major features `[B, d]`, errors and anchors `[B]`),
@@ -431,6 +587,10 @@ impl Trainer {
         anchors: &[f64],
         at: ScheduleStep,
     ) -> Result<LossTerms, HeadError> {
+        self.check_batch(features, errors, anchors)?;
+        if self.on_host() {
+            return self.step_host(features, errors, anchors, at);
+        }
         let (x, e, a) = self.upload_batch(features, errors, anchors)?;
         let l = self.step_device(x, e, a, at)?;
         self.read_terms(&l)
@@ -447,8 +607,18 @@ impl Trainer {
         errors: &[bool],
         anchors: &[f64],
     ) -> Result<(LossTerms, HeadParams), HeadError> {
+        self.check_batch(features, errors, anchors)?;
+        let w = self.weights();
+        let t = Targets { errors, anchors };
+        let name = self.method.name();
+        let internal = |e: ShapeError| HeadError::fit(name, e.to_string());
+        match &mut self.engine {
+            State::HostF32(h) => return h.loss_and_gradients(features, &t, w).map_err(internal),
+            State::HostF64(h) => return h.loss_and_gradients(features, &t, w).map_err(internal),
+            State::Burn(_) => {}
+        }
         let (x, e, a) = self.upload_batch(features, errors, anchors)?;
-        let (leaves, l, diffs) = self.forward_loss(x, e, a, false);
+        let (leaves, l, diffs) = self.forward_loss(x, e, a, false)?;
         let terms = self.read_terms(&l)?;
         let grads = self.gradients(&leaves, &l, diffs)?;
         let set: ParamSet = leaves.iter().map(|(s, _)| *s).zip(grads).collect();
@@ -471,12 +641,7 @@ impl Trainer {
         })
     }
 
-    fn upload_batch(
-        &self,
-        features: &[f32],
-        errors: &[bool],
-        anchors: &[f64],
-    ) -> Result<(Tensor<2>, Tensor<1>, Tensor<1>), HeadError> {
+    fn check_batch(&self, features: &[f32], errors: &[bool], anchors: &[f64]) -> Result<(), HeadError> {
         let d = self.template.dim;
         let rows = errors.len();
         if rows == 0 || features.len() != rows * d || anchors.len() != rows {
@@ -489,24 +654,54 @@ impl Trainer {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    fn upload_batch(
+        &self,
+        features: &[f32],
+        errors: &[bool],
+        anchors: &[f64],
+    ) -> Result<(Tensor<2>, Tensor<1>, Tensor<1>), HeadError> {
+        let b = self.burn_ref()?;
+        let rows = errors.len();
         let e: Vec<f32> = errors.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
         Ok((
-            upload2(features.to_vec(), rows, d, &self.device, self.dtype),
-            upload1(e, &self.device, self.dtype),
-            upload1(anchors.to_vec(), &self.device, self.dtype),
+            upload2(features.to_vec(), rows, self.template.dim, &b.device, b.dtype),
+            upload1(e, &b.device, b.dtype),
+            upload1(anchors.to_vec(), &b.device, b.dtype),
         ))
     }
 
-    /// Logits of features on the device with the current parameters, no dropout.
+    /// Logits of features on the device with the current parameters, no dropout (burn
+    /// engine).
     ///
     /// Shapes: `x` `[B, d]` → `[B, C]` (plain tensors).
-    pub(crate) fn logits_device(&self, x: Tensor<2>) -> Tensor<2> {
-        self.net.init(&self.params).forward(x, None)
+    pub(crate) fn logits_device(&self, x: Tensor<2>) -> Result<Tensor<2>, HeadError> {
+        let b = self.burn_ref()?;
+        Ok(b.net.init(&b.params).forward(x, None))
     }
 
-    /// The current parameter tensors (cheap handles; Adam replaces rather than mutates them).
-    pub(crate) fn snapshot(&self) -> ParamSet {
-        self.params.clone()
+    /// Logits `[n, C]` (row-major, f64) of row-major host features `[n, d]` with the current
+    /// parameters, no dropout, computed in the training precision (host engine).
+    pub(crate) fn logits_host(&mut self, features: &[f32]) -> Result<Vec<f64>, HeadError> {
+        let name = self.method.name();
+        let internal = |e: ShapeError| HeadError::fit(name, e.to_string());
+        match &mut self.engine {
+            State::HostF32(h) => h.logits(features).map_err(internal),
+            State::HostF64(h) => h.logits(features).map_err(internal),
+            State::Burn(_) => Err(HeadError::fit(name, "internal: host logits of a burn trainer")),
+        }
+    }
+
+    /// The current parameters, kept where they are (cheap handles on a device; a copy on the
+    /// host).
+    pub(crate) fn snapshot(&self) -> Kept {
+        match &self.engine {
+            State::Burn(b) => Kept::Device(b.params.clone()),
+            State::HostF32(h) => Kept::Host(h.params()),
+            State::HostF64(h) => Kept::Host(h.params()),
+        }
     }
 
     /// The current parameters on the host.
@@ -514,8 +709,21 @@ impl Trainer {
     /// # Errors
     /// A device read-back failure.
     pub fn params(&self) -> Result<HeadParams, HeadError> {
-        read_param_set(self.method.name(), &self.params)
+        self.snapshot().into_params(self.method.name())
     }
+}
+
+/// Reusable buffers of the host engine's gathered batch.
+#[derive(Debug, Default)]
+pub(crate) struct HostBatch {
+    x: Vec<f32>,
+    errors: Vec<bool>,
+    anchors: Vec<f64>,
+}
+
+/// Whether a trainer with `engine` on `device` runs on the host.
+pub(crate) fn runs_on_host(engine: Engine, device: &Device) -> bool {
+    engine == Engine::Auto && crate::is_cpu_device(device)
 }
 
 /// Reads a parameter set (device layout) back into PyTorch layout, widened to f64.

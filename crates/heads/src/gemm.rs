@@ -1,4 +1,5 @@
-//! The one call into the `gemm` crate, behind a safe signature.
+//! The one call into the `gemm` crate, behind a safe signature, for f32 and f64: the host
+//! encoder pass (`ueb-backbones`) and the host training of the trainable heads use it.
 //!
 //! `gemm::gemm` takes raw pointers and strides. [`matmul`] takes slices and checks, before the
 //! call, that every element the strides reach lies inside its slice, so no caller can make it
@@ -6,13 +7,87 @@
 //! module is the workspace's only `unsafe` code (`docs/decisions.md`).
 #![allow(unsafe_code)]
 
-use crate::error::{BackboneError, Result};
+/// The element types the products run in (f32 and f64; the trait is sealed, because
+/// `gemm::gemm` dispatches on the type at run time and has kernels for these).
+pub trait Element:
+    Copy
+    + Default
+    + PartialEq
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + sealed::Sealed
+{
+    /// Zero.
+    const ZERO: Self;
+    /// One.
+    const ONE: Self;
+    /// The unit roundoff (half the distance from 1 to the next value): 2⁻²⁴ or 2⁻⁵³.
+    const UNIT_ROUNDOFF: f64;
+    /// The value, exactly, in f64.
+    fn to_f64(self) -> f64;
+    /// `v` rounded to this type (to nearest).
+    fn from_f64(v: f64) -> Self;
+}
 
-/// A strided f32 matrix operand: element `(i, j)` is `data[i·row_stride + j·col_stride]`.
+impl Element for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const UNIT_ROUNDOFF: f64 = f32::EPSILON as f64 / 2.0;
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Element for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// Operands whose shapes or strides do not fit their buffers: an internal error (callers build
+/// operands from checked shapes), reported rather than read out of bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("internal: host matrix product [{m}, {k}]·[{rhs_rows}, {n}] does not fit its buffers")]
+pub struct ShapeError {
+    /// Rows of the left operand.
+    pub m: usize,
+    /// Columns of the left operand.
+    pub k: usize,
+    /// Rows of the right operand.
+    pub rhs_rows: usize,
+    /// Columns of the right operand.
+    pub n: usize,
+}
+
+/// A strided matrix operand: element `(i, j)` is `data[i·row_stride + j·col_stride]`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Operand<'a> {
+pub struct Operand<'a, T> {
     /// The storage the strides index.
-    pub data: &'a [f32],
+    pub data: &'a [T],
     /// Rows.
     pub rows: usize,
     /// Columns.
@@ -23,9 +98,9 @@ pub(crate) struct Operand<'a> {
     pub col_stride: usize,
 }
 
-impl<'a> Operand<'a> {
+impl<'a, T> Operand<'a, T> {
     /// A row-major `[rows, cols]` block whose rows are `row_stride` apart.
-    pub fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+    pub fn rows(data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Self {
         Self {
             data,
             rows,
@@ -62,23 +137,25 @@ impl<'a> Operand<'a> {
 /// # Errors
 /// Mismatched shapes or strides that leave a slice: an internal error, never reached from user
 /// data (the callers build operands from checked shapes).
-pub(crate) fn matmul(
-    dst: &mut [f32],
+pub fn matmul<T: Element>(
+    dst: &mut [T],
     dst_row_stride: usize,
-    lhs: Operand<'_>,
-    rhs: Operand<'_>,
-    scale: f32,
+    lhs: Operand<'_, T>,
+    rhs: Operand<'_, T>,
+    scale: T,
     accumulate: bool,
     parallel: bool,
-) -> Result<()> {
+) -> Result<(), ShapeError> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let out = Operand::rows(dst, m, n, dst_row_stride);
-    let fits = |o: &Operand<'_>| o.extent() <= o.data.len();
+    let fits = |o: &Operand<'_, T>| o.extent() <= o.data.len();
     if rhs.rows != k || !fits(&lhs) || !fits(&rhs) || !fits(&out) || (m > 1 && dst_row_stride < n) {
-        return Err(BackboneError::Invalid(format!(
-            "internal: host matrix product [{m}, {k}]·[{}, {n}] does not fit its buffers",
-            rhs.rows
-        )));
+        return Err(ShapeError {
+            m,
+            k,
+            rhs_rows: rhs.rows,
+            n,
+        });
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -86,7 +163,7 @@ pub(crate) fn matmul(
     if k == 0 {
         if !accumulate {
             for r in 0..m {
-                dst[r * dst_row_stride..r * dst_row_stride + n].fill(0.0);
+                dst[r * dst_row_stride..r * dst_row_stride + n].fill(T::ZERO);
             }
         }
         return Ok(());
@@ -116,7 +193,7 @@ pub(crate) fn matmul(
             rhs.data.as_ptr(),
             stride(rhs.col_stride),
             stride(rhs.row_stride),
-            1.0,
+            T::ONE,
             scale,
             false,
             false,
