@@ -17,7 +17,8 @@ The script, in one run:
              f64 on the host, as ueb always scores;
            training: the whole ``alien`` fit (one grid point: lr 1e-4, alpha 0.1, beta 0.01;
              3 epochs, batch 128, N = 10^4 fit rows, 2 500 selection rows, d = 768, C = 2,
-             mlp head with dropout 0.1) on burn's ``flex`` and ``ndarray`` devices, f32.
+             mlp head with dropout 0.1), f32: on the host engine (the default on a CPU
+             device) and through burn's autodiff (``engine: burn``) on ``flex`` and ``ndarray``.
   torch  loads those caches and fitted heads and runs the same work:
            inference, twice: in float32 (PyTorch's default) and in float64 (the precision of
              ueb's host arithmetic, and of ALIEN's reference implementation): eval-mode

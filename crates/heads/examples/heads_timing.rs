@@ -6,6 +6,7 @@
 //! cargo build --release -p ueb-heads --example heads_timing
 //! target/release/examples/heads_timing [--dump DIR] [--repeats R] [--train-repeats R]
 //!                                      [--epochs E] [--min-ms MS] [--no-train] [--no-inference]
+//!                                      [--host-only] [--only CONFIG/HEAD/BATCH]
 //! ```
 //!
 //! * Inference: `Head::score` on batches of 1, 32 and 128 rows at (d = 768, C = 2, mlp/tanh),
@@ -16,8 +17,12 @@
 //!   `--repeats` repeats of a loop long enough to take `--min-ms`, after a warm-up loop.
 //! * Training: `alien` with one grid point (lr 1e-4, α 0.1, β 0.01), `--epochs` epochs (the
 //!   schedule spans them, early stopping cannot trigger), batch 128, on N = 10⁴ rows, d = 768,
-//!   C = 2, mlp/tanh head, selection on 2 500 rows; the whole `HeadSpec::fit` on `flex` and on
-//!   `ndarray`, median of `--train-repeats` after one warm-up fit.
+//!   C = 2, mlp/tanh head, selection on 2 500 rows; the whole `HeadSpec::fit` on the host
+//!   engine (`engine: auto` on flex, the default on a CPU) and through burn's autodiff
+//!   (`engine: burn`) on `flex` and on `ndarray`, median of `--train-repeats` after one
+//!   warm-up fit (`--host-only`: the host engine alone, for profiling).
+//! * `--only CONFIG/HEAD/BATCH` (e.g. `d768_c20/adue/128`) times that one inference call, for
+//!   profiling.
 //! * `--dump DIR` writes every synthetic cache (`DIR/<config>/cache`) and fitted head
 //!   (`DIR/<config>/heads/<name>`) so that the Python side runs on the same data and weights;
 //!   the JSON also carries the scores of the 128-row batch, for an agreement check.
@@ -44,7 +49,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use serde_json::{Value, json};
-use ueb_heads::trainable::{GridConfig, TrainableConfig};
+use ueb_heads::trainable::{Engine, GridConfig, TrainableConfig};
 use ueb_heads::{
     Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, FitContext, Head, HeadSpec,
     SplitData, Task,
@@ -272,7 +277,7 @@ fn inference_specs() -> Vec<HeadSpec> {
 }
 
 /// The training configuration: one grid point, `epochs` epochs, patience too large to stop.
-fn training_spec(epochs: usize) -> HeadSpec {
+fn training_spec(epochs: usize, engine: Engine) -> HeadSpec {
     HeadSpec::Alien(TrainableConfig {
         grid: GridConfig {
             lr: Some(vec![1e-4]),
@@ -282,6 +287,7 @@ fn training_spec(epochs: usize) -> HeadSpec {
         },
         max_epochs: Some(epochs),
         patience: Some(epochs + 1),
+        engine,
         ..TrainableConfig::default()
     })
 }
@@ -345,6 +351,8 @@ struct Args {
     min_ms: f64,
     train: bool,
     infer: bool,
+    host_only: bool,
+    only: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -356,6 +364,8 @@ fn parse_args() -> Args {
         min_ms: 20.0,
         train: true,
         infer: true,
+        host_only: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -369,9 +379,11 @@ fn parse_args() -> Args {
             "--min-ms" => a.min_ms = number(value()),
             "--no-train" => a.train = false,
             "--no-inference" => a.infer = false,
+            "--host-only" => a.host_only = true,
+            "--only" => a.only = Some(value()),
             "-h" | "--help" => {
                 println!(
-                    "heads_timing [--dump DIR] [--repeats R] [--train-repeats R] [--epochs E] [--min-ms MS] [--no-train] [--no-inference]"
+                    "heads_timing [--dump DIR] [--repeats R] [--train-repeats R] [--epochs E] [--min-ms MS] [--no-train] [--no-inference] [--host-only] [--only CONFIG/HEAD/BATCH]"
                 );
                 std::process::exit(0);
             }
@@ -429,6 +441,10 @@ fn main() {
         for &b in &BATCHES {
             let batch = prefix(&cache.test, b);
             for head in &heads {
+                let key = format!("{}/{}/{b}", shape.name, head.name());
+                if args.only.as_ref().is_some_and(|only| *only != key) {
+                    continue;
+                }
                 let mut call = || {
                     black_box(head.score(black_box(&batch)).ok());
                 };
@@ -452,13 +468,18 @@ fn main() {
         if let Some(root) = &args.dump {
             write_cache(&cache, &root.join(TRAIN_SHAPE.name).join("cache"));
         }
-        let spec = training_spec(args.epochs);
         #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; both are supported
-        let devices = [("flex", Device::flex()), ("ndarray", Device::ndarray())];
-        for (name, device) in &devices {
+        let devices = [
+            ("host", Device::flex(), Engine::Auto),
+            ("flex (burn)", Device::flex(), Engine::Burn),
+            ("ndarray (burn)", Device::ndarray(), Engine::Burn),
+        ];
+        for (name, device, engine) in devices.iter().take(if args.host_only { 1 } else { devices.len() }) {
+            let spec = training_spec(args.epochs, *engine);
             eprintln!("heads_timing: training alien on {name}");
             let mut runs = Vec::new();
             let mut summary = Value::Null;
+            let mut curve = Value::Null;
             for i in 0..=args.train_repeats {
                 ueb_heads::simd::clear_upper_state();
                 let t = Instant::now();
@@ -468,11 +489,12 @@ fn main() {
                     runs.push(ms); // run 0 is the warm-up
                 }
                 summary = head.summary()["chosen"].clone();
+                curve = head.summary()["val_curve"].clone();
             }
             training.push(json!({
                 "config": TRAIN_SHAPE.name, "method": "alien", "device": name,
                 "n_train": TRAIN_SHAPE.n_train, "n_select": TRAIN_SHAPE.n_val, "d": TRAIN_SHAPE.d, "c": TRAIN_SHAPE.c,
-                "epochs": args.epochs, "batch_size": 128, "ms": median(runs.clone()), "runs_ms": runs, "chosen": summary,
+                "epochs": args.epochs, "batch_size": 128, "ms": median(runs.clone()), "runs_ms": runs, "chosen": summary, "val_curve": curve,
             }));
         }
     }

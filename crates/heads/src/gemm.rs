@@ -20,6 +20,7 @@ pub trait Element:
     + std::ops::Add<Output = Self>
     + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
     + sealed::Sealed
 {
     /// Zero.
@@ -32,6 +33,10 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// `v` rounded to this type (to nearest).
     fn from_f64(v: f64) -> Self;
+    /// The square root (correctly rounded, IEEE 754).
+    fn sqrt(self) -> Self;
+    /// `v`, exactly.
+    fn from_f32(v: f32) -> Self;
 }
 
 impl Element for f32 {
@@ -46,6 +51,14 @@ impl Element for f32 {
     fn from_f64(v: f64) -> Self {
         v as f32
     }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
 }
 
 impl Element for f64 {
@@ -59,6 +72,14 @@ impl Element for f64 {
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn from_f32(v: f32) -> Self {
+        f64::from(v)
     }
 }
 

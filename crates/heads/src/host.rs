@@ -29,6 +29,18 @@ pub(crate) struct HostHead {
     out_bias: Option<Vec<f64>>,
 }
 
+/// A row-major `[out, in]` matrix as `[in, out]` (row-major transposes; also the way back,
+/// with the dimensions swapped).
+pub(crate) fn transpose<T: Copy + Default>(w: &[T], out: usize, inp: usize) -> Vec<T> {
+    let mut t = vec![T::default(); w.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = w[o * inp + i];
+        }
+    }
+    t
+}
+
 fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }

@@ -63,15 +63,18 @@ struct FitData<'a> {
     placed: Placed<'a>,
 }
 
+/// A fit's data on a burn device.
+struct DeviceData {
+    x: Tensor<2>,
+    e: Tensor<1>,
+    anchor: Tensor<1>,
+    select_blocks: Vec<Tensor<2>>,
+}
+
 /// Where a fit's data lives: on the device for burn's engine, read in place for the host's.
 enum Placed<'a> {
     /// Uploaded once.
-    Device {
-        x: Tensor<2>,
-        e: Tensor<1>,
-        anchor: Tensor<1>,
-        select_blocks: Vec<Tensor<2>>,
-    },
+    Device(Box<DeviceData>),
     /// The splits' own rows.
     Host {
         features: &'a [f32],
@@ -117,9 +120,9 @@ fn select_auc(
     let name = method.name();
     let mut u = Vec::with_capacity(data.select_errors.len());
     match &data.placed {
-        Placed::Device { select_blocks, .. } => {
+        Placed::Device(dev) => {
             let mut row = vec![0.0f64; c];
-            for block in select_blocks {
+            for block in &dev.select_blocks {
                 let z: Vec<f32> = trainer
                     .logits_device(block.clone())?
                     .try_into_vec_as::<f32>()
@@ -214,11 +217,11 @@ fn run(
             let at = schedule.at(step);
             step += 1;
             match &data.placed {
-                Placed::Device { x, e, anchor, .. } => {
+                Placed::Device(dev) => {
                     let idx = upload_index(rows, trainer.device()?);
-                    let x = x.clone().select(0, idx.clone());
-                    let e = e.clone().select(0, idx.clone());
-                    let a = anchor.clone().select(0, idx);
+                    let x = dev.x.clone().select(0, idx.clone());
+                    let e = dev.e.clone().select(0, idx.clone());
+                    let a = dev.anchor.clone().select(0, idx);
                     let l = trainer.step_device(x, e, a, at)?;
                     let weighted = l.total.mul_scalar(rows.len() as f64);
                     loss_sum = Some(match loss_sum {
@@ -341,7 +344,7 @@ pub(crate) fn fit(method: Method, cfg: &TrainableConfig, ctx: &FitContext<'_>) -
         }
     } else {
         let e: Vec<f32> = fit_errors.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-        Placed::Device {
+        Placed::Device(Box::new(DeviceData {
             x: upload2(fit_split.features.clone(), n, d, &device, dtype),
             e: upload1(e, &device, dtype),
             anchor: upload1(method.anchors(fit_split), &device, dtype),
@@ -350,7 +353,7 @@ pub(crate) fn fit(method: Method, cfg: &TrainableConfig, ctx: &FitContext<'_>) -
                 .chunks(EVAL_ROWS * d)
                 .map(|block| upload2(block.to_vec(), block.len() / d, d, &device, dtype))
                 .collect(),
-        }
+        }))
     };
     let engine = if matches!(placed, Placed::Host { .. }) {
         "host"

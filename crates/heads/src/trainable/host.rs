@@ -14,7 +14,8 @@
 //! The computation is the one `net.rs` builds on the device, operation for operation where the
 //! order matters for rounding (the products and the element-wise stages in the training
 //! precision `T`); the score, its gradient and the loss of each row are computed in f64 from
-//! the logits (`score.rs`), and Adam's update in f64 from the stored `T` values, rounded back.
+//! the logits (`score.rs`); Adam's update runs in `T`, with the burn engine's operations in
+//! its order.
 //! Dropout masks are the trainer's, drawn from the same generator in the same order as on a
 //! burn device, so both engines see the same masks for a seed.
 
@@ -25,6 +26,7 @@ use super::score::Method;
 use super::trainer::{HeadParams, LossTerms};
 use crate::cache::{Activation, Classifier, ClassifierKind};
 use crate::gemm::{Element, Operand, ShapeError, matmul};
+use crate::host::transpose;
 use crate::simd::{Arch, Simd, WithSimd};
 
 /// Multiply–adds from which a product is split over the thread pool (about 8 rows of a
@@ -35,29 +37,33 @@ const ADAM_CHUNK: usize = 1 << 15;
 /// Rows per block when computing logits for evaluation.
 const EVAL_BLOCK: usize = 1024;
 
-/// A head's parameters on the host in the training precision, PyTorch layout (`weight`
-/// `[out, in]`, row-major), in the fixed slot order of `net.rs` (absent slots skipped).
+/// A head's parameters on the host in the training precision, in the device layout of
+/// [`Slot`] (weights `[in, out]`, row-major: the products' right operands are then contiguous,
+/// which the matrix kernels pack fastest), in the fixed slot order of `net.rs` (absent slots
+/// skipped).
 pub(crate) type HostSet<T> = Vec<(Slot, Vec<T>)>;
 
 /// The parameters of a classifier as a [`HostSet`] in `T`.
 pub(crate) fn host_set<T: Element>(c: &Classifier) -> HostSet<T> {
-    let conv = |v: &[f32]| v.iter().map(|&x| T::from_f64(f64::from(x))).collect::<Vec<T>>();
+    let conv = |v: &[f32]| v.iter().map(|&x| T::from_f32(x)).collect::<Vec<T>>();
+    let (d, k) = (c.dim, c.num_classes);
     let mut set = Vec::with_capacity(4);
     if let (ClassifierKind::Mlp, Some(w)) = (c.kind, &c.dense_weight) {
-        set.push((Slot::DenseWeight, conv(w)));
+        set.push((Slot::DenseWeight, transpose(&conv(w), d, d)));
         if let Some(b) = &c.dense_bias {
             set.push((Slot::DenseBias, conv(b)));
         }
     }
-    set.push((Slot::OutWeight, conv(&c.out_weight)));
+    set.push((Slot::OutWeight, transpose(&conv(&c.out_weight), k, d)));
     if let Some(b) = &c.out_bias {
         set.push((Slot::OutBias, conv(b)));
     }
     set
 }
 
-/// A [`HostSet`] widened to f64 (PyTorch layout, as [`HeadParams`] holds it).
-pub(crate) fn to_head_params<T: Element>(set: &HostSet<T>) -> HeadParams {
+/// A [`HostSet`] of a head of width `d` with `k` classes, widened to f64 in PyTorch layout (as
+/// [`HeadParams`] holds it).
+pub(crate) fn to_head_params<T: Element>(set: &HostSet<T>, d: usize, k: usize) -> HeadParams {
     let mut out = HeadParams {
         dense_weight: None,
         dense_bias: None,
@@ -67,9 +73,9 @@ pub(crate) fn to_head_params<T: Element>(set: &HostSet<T>) -> HeadParams {
     for (slot, v) in set {
         let v: Vec<f64> = v.iter().map(|x| x.to_f64()).collect();
         match slot {
-            Slot::DenseWeight => out.dense_weight = Some(v),
+            Slot::DenseWeight => out.dense_weight = Some(transpose(&v, d, d)),
             Slot::DenseBias => out.dense_bias = Some(v),
-            Slot::OutWeight => out.out_weight = v,
+            Slot::OutWeight => out.out_weight = transpose(&v, d, k),
             Slot::OutBias => out.out_bias = Some(v),
         }
     }
@@ -168,8 +174,8 @@ pub(crate) struct HostTrainer<T: Element> {
     scratch: Scratch<T>,
 }
 
-/// `out = x·Wᵀ (+ b)` for row-major `x` `[rows, n_in]` and `W` `[n_out, n_in]` (PyTorch
-/// layout), `out` `[rows, n_out]`.
+/// `out = x·W (+ b)` for row-major `x` `[rows, n_in]` and `W` `[n_in, n_out]`, `out`
+/// `[rows, n_out]`.
 fn affine<T: Element>(
     x: &[T],
     rows: usize,
@@ -185,7 +191,7 @@ fn affine<T: Element>(
         out,
         n_out,
         Operand::rows(x, rows, n_in, n_in),
-        Operand::rows(w, n_out, n_in, n_in).t(),
+        Operand::rows(w, n_in, n_out, n_out),
         T::ONE,
         false,
         parallel,
@@ -247,9 +253,11 @@ fn gelu_derivative(x: f64) -> f64 {
     cdf + x * pdf
 }
 
-/// Adam's update of one chunk of a parameter, with the L2-SP gradient `2β(θ − θ_init)` added
-/// to the graph's: PyTorch's single-tensor Adam (`m ← m + (g − m)(1 − β1)`, `v ← β2·v +
-/// (1 − β2)·g²`, `θ ← θ − step_size·m/(√v/√(1 − β2ᵗ) + eps)`) in f64, rounded to `T`.
+/// Adam's update of one chunk of a parameter, with the L2-SP gradient added to the graph's:
+/// the operations of the burn engine's update (`trainer.rs`), in the same order and in `T`
+/// (scalars rounded to `T` first, as burn's `mul_scalar` rounds them): `g ← g + (β·dp + β·dp)`
+/// with `dp = θ − θ_init`, then PyTorch's single-tensor Adam, `m ← m + (g − m)·(1 − β1)`,
+/// `v ← v·β2 + g·g·(1 − β2)`, `θ ← θ − (m/(√v/√(1 − β2ᵗ) + eps))·step_size`.
 struct AdamPass<'a, T> {
     theta: &'a mut [T],
     m: &'a mut [T],
@@ -261,12 +269,20 @@ struct AdamPass<'a, T> {
 }
 
 impl<T: Element> WithSimd for AdamPass<'_, T> {
-    type Output = ();
+    /// `Σ (θ − θ_init)²` of the chunk before the update, in f64.
+    type Output = f64;
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
+    fn with_simd<S: Simd>(self, _simd: S) -> f64 {
         let at = self.at;
-        let two_beta = 2.0 * self.beta;
+        let beta = T::from_f64(self.beta);
+        let one_minus_beta1 = T::from_f64(1.0 - at.beta1);
+        let beta2 = T::from_f64(at.beta2);
+        let one_minus_beta2 = T::from_f64(1.0 - at.beta2);
+        let bias2_sqrt = T::from_f64(at.bias2_sqrt);
+        let eps = T::from_f64(at.eps);
+        let step_size = T::from_f64(at.step_size);
+        let mut l2sp = 0.0f64;
         for ((((p, m), v), &g), &p0) in self
             .theta
             .iter_mut()
@@ -275,16 +291,27 @@ impl<T: Element> WithSimd for AdamPass<'_, T> {
             .zip(self.grad)
             .zip(self.init)
         {
-            let theta = p.to_f64();
-            let g = g.to_f64() + two_beta * (theta - p0.to_f64());
-            let m1 = m.to_f64() + (g - m.to_f64()) * (1.0 - at.beta1);
-            let v1 = at.beta2 * v.to_f64() + (1.0 - at.beta2) * g * g;
-            let (m1, v1) = (T::from_f64(m1), T::from_f64(v1));
-            *m = m1;
-            *v = v1;
-            let denom = v1.to_f64().sqrt() / at.bias2_sqrt + at.eps;
-            *p = T::from_f64(theta - at.step_size * (m1.to_f64() / denom));
+            let dp = *p - p0;
+            let wide = dp.to_f64();
+            l2sp += wide * wide;
+            let half = dp * beta;
+            let g = g + (half + half);
+            *m = *m + (g - *m) * one_minus_beta1;
+            *v = *v * beta2 + g * g * one_minus_beta2;
+            let denom = v.sqrt() / bias2_sqrt + eps;
+            *p = *p - (*m / denom) * step_size;
         }
+        l2sp
+    }
+}
+
+/// The loss terms and their weighted sum.
+fn terms(bce: f64, reg: f64, l2sp: f64, w: LossWeights) -> LossTerms {
+    LossTerms {
+        bce,
+        reg,
+        l2sp,
+        total: bce + w.alpha * reg + w.beta * l2sp,
     }
 }
 
@@ -328,12 +355,10 @@ impl<T: Element> HostTrainer<T> {
         sc.xm.clear();
         match masks {
             // The product in T, as `x * mask` on the device.
-            Some(m) => sc.xm.extend(
-                x.iter()
-                    .zip(&m.input)
-                    .map(|(&v, &k)| T::from_f64(f64::from(v)) * T::from_f64(f64::from(k))),
-            ),
-            None => sc.xm.extend(x.iter().map(|&v| T::from_f64(f64::from(v)))),
+            Some(m) => sc
+                .xm
+                .extend(x.iter().zip(&m.input).map(|(&v, &k)| T::from_f32(v) * T::from_f32(k))),
+            None => sc.xm.extend(x.iter().map(|&v| T::from_f32(v))),
         }
         let out_w = self.param(Slot::OutWeight).unwrap_or_default();
         let out_b = self.param(Slot::OutBias);
@@ -352,7 +377,7 @@ impl<T: Element> HostTrainer<T> {
                 });
                 if let Some(mask) = masks.and_then(|m| m.hidden.as_ref()) {
                     for ((h, k), &mk) in sc.hidden.iter_mut().zip(sc.slope.iter_mut()).zip(mask) {
-                        let mk = T::from_f64(f64::from(mk));
+                        let mk = T::from_f32(mk);
                         *h = *h * mk;
                         *k = *k * mk;
                     }
@@ -383,9 +408,10 @@ impl<T: Element> HostTrainer<T> {
             .sum()
     }
 
-    /// The loss of the logits in the scratch against `t`, and `∂L/∂z` in their place (the
-    /// L2-SP term's gradient is added by the update, or by [`Self::loss_and_gradients`]).
-    fn loss(&mut self, t: &Targets<'_>, w: LossWeights) -> LossTerms {
+    /// The BCE and anchor terms of the logits in the scratch against `t`, and `∂L/∂z` in their
+    /// place (the L2-SP term and its gradient are the update's, or
+    /// [`Self::loss_and_gradients`]'s).
+    fn loss(&mut self, t: &Targets<'_>, w: LossWeights) -> (f64, f64) {
         let c = self.classes;
         let rows = t.errors.len();
         let eps = self.method.clamp();
@@ -429,13 +455,7 @@ impl<T: Element> HostTrainer<T> {
                 *v = T::from_f64(if inside { du * g } else { 0.0 });
             }
         }
-        let (bce, reg, l2sp) = (bce * inv_b, reg * inv_b, self.l2sp());
-        LossTerms {
-            bce,
-            reg,
-            l2sp,
-            total: bce + w.alpha * reg + w.beta * l2sp,
-        }
+        (bce * inv_b, reg * inv_b)
     }
 
     /// The graph's gradients (without L2-SP) from `∂L/∂z` in the scratch, into `scratch.grads`
@@ -451,12 +471,12 @@ impl<T: Element> HostTrainer<T> {
                 let g = &mut sc.grads[k];
                 g.resize(p.len(), T::ZERO);
                 match slot {
-                    // ∂W_out = ∂zᵀ·h `[C, d]`.
+                    // ∂W_out = hᵀ·∂z `[d, C]`.
                     Slot::OutWeight => matmul(
                         g,
-                        d,
-                        Operand::rows(&sc.z, rows, c, c).t(),
-                        Operand::rows(h_in, rows, d, d),
+                        c,
+                        Operand::rows(h_in, rows, d, d).t(),
+                        Operand::rows(&sc.z, rows, c, c),
                         T::ONE,
                         false,
                         rows * c * d >= PARALLEL_MACS,
@@ -473,7 +493,7 @@ impl<T: Element> HostTrainer<T> {
                     &mut sc.dh,
                     d,
                     Operand::rows(&sc.z, rows, c, c),
-                    Operand::rows(out_w, c, d, d),
+                    Operand::rows(out_w, d, c, c).t(),
                     T::ONE,
                     false,
                     rows * c * d >= PARALLEL_MACS,
@@ -484,12 +504,12 @@ impl<T: Element> HostTrainer<T> {
                 for (k, (slot, _)) in self.params.iter().enumerate() {
                     let g = &mut sc.grads[k];
                     match slot {
-                        // ∂W_dense = ∂hᵀ·x_masked `[d, d]`.
+                        // ∂W_dense = x_maskedᵀ·∂h `[d, d]`.
                         Slot::DenseWeight => matmul(
                             g,
                             d,
-                            Operand::rows(&sc.dh, rows, d, d).t(),
-                            Operand::rows(&sc.xm, rows, d, d),
+                            Operand::rows(&sc.xm, rows, d, d).t(),
+                            Operand::rows(&sc.dh, rows, d, d),
                             T::ONE,
                             false,
                             rows * d * d >= PARALLEL_MACS,
@@ -520,7 +540,7 @@ impl<T: Element> HostTrainer<T> {
     ) -> Result<LossTerms, ShapeError> {
         let rows = t.errors.len();
         self.forward(x, rows, masks)?;
-        let terms = self.loss(t, w);
+        let (bce, reg) = self.loss(t, w);
         self.backward(rows)?;
         self.steps += 1;
         let steps = self.steps as f64;
@@ -532,6 +552,9 @@ impl<T: Element> HostTrainer<T> {
             bias2_sqrt: (1.0 - adam.beta2.powf(steps)).sqrt(),
         };
         let beta = w.beta;
+        // The L2-SP distance before the update, from the pass that reads θ − θ_init anyway;
+        // chunk sums in a fixed order, so the reported loss does not depend on scheduling.
+        let mut l2sp = 0.0f64;
         for (((((_, p), (_, p0)), m), v), g) in self
             .params
             .iter_mut()
@@ -545,7 +568,7 @@ impl<T: Element> HostTrainer<T> {
                 .zip(v.par_chunks_mut(ADAM_CHUNK))
                 .zip(g.par_chunks(ADAM_CHUNK))
                 .zip(p0.par_chunks(ADAM_CHUNK))
-                .for_each(|((((theta, m), v), grad), init)| {
+                .map(|((((theta, m), v), grad), init)| {
                     Arch::new().dispatch(AdamPass {
                         theta,
                         m,
@@ -554,10 +577,13 @@ impl<T: Element> HostTrainer<T> {
                         init,
                         beta,
                         at,
-                    });
-                });
+                    })
+                })
+                .collect::<Vec<f64>>()
+                .into_iter()
+                .for_each(|part| l2sp += part);
         }
-        Ok(terms)
+        Ok(terms(bce, reg, l2sp, w))
     }
 
     /// The loss of a batch without dropout and its gradient with respect to every parameter
@@ -573,7 +599,8 @@ impl<T: Element> HostTrainer<T> {
     ) -> Result<(LossTerms, HeadParams), ShapeError> {
         let rows = t.errors.len();
         self.forward(x, rows, None)?;
-        let terms = self.loss(t, w);
+        let (bce, reg) = self.loss(t, w);
+        let terms = terms(bce, reg, self.l2sp(), w);
         self.backward(rows)?;
         let set: HostSet<f64> = self
             .params
@@ -589,7 +616,7 @@ impl<T: Element> HostTrainer<T> {
                 (*slot, full)
             })
             .collect();
-        Ok((terms, to_head_params(&set)))
+        Ok((terms, to_head_params(&set, self.dim, self.classes)))
     }
 
     /// The logits `[n, C]` (row-major, f64) of row-major features `[n, d]`, no dropout, in
@@ -609,7 +636,7 @@ impl<T: Element> HostTrainer<T> {
 
     /// The current parameters, widened to f64.
     pub(crate) fn params(&self) -> HeadParams {
-        to_head_params(&self.params)
+        to_head_params(&self.params, self.dim, self.classes)
     }
 }
 

@@ -10,8 +10,9 @@
 //! Both minimise `BCE(u, e) + α·mean((u − anchor)²) + β·Σ‖θ − θ_init‖²` with Adam and PyTorch's
 //! `OneCycleLR` stepped per batch (beta1 cycling included), batches of 128 in a seeded shuffle,
 //! the classifier's dropout active, and pick the grid point with the best ROC-AUC of `u`
-//! against the errors on the selection split. Training runs on any burn device; scoring runs on
-//! the host (f64 forward pass and score). Decisions are listed in
+//! against the errors on the selection split. Training runs on any burn device (through burn's
+//! autodiff), or, on a CPU device, on ueb's host kernels (`host.rs`, [`Engine`]); scoring runs
+//! on the host (f64 forward pass and score). Decisions are listed in
 //! `docs/decisions.md` (section "Trainable heads").
 
 mod fit;

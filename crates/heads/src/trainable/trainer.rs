@@ -14,6 +14,7 @@ use super::score::Method;
 use crate::cache::{Classifier, ClassifierKind};
 use crate::error::HeadError;
 use crate::gemm::ShapeError;
+use crate::host::transpose;
 
 /// Floating-point type of training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -233,17 +234,6 @@ pub(crate) fn upload_index(rows: &[usize], device: &Device) -> Tensor<1, Int> {
     let v: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
     let n = v.len();
     Tensor::from_data(TensorData::new(v, [n]), device)
-}
-
-/// PyTorch `[out, in]` → device `[in, out]` (row-major transposes).
-fn transpose(w: &[f32], out: usize, inp: usize) -> Vec<f32> {
-    let mut t = vec![0.0f32; w.len()];
-    for o in 0..out {
-        for i in 0..inp {
-            t[i * out + o] = w[o * inp + i];
-        }
-    }
-    t
 }
 
 /// The parameter tensors of `c` on `device`, in the device layout of [`Slot`].
@@ -740,12 +730,7 @@ pub(crate) fn read_param_set(head: &str, set: &ParamSet) -> Result<HeadParams, H
         match slot {
             Slot::DenseWeight | Slot::OutWeight => {
                 // device [in, out] → PyTorch [out, in]
-                let mut w = vec![0.0f64; v.len()];
-                for i in 0..rows {
-                    for o in 0..cols {
-                        w[o * rows + i] = v[i * cols + o];
-                    }
-                }
+                let w = transpose(&v, rows, cols);
                 if *slot == Slot::DenseWeight {
                     out.dense_weight = Some(w);
                 } else {
