@@ -106,6 +106,9 @@ pub enum HeadError {
     /// A metric on the head's output failed.
     #[error(transparent)]
     Metrics(#[from] ueb_metrics::MetricsError),
+    /// A host matrix product was handed operands that do not fit their buffers (a bug).
+    #[error(transparent)]
+    HostProduct(#[from] crate::gemm::ShapeError),
 }
 
 impl HeadError {

@@ -13,7 +13,6 @@ use super::schedule::ScheduleStep;
 use super::score::Method;
 use crate::cache::{Classifier, ClassifierKind};
 use crate::error::HeadError;
-use crate::gemm::ShapeError;
 use crate::host::transpose;
 
 /// Floating-point type of training.
@@ -555,12 +554,13 @@ impl Trainer {
             eps: opts.adam_eps,
         };
         let t = Targets { errors, anchors };
-        let name = self.method.name();
-        let internal = |e: ShapeError| HeadError::fit(name, e.to_string());
         match &mut self.engine {
-            State::HostF32(h) => h.step(features, &t, masks.as_ref(), w, adam).map_err(internal),
-            State::HostF64(h) => h.step(features, &t, masks.as_ref(), w, adam).map_err(internal),
-            State::Burn(_) => Err(HeadError::fit(name, "internal: a host step on a burn trainer")),
+            State::HostF32(h) => Ok(h.step(features, &t, masks.as_ref(), w, adam)?),
+            State::HostF64(h) => Ok(h.step(features, &t, masks.as_ref(), w, adam)?),
+            State::Burn(_) => Err(HeadError::fit(
+                self.method.name(),
+                "internal: a host step on a burn trainer",
+            )),
         }
     }
 
@@ -600,11 +600,9 @@ impl Trainer {
         self.check_batch(features, errors, anchors)?;
         let w = self.weights();
         let t = Targets { errors, anchors };
-        let name = self.method.name();
-        let internal = |e: ShapeError| HeadError::fit(name, e.to_string());
         match &mut self.engine {
-            State::HostF32(h) => return h.loss_and_gradients(features, &t, w).map_err(internal),
-            State::HostF64(h) => return h.loss_and_gradients(features, &t, w).map_err(internal),
+            State::HostF32(h) => return Ok(h.loss_and_gradients(features, &t, w)?),
+            State::HostF64(h) => return Ok(h.loss_and_gradients(features, &t, w)?),
             State::Burn(_) => {}
         }
         let (x, e, a) = self.upload_batch(features, errors, anchors)?;
@@ -675,12 +673,13 @@ impl Trainer {
     /// Logits `[n, C]` (row-major, f64) of row-major host features `[n, d]` with the current
     /// parameters, no dropout, computed in the training precision (host engine).
     pub(crate) fn logits_host(&mut self, features: &[f32]) -> Result<Vec<f64>, HeadError> {
-        let name = self.method.name();
-        let internal = |e: ShapeError| HeadError::fit(name, e.to_string());
         match &mut self.engine {
-            State::HostF32(h) => h.logits(features).map_err(internal),
-            State::HostF64(h) => h.logits(features).map_err(internal),
-            State::Burn(_) => Err(HeadError::fit(name, "internal: host logits of a burn trainer")),
+            State::HostF32(h) => Ok(h.logits(features)?),
+            State::HostF64(h) => Ok(h.logits(features)?),
+            State::Burn(_) => Err(HeadError::fit(
+                self.method.name(),
+                "internal: host logits of a burn trainer",
+            )),
         }
     }
 
