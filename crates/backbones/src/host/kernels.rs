@@ -133,7 +133,7 @@ impl WithSimd for SoftmaxRows<'_> {
             for x in row.iter_mut() {
                 *x = exp(*x - max);
             }
-            let sum: f64 = row.iter().map(|&x| f64::from(x)).sum();
+            let sum = sum_wide(row, |v| v);
             let inv = 1.0 / sum;
             for x in row.iter_mut() {
                 *x = (f64::from(*x) * inv) as f32;
@@ -147,28 +147,97 @@ pub(crate) fn softmax_rows(rows: &mut [f32], width: usize) {
     Arch::new().dispatch(SoftmaxRows { rows, width });
 }
 
-/// LayerNorm of one row in place over `row + add` (the residual, when given), with f64
-/// moments: `(x − mean)/√(var + eps)·gamma + beta`, the biased variance as transformers uses.
-pub(crate) fn layer_norm_row(row: &mut [f32], add: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f64) {
-    if let Some(add) = add {
-        for (x, a) in row.iter_mut().zip(add) {
-            *x += *a;
+/// `Σ f(x)` over a row in f64, in 16 interleaved lanes: independent chains, which the
+/// vectorised loop runs at the adders' throughput, where one running sum waits an add's latency
+/// per element (the moments of LayerNorm and the softmax sums were most of their passes' time).
+#[inline(always)]
+fn sum_wide(row: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f64; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(f64::from(x));
         }
     }
-    let n = row.len().max(1) as f64;
-    let mean = row.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let var = row
-        .iter()
-        .map(|&x| {
-            let c = f64::from(x) - mean;
-            c * c
-        })
-        .sum::<f64>()
-        / n;
-    let inv = 1.0 / (var + eps).sqrt();
-    for ((x, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-        *x = ((f64::from(*x) - mean) * inv) as f32 * *g + *b;
+    let tail: f64 = tail.iter().map(|&x| f(f64::from(x))).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// LayerNorm of every `gamma.len()`-wide row of `x` in place over `x + bias + add` (`bias` one
+/// row, `add` row-aligned with `x`; both optional, added in that order), with f64 moments:
+/// `(x − mean)/√(var + eps)·gamma + beta`, the biased variance as transformers uses.
+pub(crate) struct LayerNormRows<'a> {
+    /// The rows, row-major.
+    pub x: &'a mut [f32],
+    /// The residual, row-aligned with `x`.
+    pub add: Option<&'a [f32]>,
+    /// A bias added to every row first.
+    pub bias: Option<&'a [f32]>,
+    /// LayerNorm's weight.
+    pub gamma: &'a [f32],
+    /// LayerNorm's bias.
+    pub beta: &'a [f32],
+    /// LayerNorm's epsilon.
+    pub eps: f64,
+}
+
+impl WithSimd for LayerNormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let d = self.gamma.len().max(1);
+        let n = d as f64;
+        for (i, row) in self.x.chunks_exact_mut(d).enumerate() {
+            if let Some(b) = self.bias {
+                for (x, b) in row.iter_mut().zip(b) {
+                    *x += *b;
+                }
+            }
+            if let Some(add) = self.add {
+                for (x, a) in row.iter_mut().zip(&add[i * d..(i + 1) * d]) {
+                    *x += *a;
+                }
+            }
+            let mean = sum_wide(row, |v| v) / n;
+            let var = sum_wide(row, |v| (v - mean) * (v - mean)) / n;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for ((x, g), b) in row.iter_mut().zip(self.gamma).zip(self.beta) {
+                *x = ((f64::from(*x) - mean) * inv) as f32 * *g + *b;
+            }
+        }
     }
+}
+
+/// [`LayerNormRows`], compiled for the CPU's best instruction set.
+pub(crate) fn layer_norm_rows(op: LayerNormRows<'_>) {
+    Arch::new().dispatch(op);
+}
+
+/// `row += bias` for every `bias.len()`-wide row, compiled for the CPU's best instruction set.
+struct AddBias<'a> {
+    rows: &'a mut [f32],
+    bias: &'a [f32],
+}
+
+impl WithSimd for AddBias<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for r in self.rows.chunks_exact_mut(self.bias.len().max(1)) {
+            for (v, b) in r.iter_mut().zip(self.bias) {
+                *v += *b;
+            }
+        }
+    }
+}
+
+/// Adds `bias` to every row of `rows` (row-major, rows `bias.len()` wide).
+pub(crate) fn add_bias(rows: &mut [f32], bias: &[f32]) {
+    Arch::new().dispatch(AddBias { rows, bias });
 }
 
 #[cfg(test)]
@@ -242,22 +311,40 @@ mod tests {
 
     #[test]
     fn layer_norm_matches_its_definition() {
-        let mut row = vec![1.0f32, 2.0, 4.0, 8.0];
-        let add = [0.5f32, 0.5, 0.5, 0.5];
-        layer_norm_row(
-            &mut row,
-            Some(&add),
-            &[1.0, 2.0, 1.0, 1.0],
-            &[0.0, 0.0, 1.0, 0.0],
-            1e-12,
-        );
-        let x = [1.5f64, 2.5, 4.5, 8.5];
-        let mean = x.iter().sum::<f64>() / 4.0;
-        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 4.0;
-        let want: Vec<f64> = x.iter().map(|v| (v - mean) / (var + 1e-12).sqrt()).collect();
-        let want = [want[0], 2.0 * want[1], want[2] + 1.0, want[3]];
-        for (g, w) in row.iter().zip(want) {
-            assert!((f64::from(*g) - w).abs() < 1e-6);
+        // Three rows 37 wide (two 16-lane chunks of the moments' sums and a tail), with a bias
+        // and a residual, against the definition in f64.
+        let d = 37;
+        let val = |i: usize, k: f64| ((i as f64 * k).sin() * 3.0) as f32;
+        let mut x: Vec<f32> = (0..3 * d).map(|i| val(i, 0.37) + 5.0).collect();
+        let add: Vec<f32> = (0..3 * d).map(|i| val(i, 0.11)).collect();
+        let bias: Vec<f32> = (0..d).map(|i| val(i, 0.7)).collect();
+        let gamma: Vec<f32> = (0..d).map(|i| 1.0 + val(i, 0.23) / 4.0).collect();
+        let beta: Vec<f32> = (0..d).map(|i| val(i, 0.05)).collect();
+        let want: Vec<f64> = x
+            .chunks_exact(d)
+            .zip(add.chunks_exact(d))
+            .flat_map(|(r, a)| {
+                let v: Vec<f64> = (0..d).map(|k| f64::from(r[k] + bias[k] + a[k])).collect();
+                let mean = v.iter().sum::<f64>() / d as f64;
+                let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / d as f64;
+                (0..d)
+                    .map(|k| (v[k] - mean) / (var + 1e-5).sqrt() * f64::from(gamma[k]) + f64::from(beta[k]))
+                    .collect::<Vec<f64>>()
+            })
+            .collect();
+        layer_norm_rows(LayerNormRows {
+            x: &mut x,
+            add: Some(&add),
+            bias: Some(&bias),
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-5,
+        });
+        for (i, (g, w)) in x.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(*g) - w).abs() < 2e-6 * (1.0 + w.abs()),
+                "element {i}: {g} vs {w}"
+            );
         }
     }
 }

@@ -101,11 +101,7 @@ impl HostLinear {
         self.product(x, rows, out)?;
         let d = self.d_out.max(1);
         out.par_chunks_mut(d * ROWS_PER_TASK).for_each(|c| {
-            for r in c.chunks_exact_mut(d) {
-                for (v, b) in r.iter_mut().zip(&self.b) {
-                    *v += *b;
-                }
-            }
+            kernels::add_bias(c, &self.b);
             f(c);
         });
         Ok(())
@@ -155,25 +151,22 @@ impl HostNorm {
     fn apply(&self, x: &mut [f32], add: Option<&[f32]>, bias: Option<&[f32]>) {
         let d = self.gamma.len().max(1);
         let task = d * ROWS_PER_TASK;
-        let norm = |r: &mut [f32], a: Option<&[f32]>| {
-            if let Some(b) = bias {
-                for (v, b) in r.iter_mut().zip(b) {
-                    *v += *b;
-                }
-            }
-            kernels::layer_norm_row(r, a, &self.gamma, &self.beta, self.eps);
+        let norm = |x: &mut [f32], add: Option<&[f32]>| {
+            kernels::layer_norm_rows(kernels::LayerNormRows {
+                x,
+                add,
+                bias,
+                gamma: &self.gamma,
+                beta: &self.beta,
+                eps: self.eps,
+            });
         };
         match add {
-            Some(add) => x.par_chunks_mut(task).zip(add.par_chunks(task)).for_each(|(xc, ac)| {
-                for (r, a) in xc.chunks_exact_mut(d).zip(ac.chunks_exact(d)) {
-                    norm(r, Some(a));
-                }
-            }),
-            None => x.par_chunks_mut(task).for_each(|xc| {
-                for r in xc.chunks_exact_mut(d) {
-                    norm(r, None);
-                }
-            }),
+            Some(add) => x
+                .par_chunks_mut(task)
+                .zip(add.par_chunks(task))
+                .for_each(|(xc, ac)| norm(xc, Some(ac))),
+            None => x.par_chunks_mut(task).for_each(|xc| norm(xc, None)),
         }
     }
 }
