@@ -240,14 +240,15 @@ fn run(
                 }
             }
         }
-        let train_loss = match loss_sum {
-            Some(t) => {
+        // `n > 0`: `check_split` refuses an empty fit split.
+        let train_loss = match (&data.placed, loss_sum) {
+            (Placed::Host { .. }, _) => host_sum / n as f64,
+            (Placed::Device(_), Some(t)) => {
                 t.try_into_scalar::<f64>()
                     .map_err(|e| HeadError::fit(method.name(), format!("reading the loss back failed: {e}")))?
                     / n as f64
             }
-            None if n > 0 && matches!(data.placed, Placed::Host { .. }) => host_sum / n as f64,
-            None => f64::NAN,
+            (Placed::Device(_), None) => f64::NAN,
         };
         out.epochs_run = epoch;
         let auc = if train_loss.is_finite() {
