@@ -4,10 +4,8 @@
 
 use std::path::Path;
 
-use faer::linalg::matmul::matmul;
-use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::DenseSolveCore;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::{Mat, MatRef, Side};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -228,11 +226,9 @@ struct Whitening {
 }
 
 /// Multiply–adds of a few-row product (streaming dot products) from which its columns are
-/// split between threads: a thread start (~20 µs) is then a few percent of the work.
-const PARALLEL_DOTS_WORK: usize = 1 << 21;
-/// Multiply–adds of a product from which faer's parallel kernels beat its sequential ones on
-/// the build machine (as in `host.rs`).
-const PARALLEL_GEMM_WORK: usize = 1 << 25;
+/// split between the rayon pool's threads (a task starts in a few microseconds; each core then
+/// streams its part of the factor, which at d = 768 stays in its own L2 cache between calls).
+const PARALLEL_DOTS_WORK: usize = 1 << 18;
 
 impl Whitening {
     /// Maps `centres` `[k, d]` through `factor`.
@@ -253,8 +249,8 @@ impl Whitening {
 
     /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
     /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
-    /// faer's blocked kernels into a column-major destination (a row-major one makes faer pack
-    /// the whole factor on every call, 2× slower at d = 4096).
+    /// [`crate::host::product`] into a column-major destination (a row-major one makes faer
+    /// pack the whole factor on every call, 2× slower at d = 4096).
     fn map(&self, x: &[f64]) -> Vec<f64> {
         let f = &self.factor;
         let (d, r) = (f.dim, f.rank);
@@ -272,29 +268,9 @@ impl Whitening {
             3 => self.map_by_dots::<3>(x, threads, &mut out),
             4 => self.map_by_dots::<4>(x, threads, &mut out),
             _ => {
-                let par = if work >= PARALLEL_GEMM_WORK {
-                    Par::rayon(0)
-                } else {
-                    Par::Seq
-                };
                 let x = MatRef::from_row_major_slice(x, n, d);
                 let fm = MatRef::from_column_major_slice(&f.values, d, r);
-                let dst = MatMut::from_column_major_slice_mut(&mut out, n, r);
-                if f.lower {
-                    triangular::matmul(
-                        dst,
-                        BlockStructure::Rectangular,
-                        Accum::Replace,
-                        x,
-                        BlockStructure::Rectangular,
-                        fm,
-                        BlockStructure::TriangularLower,
-                        1.0,
-                        par,
-                    );
-                } else {
-                    matmul(dst, Accum::Replace, x, fm, 1.0, par);
-                }
+                crate::host::product(x, fm, f.lower, &mut out);
             }
         }
         out
@@ -341,7 +317,7 @@ impl Whitening {
                 out,
             });
         };
-        std::thread::scope(|scope| {
+        rayon::scope(|scope| {
             let mut rest = &mut out[..];
             let mut runs = Vec::new();
             for w in bounds.windows(2) {
@@ -352,7 +328,7 @@ impl Whitening {
             let mut runs = runs.into_iter();
             let first = runs.next();
             for (k0, run) in runs {
-                scope.spawn(move || op(k0, run));
+                scope.spawn(move |_| op(k0, run));
             }
             if let Some((k0, run)) = first {
                 op(k0, run);

@@ -245,79 +245,213 @@ pub(crate) fn min_sq_distances(op: MinSqDistances<'_>) {
     Arch::new().dispatch(op);
 }
 
-/// `out[i·m + k] = Σ_j x[i·d + j]·w[k·d + j]` for row-major f32 rows `x` `[n, d]` and f64 rows
-/// `w` `[m, d]`: a product with few outputs per row (a linear head's logits) without widening
-/// `x` to an f64 copy, which with faer's packing of it took most of the time. Each row is dotted
-/// with up to four rows of `w` at once, so a chunk of `x` is loaded once for four outputs.
-pub(crate) struct RowDots<'a> {
+/// `out[i·m + k] = Σ_j x[i·d + j]·w[k·d + j]` in f64 for row-major rows `x` `[n, d]` and `w`
+/// `[m, d]` of f32 or f64 values (widened exactly): the products with few rows or few outputs —
+/// a linear head's logits, and an `mlp` head's layers for a batch of a few rows, whose weights
+/// then stream from memory once, as f32 (half the bytes of a widened copy).
+///
+/// A tile of up to four rows of `x` meets four rows of `w`: 16 accumulators, so each loaded
+/// vector serves four multiply–adds (one row against four outputs reloaded every weight from
+/// the L2 cache, which bounded the old kernel at d = 4096). Each output's sum runs in the same
+/// order whatever tile or thread computes it (see [`dot_tile`]).
+pub(crate) struct RowDots<'a, X, W> {
     /// The rows, row-major `[n, d]`.
-    pub x: &'a [f32],
+    pub x: &'a [X],
     /// The weights, row-major `[m, d]`.
-    pub w: &'a [f64],
+    pub w: &'a [W],
     /// d.
     pub dim: usize,
-    /// `[n, m]`, row-major.
+    /// The outputs from this row of `w` on (so that threads can take runs of outputs).
+    pub first: usize,
+    /// `[n, cols]`, row-major: the dots with rows `first..first + cols` of `w`.
     pub out: &'a mut [f64],
+    /// The number of outputs per row in `out`.
+    pub cols: usize,
 }
 
-/// Dot products of `x` with the `G` rows `ws`, two vector accumulators per row.
+/// Outputs per tile.
+const DOT_G: usize = 4;
+/// Lanes of a dot product's accumulator: eight, whatever the vector width, so that the sums
+/// (and their rounding) are the same on every instruction set.
+const DOT_LANES: usize = 8;
+
+/// Widens `src` into `dst` (a plain loop, which LLVM vectorises inside the dispatch).
 #[inline(always)]
-fn dots<S: Simd, const G: usize>(simd: S, x: &[f64], ws: [&[f64]; G]) -> [f64; G] {
-    let (xv, xt) = S::as_simd_f64s(x);
-    let wv: [(&[S::f64s], &[f64]); G] = std::array::from_fn(|g| S::as_simd_f64s(ws[g]));
-    let mut acc = [[simd.splat_f64s(0.0); 2]; G];
-    let pairs = xv.len() / 2;
-    for i in 0..pairs {
-        let (x0, x1) = (xv[2 * i], xv[2 * i + 1]);
-        for g in 0..G {
-            acc[g][0] = simd.mul_add_f64s(x0, wv[g].0[2 * i], acc[g][0]);
-            acc[g][1] = simd.mul_add_f64s(x1, wv[g].0[2 * i + 1], acc[g][1]);
+fn widen_into<T: crate::gemm::Element>(src: &[T], dst: &mut [f64]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = v.to_f64();
+    }
+}
+
+/// The dots of `R` rows with `DOT_G` weight rows (repeat a weight row to pad), `[R][DOT_G]`.
+/// Both sides are widened in registers as they are loaded (LLVM turns the fixed 8-lane loops
+/// into vector conversions and fused multiply–adds); lane `l` sums the terms `j ≡ l (mod 8)`
+/// in order, then the lanes are added in a fixed tree and the tail of `d mod 8` terms follows.
+#[inline(always)]
+fn dot_tile<X: crate::gemm::Element, W: crate::gemm::Element, const R: usize>(
+    xs: [&[X]; R],
+    ws: [&[W]; DOT_G],
+) -> [[f64; DOT_G]; R] {
+    let d = xs[0].len();
+    let body = d / DOT_LANES;
+    let mut acc = [[[0.0f64; DOT_LANES]; DOT_G]; R];
+    let mut xv = [[0.0f64; DOT_LANES]; R];
+    let mut wv = [[0.0f64; DOT_LANES]; DOT_G];
+    for v in 0..body {
+        for r in 0..R {
+            let c = &xs[r][v * DOT_LANES..(v + 1) * DOT_LANES];
+            for l in 0..DOT_LANES {
+                xv[r][l] = c[l].to_f64();
+            }
+        }
+        for g in 0..DOT_G {
+            let c = &ws[g][v * DOT_LANES..(v + 1) * DOT_LANES];
+            for l in 0..DOT_LANES {
+                wv[g][l] = c[l].to_f64();
+            }
+        }
+        for r in 0..R {
+            for g in 0..DOT_G {
+                for l in 0..DOT_LANES {
+                    acc[r][g][l] = xv[r][l].mul_add(wv[g][l], acc[r][g][l]);
+                }
+            }
         }
     }
-    std::array::from_fn(|g| {
-        let mut a = simd.add_f64s(acc[g][0], acc[g][1]);
-        if xv.len() % 2 == 1 {
-            a = simd.mul_add_f64s(xv[xv.len() - 1], wv[g].0[xv.len() - 1], a);
-        }
-        let mut sum = simd.reduce_sum_f64s(a);
-        for (xs, ws) in xt.iter().zip(wv[g].1) {
-            sum = xs.mul_add(*ws, sum);
-        }
-        sum
+    std::array::from_fn(|r| {
+        std::array::from_fn(|g| {
+            let a = &acc[r][g];
+            let mut sum = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+            for j in body * DOT_LANES..d {
+                sum = xs[r][j].to_f64().mul_add(ws[g][j].to_f64(), sum);
+            }
+            sum
+        })
     })
 }
 
-impl WithSimd for RowDots<'_> {
-    type Output = ();
-
+impl<X: crate::gemm::Element, W: crate::gemm::Element> RowDots<'_, X, W> {
     #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let d = self.dim;
-        let m = self.w.len() / d.max(1);
-        let row_w = |k: usize| &self.w[k * d..(k + 1) * d];
-        // One row widened at a time (a plain loop, which LLVM vectorises), then dotted.
-        let mut buf = vec![0.0f64; d];
-        for (x, out) in self.x.chunks_exact(d.max(1)).zip(self.out.chunks_exact_mut(m.max(1))) {
-            for (b, &v) in buf.iter_mut().zip(x) {
-                *b = f64::from(v);
+    fn rows<const R: usize>(&mut self, i0: usize) {
+        let (d, cols, first) = (self.dim, self.cols, self.first);
+        let xs: [&[X]; R] = std::array::from_fn(|r| &self.x[(i0 + r) * d..(i0 + r + 1) * d]);
+        let mut k = 0;
+        while k < cols {
+            let g_len = DOT_G.min(cols - k);
+            // A short last tile repeats its last weight row; the extra outputs are dropped.
+            let ws: [&[W]; DOT_G] = std::array::from_fn(|g| {
+                let row = first + k + g.min(g_len - 1);
+                &self.w[row * d..(row + 1) * d]
+            });
+            let v = dot_tile::<X, W, R>(xs, ws);
+            for (r, vr) in v.iter().enumerate() {
+                let o = (i0 + r) * cols + k;
+                self.out[o..o + g_len].copy_from_slice(&vr[..g_len]);
             }
-            let mut k = 0;
-            while k + 4 <= m {
-                let v = dots::<S, 4>(simd, &buf, [row_w(k), row_w(k + 1), row_w(k + 2), row_w(k + 3)]);
-                out[k..k + 4].copy_from_slice(&v);
-                k += 4;
-            }
-            while k < m {
-                out[k] = dots::<S, 1>(simd, &buf, [row_w(k)])[0];
-                k += 1;
-            }
+            k += g_len;
         }
     }
 }
 
-/// Runs [`RowDots`] compiled for the CPU's best instruction set.
-pub(crate) fn row_dots(op: RowDots<'_>) {
-    Arch::new().dispatch(op);
+impl<X: crate::gemm::Element, W: crate::gemm::Element> WithSimd for RowDots<'_, X, W> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(mut self, _simd: S) {
+        let n = self.out.len() / self.cols.max(1);
+        let mut i = 0;
+        while i + 4 <= n {
+            self.rows::<4>(i);
+            i += 4;
+        }
+        match n - i {
+            1 => self.rows::<1>(i),
+            2 => self.rows::<2>(i),
+            3 => self.rows::<3>(i),
+            _ => {}
+        }
+    }
+}
+
+/// A widening copy, compiled inside the dispatch (a plain loop outside it is SSE2 code).
+struct Widen<'a>(&'a [f32], &'a mut [f64]);
+
+impl WithSimd for Widen<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        widen_into(self.0, self.1);
+    }
+}
+
+/// `src` widened to f64 (exactly).
+pub(crate) fn widen(src: &[f32]) -> Vec<f64> {
+    let mut out = vec![0.0; src.len()];
+    Arch::new().dispatch(Widen(src, &mut out));
+    out
+}
+
+/// Multiply–adds from which [`row_dots`] splits its work between threads (a rayon task is
+/// a few microseconds; 2²⁰ multiply–adds are ~100 µs on one core).
+const PARALLEL_ROW_DOTS: usize = 1 << 18;
+
+/// `out = x · wᵀ` in f64 (see [`RowDots`]) for `x` `[n, d]`, `w` `[m, d]`, `out` `[n, m]`, all
+/// row-major; threads take runs of rows (of outputs when there are only a few rows), which
+/// changes no sum. Each part runs compiled for the CPU's best instruction set.
+pub(crate) fn row_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
+    x: &[X],
+    w: &[W],
+    dim: usize,
+    out: &mut [f64],
+) {
+    use rayon::prelude::*;
+    let m = w.len() / dim.max(1);
+    if m == 0 || dim == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let n = out.len() / m;
+    let threads = crate::host::threads();
+    let run = |x: &[X], first: usize, out: &mut [f64], cols: usize| {
+        Arch::new().dispatch(RowDots {
+            x,
+            w,
+            dim,
+            first,
+            out,
+            cols,
+        });
+    };
+    if n * m * dim < PARALLEL_ROW_DOTS || threads == 1 {
+        run(x, 0, out, m);
+    } else if n >= 4 * threads {
+        // Runs of rows, a multiple of the 4-row tile.
+        let per = n.div_ceil(threads).next_multiple_of(4);
+        out.par_chunks_mut(per * m)
+            .zip(x.par_chunks(per * dim))
+            .for_each(|(o, xr)| run(xr, 0, o, m));
+    } else {
+        // Few rows: runs of outputs, a multiple of the 4-output tile, into per-run buffers.
+        let per = m.div_ceil(threads).next_multiple_of(DOT_G);
+        let parts: Vec<(usize, Vec<f64>)> = (0..m)
+            .step_by(per)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|k0| {
+                let cols = per.min(m - k0);
+                let mut part = vec![0.0; n * cols];
+                run(x, k0, &mut part, cols);
+                (k0, part)
+            })
+            .collect();
+        for (k0, part) in parts {
+            let cols = part.len() / n.max(1);
+            for i in 0..n {
+                out[i * m + k0..i * m + k0 + cols].copy_from_slice(&part[i * cols..(i + 1) * cols]);
+            }
+        }
+    }
 }
 
 /// Padé coefficients of `exp` on `|r| ≤ ln 2 / 2`: `e^r = 1 + 2r·P(r²)/(Q(r²) − r·P(r²))`
@@ -697,6 +831,55 @@ mod tests {
                     best = best.min(a);
                 }
                 assert_eq!(got[i].to_bits(), best.to_bits(), "n {n} k {k} r {r} row {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn row_dots_sum_in_one_documented_order_whatever_the_tiles_and_threads() {
+        // Row counts below, at and off the 4-row tile; output counts off the 4-output tile;
+        // d with a tail of 3; sizes on both sides of the threading cut-off, splitting rows
+        // (64 rows) and outputs (2 rows × 600).
+        let mut seed = 0x9e37_79b9_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0) as f32
+        };
+        let d = 1003;
+        for (n, m) in [(1, 1), (2, 3), (3, 4), (5, 7), (64, 200), (2, 600), (9, 2)] {
+            let x: Vec<f32> = (0..n * d).map(|_| next()).collect();
+            let w: Vec<f32> = (0..m * d).map(|_| next()).collect();
+            let mut got = vec![f64::NAN; n * m];
+            row_dots(&x, &w, d, &mut got);
+            let hidden: Vec<f64> = x.iter().map(|&v| f64::from(v) * 0.5).collect();
+            let mut got_wide = vec![f64::NAN; n * m];
+            row_dots(&hidden, &w, d, &mut got_wide);
+            for i in 0..n {
+                for k in 0..m {
+                    let dot = |xs: &dyn Fn(usize) -> f64| {
+                        let mut lanes = [0.0f64; DOT_LANES];
+                        let body = d / DOT_LANES * DOT_LANES;
+                        for j in 0..body {
+                            lanes[j % DOT_LANES] = xs(j).mul_add(f64::from(w[k * d + j]), lanes[j % DOT_LANES]);
+                        }
+                        let l = lanes;
+                        let mut sum = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+                        for j in body..d {
+                            sum = xs(j).mul_add(f64::from(w[k * d + j]), sum);
+                        }
+                        sum
+                    };
+                    let want = dot(&|j| f64::from(x[i * d + j]));
+                    assert_eq!(got[i * m + k].to_bits(), want.to_bits(), "n {n} m {m} ({i}, {k})");
+                    let want = dot(&|j| hidden[i * d + j]);
+                    assert_eq!(
+                        got_wide[i * m + k].to_bits(),
+                        want.to_bits(),
+                        "f64 rows: n {n} m {m} ({i}, {k})"
+                    );
+                }
             }
         }
     }
