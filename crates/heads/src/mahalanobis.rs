@@ -105,7 +105,7 @@ fn representation(
     head: &str,
 ) -> Result<Vec<f64>, HeadError> {
     let mut x = match cfg.features {
-        FeatureSpace::Input => split.features.iter().map(|&v| f64::from(v)).collect(),
+        FeatureSpace::Input => crate::simd::widen(&split.features),
         FeatureSpace::Dense => match classifier {
             Some((c, host)) if c.kind == ClassifierKind::Mlp => {
                 let mut out = Vec::with_capacity(split.features.len());
