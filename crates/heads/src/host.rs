@@ -1,8 +1,9 @@
-//! A classifier's forward pass on the host, in f64: faer's matrix products (weights widened once,
-//! when the head is built) and the vectorised activations of `simd.rs`. The trainable heads
-//! score through it, the cache checks its logits with it, and the Mahalanobis heads' `dense`
-//! features come from it. No burn device is involved, so a loaded head scores anywhere, and its
-//! scores do not depend on the device it was trained on.
+//! A classifier's forward pass on the host, in f64: dot products on the saved f32 weights for
+//! small batches and linear heads, faer's matrix products on weights widened once (when the
+//! head is built) for larger batches of `mlp` heads, and the vectorised activations of
+//! `simd.rs`. The trainable heads score through it, the cache checks its logits with it, and
+//! the Mahalanobis heads' `dense` features come from it. No burn device is involved, so a
+//! loaded head scores anywhere, and its scores do not depend on the device it was trained on.
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
@@ -24,9 +25,13 @@ const PRODUCT_BLOCK: usize = 192;
 /// Columns per task with a lower-triangular right factor: the tasks' work falls from the first
 /// block to the last, so more, narrower ones balance the threads.
 const TRIANGULAR_BLOCK: usize = 128;
-/// Multiply–adds from which [`product`] hands its blocks to the rayon pool (~25 µs of one
-/// core's work, several times a task's start-up).
+/// Multiply–adds from which [`product`] hands blocks to the rayon pool (~25 µs of one core's
+/// work, several times a task's start-up).
 const PARALLEL_WORK: usize = 1 << 21;
+/// Multiply–adds from which faer's own parallel product (one call, split inside) ran as fast
+/// as the blocks or faster on the build machine (128 × 768 × 768: 1.34–1.62 ms against
+/// 1.56–1.75 ms, interleaved runs), without packing the left factor once per block.
+const FAER_PARALLEL_WORK: usize = 1 << 25;
 
 /// A head's weights, in PyTorch layout, ready for repeated forward passes: the f32 values as
 /// saved (streamed by the dot kernel for small batches) and, for `mlp` heads, copies widened
@@ -60,13 +65,13 @@ pub(crate) fn transpose<T: Copy + Default>(w: &[T], out: usize, inp: usize) -> V
 /// `out = x · rhs`, column-major `[n, m]`, for `x` `[n, k]` and `rhs` `[k, m]` (any layouts);
 /// with `lower`, `rhs` is square and lower-triangular, and its upper triangle is never read.
 ///
-/// The columns are cut into fixed blocks, each one sequential faer product (for a triangular
-/// factor, block `[a, b)` is `x[:, a..b]·F[a..b, a..b]`, triangular, plus `x[:, b..]·F[b.., a..b]`),
-/// that threads take from the rayon pool above [`PARALLEL_WORK`]. On the build machine (2 cores)
-/// this ran 128 × 768 × 768 in 1.0–1.1 ms against 1.2–1.4 ms for faer's own parallel product,
-/// and 32 rows, which faer ran sequentially (its parallel split did not pay below ~64 rows),
-/// in 0.27 ms against 0.52 ms: independent blocks need no synchronisation inside the product.
-/// A column's sum does not depend on the number of threads.
+/// Small products are one sequential faer call and large ones (from [`FAER_PARALLEL_WORK`])
+/// one parallel call. Between the two, where faer's parallel split does not pay, the columns
+/// are cut into fixed blocks, each one sequential faer product (for a triangular factor, block
+/// `[a, b)` is `x[:, a..b]·F[a..b, a..b]`, triangular, plus `x[:, b..]·F[b.., a..b]`), that the
+/// rayon pool's threads take: independent blocks need no synchronisation inside the product.
+/// On the build machine (2 cores) a 32-row batch of a 768-wide `dense` took 0.37–0.44 ms this
+/// way against 0.55–0.96 ms sequentially.
 pub(crate) fn product(x: MatRef<'_, f64>, rhs: MatRef<'_, f64>, lower: bool, out: &mut [f64]) {
     use rayon::prelude::*;
     let (n, k, m) = (x.nrows(), x.ncols(), rhs.ncols());
@@ -106,10 +111,30 @@ pub(crate) fn product(x: MatRef<'_, f64>, rhs: MatRef<'_, f64>, lower: bool, out
         }
     };
     let out = &mut out[..n * m];
-    if work >= PARALLEL_WORK && threads() > 1 {
-        out.par_chunks_mut(n * width).enumerate().for_each(run);
+    if !(PARALLEL_WORK..FAER_PARALLEL_WORK).contains(&work) || threads() == 1 {
+        let par = if work >= FAER_PARALLEL_WORK {
+            Par::rayon(0)
+        } else {
+            Par::Seq
+        };
+        let dst = MatMut::from_column_major_slice_mut(out, n, m);
+        if lower {
+            triangular::matmul(
+                dst,
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                x,
+                BlockStructure::Rectangular,
+                rhs,
+                BlockStructure::TriangularLower,
+                1.0,
+                par,
+            );
+        } else {
+            matmul(dst, Accum::Replace, x, rhs, 1.0, par);
+        }
     } else {
-        out.chunks_mut(n * width).enumerate().for_each(run);
+        out.par_chunks_mut(n * width).enumerate().for_each(run);
     }
 }
 
