@@ -840,13 +840,9 @@ mod tests {
         // Row counts below, at and off the 4-row tile; output counts off the 4-output tile;
         // d with a tail of 3; sizes on both sides of the threading cut-off, splitting rows
         // (64 rows) and outputs (2 rows × 600).
-        let mut seed = 0x9e37_79b9_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0) as f32
-        };
+        use ueb_rng::{Rng64, Xoshiro256};
+        let mut rng = Xoshiro256::new(17, 1003);
+        let mut next = || (rng.unit() * 4.0 - 2.0) as f32;
         let d = 1003;
         for (n, m) in [(1, 1), (2, 3), (3, 4), (5, 7), (64, 200), (2, 600), (9, 2)] {
             let x: Vec<f32> = (0..n * d).map(|_| next()).collect();
