@@ -12,7 +12,9 @@ use std::path::Path;
 use burn::tensor::Device;
 use safetensors::SafeTensors;
 use serde_json::Value;
-use ueb_heads::trainable::{Engine, HeadParams, Method, OneCycle, Precision, TrainedHead, Trainer, TrainerOptions};
+use ueb_heads::trainable::{
+    Engine, HeadParams, LossTerms, Method, OneCycle, Precision, ScheduleStep, TrainedHead, Trainer, TrainerOptions,
+};
 use ueb_heads::{Activation, Classifier, ClassifierKind, Head, SplitData};
 
 const KEYS: [&str; 4] = ["dense.weight", "dense.bias", "out_proj.weight", "out_proj.bias"];
@@ -131,6 +133,25 @@ fn deviation(got: &[f64], want: &[f64]) -> f64 {
         .zip(want)
         .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
         .fold(0.0, f64::max)
+}
+
+/// One trainer step on batch `b` (rows `b·batch..(b+1)·batch`) of `split`.
+fn step_on_batch(
+    trainer: &mut Trainer,
+    split: &SplitData,
+    (errors, anchors): (&[bool], &[f64]),
+    (b, batch): (usize, usize),
+    at: ScheduleStep,
+) -> LossTerms {
+    let (d, rows) = (split.dim(), b * batch..(b + 1) * batch);
+    trainer
+        .step(
+            &split.features[rows.start * d..rows.end * d],
+            &errors[rows.clone()],
+            &anchors[rows],
+            at,
+        )
+        .unwrap()
 }
 
 fn method_of(name: &str) -> Method {
@@ -290,7 +311,7 @@ fn trajectory(engine: Engine) -> f64 {
         let theta = fx.classifier(&case, "theta");
         let init = fx.classifier(&case, "init");
         let split = fx.split(&case);
-        let (n, d) = (split.n(), split.dim());
+        let n = split.n();
         let errors = split.errors();
         for mname in ["adue", "alien"] {
             let method = method_of(mname);
@@ -313,15 +334,7 @@ fn trajectory(engine: Engine) -> f64 {
             let mut step = 0;
             for _ in 0..epochs {
                 for b in 0..n / batch {
-                    let rows = b * batch..(b + 1) * batch;
-                    let terms = trainer
-                        .step(
-                            &split.features[rows.start * d..rows.end * d],
-                            &errors[rows.clone()],
-                            &anchors[rows],
-                            sched.at(step),
-                        )
-                        .unwrap();
+                    let terms = step_on_batch(&mut trainer, &split, (&errors, &anchors), (b, batch), sched.at(step));
                     let dev = deviation(&[terms.total], &[want_losses[step].as_f64().unwrap()]);
                     assert!(
                         dev < 1e-10,
@@ -358,7 +371,7 @@ fn host_and_burn_engines_train_alike_with_dropout() {
         let theta = fx.classifier(&case, "theta");
         let init = fx.classifier(&case, "init");
         let split = fx.split(&case);
-        let (n, d) = (split.n(), split.dim());
+        let n = split.n();
         let errors = split.errors();
         for mname in ["adue", "alien"] {
             let method = method_of(mname);
@@ -378,15 +391,7 @@ fn host_and_burn_engines_train_alike_with_dropout() {
                     let mut l = Vec::new();
                     for step in 0..steps {
                         let b = step % (n / batch);
-                        let rows = b * batch..(b + 1) * batch;
-                        let t = trainer
-                            .step(
-                                &split.features[rows.start * d..rows.end * d],
-                                &errors[rows.clone()],
-                                &anchors[rows],
-                                sched.at(step),
-                            )
-                            .unwrap();
+                        let t = step_on_batch(&mut trainer, &split, (&errors, &anchors), (b, batch), sched.at(step));
                         l.push(t.total);
                     }
                     losses.push(l);

@@ -64,22 +64,19 @@ pub(crate) fn host_set<T: Element>(c: &Classifier) -> HostSet<T> {
 /// A [`HostSet`] of a head of width `d` with `k` classes, widened to f64 in PyTorch layout (as
 /// [`HeadParams`] holds it).
 pub(crate) fn to_head_params<T: Element>(set: &HostSet<T>, d: usize, k: usize) -> HeadParams {
-    let mut out = HeadParams {
-        dense_weight: None,
-        dense_bias: None,
-        out_weight: Vec::new(),
-        out_bias: None,
-    };
-    for (slot, v) in set {
-        let v: Vec<f64> = v.iter().map(|x| x.to_f64()).collect();
-        match slot {
-            Slot::DenseWeight => out.dense_weight = Some(transpose(&v, d, d)),
-            Slot::DenseBias => out.dense_bias = Some(v),
-            Slot::OutWeight => out.out_weight = transpose(&v, d, k),
-            Slot::OutBias => out.out_bias = Some(v),
-        }
+    let slots = set.iter().map(|(slot, v)| {
+        let shape = match slot {
+            Slot::DenseWeight => [d, d],
+            Slot::DenseBias => [1, d],
+            Slot::OutWeight => [d, k],
+            Slot::OutBias => [1, k],
+        };
+        Ok::<_, std::convert::Infallible>((*slot, v.iter().map(|x| x.to_f64()).collect(), shape))
+    });
+    match HeadParams::from_slots(slots) {
+        Ok(params) => params,
+        Err(never) => match never {},
     }
-    out
 }
 
 /// One step's dropout masks (`0` or `1/(1 − p)` rounded to f32, as on a burn device), `[B, d]`

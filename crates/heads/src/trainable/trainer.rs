@@ -51,6 +51,30 @@ pub struct HeadParams {
 }
 
 impl HeadParams {
+    /// Gathers training slots in the trainers' layout (weights `[in, out]`, row-major, as a
+    /// burn `Linear` holds them) into PyTorch layout; `slots` yields each slot with its values
+    /// and its `[in, out]` shape.
+    pub(crate) fn from_slots<E>(
+        slots: impl IntoIterator<Item = Result<(Slot, Vec<f64>, [usize; 2]), E>>,
+    ) -> Result<Self, E> {
+        let mut out = Self {
+            dense_weight: None,
+            dense_bias: None,
+            out_weight: Vec::new(),
+            out_bias: None,
+        };
+        for slot in slots {
+            let (slot, v, [inp, outp]) = slot?;
+            match slot {
+                Slot::DenseWeight => out.dense_weight = Some(transpose(&v, inp, outp)),
+                Slot::DenseBias => out.dense_bias = Some(v),
+                Slot::OutWeight => out.out_weight = transpose(&v, inp, outp),
+                Slot::OutBias => out.out_bias = Some(v),
+            }
+        }
+        Ok(out)
+    }
+
     /// The tensor stored under a PyTorch name (`dense.weight`, `dense.bias`, `out_proj.weight`,
     /// `out_proj.bias`).
     pub fn get(&self, key: &str) -> Option<&[f64]> {
@@ -717,28 +741,8 @@ pub(crate) fn runs_on_host(engine: Engine, device: &Device) -> bool {
 
 /// Reads a parameter set (device layout) back into PyTorch layout, widened to f64.
 pub(crate) fn read_param_set(head: &str, set: &ParamSet) -> Result<HeadParams, HeadError> {
-    let mut out = HeadParams {
-        dense_weight: None,
-        dense_bias: None,
-        out_weight: Vec::new(),
-        out_bias: None,
-    };
-    for (slot, t) in set {
-        let [rows, cols] = t.dims();
-        let v: Vec<f64> = t.clone().try_into_vec_as::<f64>().map_err(|e| read_err(head, e))?;
-        match slot {
-            Slot::DenseWeight | Slot::OutWeight => {
-                // device [in, out] → PyTorch [out, in]
-                let w = transpose(&v, rows, cols);
-                if *slot == Slot::DenseWeight {
-                    out.dense_weight = Some(w);
-                } else {
-                    out.out_weight = w;
-                }
-            }
-            Slot::DenseBias => out.dense_bias = Some(v),
-            Slot::OutBias => out.out_bias = Some(v),
-        }
-    }
-    Ok(out)
+    HeadParams::from_slots(set.iter().map(|(slot, t)| {
+        let v = t.clone().try_into_vec_as::<f64>().map_err(|e| read_err(head, e))?;
+        Ok((*slot, v, t.dims()))
+    }))
 }
