@@ -38,6 +38,33 @@ pub trait Head: Send + Sync {
     fn save(&self, dir: &Path) -> Result<(), HeadError>;
 }
 
+/// The arithmetic of the matrix products that dominate scoring: an `mlp` head's `dense` layer
+/// (`adue`, `alien`, and `features: dense` of the Mahalanobis heads) and the Mahalanobis
+/// factor. Everything else (activations, the output layer, distances, the score) is f64 in
+/// both. Written `score_precision: f64 | f32` in a head's settings and saved with the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScorePrecision {
+    /// f64 products of the f32 weights and features (the default): a trainable head at
+    /// initialisation scores the model's own entropy to the rounding of the stored logits.
+    #[default]
+    F64,
+    /// f32 operands (the Mahalanobis factor rounded to f32 once; weights and features are f32
+    /// already) and, for batches of 5 rows or more, f32 sums in faer's f32 kernels, as PyTorch
+    /// float32 computes them: about twice the throughput where the products are compute-bound
+    /// (large batches), and scores that move by ~1e-6 relative. Batches of up to 4 rows keep
+    /// f64 sums: they are memory-bound, and f32 sums would gain nothing there.
+    F32,
+}
+
+impl ScorePrecision {
+    /// Whether this is the default, f64 (saved heads leave the default out, so that older
+    /// readers still load them).
+    pub fn is_f64(&self) -> bool {
+        *self == ScorePrecision::F64
+    }
+}
+
 /// What a head is fitted on.
 #[derive(Debug, Clone, Copy)]
 pub struct FitContext<'a> {

@@ -1,16 +1,18 @@
 //! A classifier's forward pass on the host, in f64: dot products on the saved f32 weights for
 //! small batches and linear heads, faer's matrix products on weights widened once (when the
-//! head is built) for larger batches of `mlp` heads, and the vectorised activations of
-//! `simd.rs`. The trainable heads score through it, the cache checks its logits with it, and
+//! head is built) for larger batches of `mlp` heads (or on the f32 weights as they are, with
+//! [`ScorePrecision::F32`]), and the vectorised activations of `simd.rs`. The trainable heads score through it, the cache checks its logits with it, and
 //! the Mahalanobis heads' `dense` features come from it. No burn device is involved, so a
 //! loaded head scores anywhere, and its scores do not depend on the device it was trained on.
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::reborrow::ReborrowMut;
+use faer::traits::ComplexField;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::cache::{Activation, Classifier, ClassifierKind};
+use crate::head::ScorePrecision;
 
 /// Rows per block (bounds the f64 scratch to a few `BLOCK_ROWS · d` values).
 const BLOCK_ROWS: usize = 4096;
@@ -34,8 +36,9 @@ const PARALLEL_WORK: usize = 1 << 21;
 const FAER_PARALLEL_WORK: usize = 1 << 25;
 
 /// A head's weights, in PyTorch layout, ready for repeated forward passes: the f32 values as
-/// saved (streamed by the dot kernel for small batches) and, for `mlp` heads, copies widened
-/// to f64 once (faer's products for larger batches).
+/// saved (streamed by the dot kernel for small batches, and the operands of f32 products) and,
+/// for `mlp` heads scoring in f64, copies widened to f64 once (faer's products for larger
+/// batches).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HostHead {
     kind: ClassifierKind,
@@ -72,7 +75,7 @@ pub(crate) fn transpose<T: Copy + Default>(w: &[T], out: usize, inp: usize) -> V
 /// rayon pool's threads take: independent blocks need no synchronisation inside the product.
 /// On the build machine (2 cores), scoring a 32-row batch with a 768-wide `mlp` head took
 /// 0.37–0.44 ms this way against 0.55–0.96 ms with the product on one core.
-pub(crate) fn product(x: MatRef<'_, f64>, rhs: MatRef<'_, f64>, lower: bool, out: &mut [f64]) {
+pub(crate) fn product<T: ComplexField + Copy>(x: MatRef<'_, T>, rhs: MatRef<'_, T>, lower: bool, out: &mut [T]) {
     use rayon::prelude::*;
     let (n, k, m) = (x.nrows(), x.ncols(), rhs.ncols());
     if n == 0 || m == 0 {
@@ -80,7 +83,8 @@ pub(crate) fn product(x: MatRef<'_, f64>, rhs: MatRef<'_, f64>, lower: bool, out
     }
     let width = if lower { TRIANGULAR_BLOCK } else { PRODUCT_BLOCK };
     let work = if lower { n * k * (k + 1) / 2 } else { n * k * m };
-    let run = |(i, dst): (usize, &mut [f64])| {
+    let one = T::one_impl();
+    let run = |(i, dst): (usize, &mut [T])| {
         let (a, cols) = (i * width, dst.len() / n);
         let mut dst = MatMut::from_column_major_slice_mut(dst, n, cols);
         if lower {
@@ -93,7 +97,7 @@ pub(crate) fn product(x: MatRef<'_, f64>, rhs: MatRef<'_, f64>, lower: bool, out
                 BlockStructure::Rectangular,
                 rhs.submatrix(a, a, cols, cols),
                 BlockStructure::TriangularLower,
-                1.0,
+                one,
                 Par::Seq,
             );
             if b < k {
@@ -102,12 +106,12 @@ pub(crate) fn product(x: MatRef<'_, f64>, rhs: MatRef<'_, f64>, lower: bool, out
                     Accum::Add,
                     x.subcols(b, k - b),
                     rhs.submatrix(b, a, k - b, cols),
-                    1.0,
+                    one,
                     Par::Seq,
                 );
             }
         } else {
-            matmul(dst, Accum::Replace, x, rhs.subcols(a, cols), 1.0, Par::Seq);
+            matmul(dst, Accum::Replace, x, rhs.subcols(a, cols), one, Par::Seq);
         }
     };
     let out = &mut out[..n * m];
@@ -127,25 +131,28 @@ pub(crate) fn product(x: MatRef<'_, f64>, rhs: MatRef<'_, f64>, lower: bool, out
                 BlockStructure::Rectangular,
                 rhs,
                 BlockStructure::TriangularLower,
-                1.0,
+                one,
                 par,
             );
         } else {
-            matmul(dst, Accum::Replace, x, rhs, 1.0, par);
+            matmul(dst, Accum::Replace, x, rhs, one, par);
         }
     } else {
         out.par_chunks_mut(n * width).enumerate().for_each(run);
     }
 }
 
-/// `out = x · Wᵀ + b` with `x` `[rows, n_in]` (any layout), `out` `[rows, n_out]`
-/// column-major and `W` in PyTorch layout `[n_out, n_in]`, row-major, so that `Wᵀ` is
-/// column-major. A row-major destination would make faer transpose the product and pack all of
-/// `W` on every call (2× slower for a batch of 32 at d = 768).
-fn linear(x: MatRef<'_, f64>, w: &[f64], b: Option<&[f64]>, n_out: usize, out: &mut [f64]) {
-    let (rows, n_in) = (x.nrows(), x.ncols());
-    let rhs = MatRef::from_row_major_slice(w, n_out, n_in).transpose();
+/// `out = x · Wᵀ` with `x` `[rows, n_in]` (any layout), `out` `[rows, n_out]` column-major and
+/// `W` in PyTorch layout `[n_out, n_in]`, row-major, so that `Wᵀ` is column-major. A row-major
+/// destination would make faer transpose the product and pack all of `W` on every call (2×
+/// slower for a batch of 32 at d = 768).
+fn linear<T: ComplexField + Copy>(x: MatRef<'_, T>, w: &[T], n_out: usize, out: &mut [T]) {
+    let rhs = MatRef::from_row_major_slice(w, n_out, x.ncols()).transpose();
     product(x, rhs, false, out);
+}
+
+/// Adds `b[k]` to column `k` of the column-major `out` `[rows, b.len()]`.
+fn add_bias_columns(out: &mut [f64], rows: usize, b: Option<&[f64]>) {
     if let Some(b) = b {
         for (col, bk) in out.chunks_exact_mut(rows.max(1)).zip(b) {
             col.iter_mut().for_each(|v| *v += bk);
@@ -187,15 +194,21 @@ pub(crate) fn threads() -> usize {
 }
 
 impl HostHead {
-    /// The head of a classifier's weights.
+    /// The head of a classifier's weights, scoring in f64.
     pub(crate) fn new(c: &Classifier) -> Self {
+        Self::with_precision(c, ScorePrecision::F64)
+    }
+
+    /// The head of a classifier's weights, its products in `precision`.
+    pub(crate) fn with_precision(c: &Classifier, precision: ScorePrecision) -> Self {
+        let wide = precision == ScorePrecision::F64;
         Self {
             kind: c.kind,
             activation: c.activation,
             dim: c.dim,
             num_classes: c.num_classes,
             dense_weight: c.dense_weight.clone(),
-            dense_weight_wide: c.dense_weight.as_deref().map(crate::simd::widen),
+            dense_weight_wide: c.dense_weight.as_deref().filter(|_| wide).map(crate::simd::widen),
             dense_bias: c.dense_bias.as_deref().map(crate::simd::widen),
             out_weight: c.out_weight.clone(),
             out_weight_wide: crate::simd::widen(&c.out_weight),
@@ -212,6 +225,7 @@ impl HostHead {
         let n = features.len() / d.max(1);
         let (mut hidden_cm, mut hidden_rm, mut logits, mut logits_rm) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut narrow = Vec::<f32>::new();
         let mut start = 0;
         while start < n {
             let rows = BLOCK_ROWS.min(n - start);
@@ -225,15 +239,25 @@ impl HostHead {
                     self.activation.apply_in_place(&mut hidden_rm);
                     crate::simd::row_dots(&hidden_rm, &self.out_weight, d, &mut logits_rm);
                 }
-                (ClassifierKind::Mlp, _, Some(w)) => {
-                    let xv = crate::simd::widen(block);
-                    let x = MatRef::from_row_major_slice(&xv, rows, d);
+                (ClassifierKind::Mlp, Some(w32), wide) => {
                     hidden_cm.resize(rows * d, 0.0);
-                    linear(x, w, self.dense_bias.as_deref(), d, &mut hidden_cm);
+                    match wide {
+                        Some(w) => {
+                            let xv = crate::simd::widen(block);
+                            linear(MatRef::from_row_major_slice(&xv, rows, d), w, d, &mut hidden_cm);
+                        }
+                        None => {
+                            // f32 sums (ScorePrecision::F32), widened for the rest of the pass.
+                            narrow.resize(rows * d, 0.0);
+                            linear(MatRef::from_row_major_slice(block, rows, d), w32, d, &mut narrow);
+                            crate::simd::widen_to(&narrow, &mut hidden_cm);
+                        }
+                    }
+                    add_bias_columns(&mut hidden_cm, rows, self.dense_bias.as_deref());
                     self.activation.apply_in_place(&mut hidden_cm);
                     let hidden = MatRef::from_column_major_slice(&hidden_cm, rows, d);
                     logits.resize(rows * c, 0.0);
-                    linear(hidden, &self.out_weight_wide, None, c, &mut logits);
+                    linear(hidden, &self.out_weight_wide, c, &mut logits);
                     to_row_major(&logits, rows, c, &mut logits_rm);
                     if with_hidden {
                         hidden_rm.resize(rows * d, 0.0);
@@ -346,6 +370,19 @@ mod tests {
             let features = draw(n * d, 2.0);
             let head = HostHead::new(&classifier);
             let want = naive(&classifier, &features);
+            // f32 sums in the dense product: within float32 rounding, and not the f64 logits.
+            let narrow = HostHead::with_precision(&classifier, ScorePrecision::F32).logits(&features);
+            let off = narrow
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+                .fold(0.0, f64::max);
+            assert!(off <= 1e-5, "{kind:?}: f32 products off by {off:e}");
+            assert_eq!(
+                off > 1e-12,
+                mlp,
+                "{kind:?}: f32 products change only an mlp's dense layer"
+            );
             let all = head.logits(&features);
             let mut blocks = 0;
             head.forward_blocks(&features, true, |_, h, z| {

@@ -24,7 +24,7 @@ pub use cache::{
     SplitData, Task,
 };
 pub use error::HeadError;
-pub use head::{FitContext, HEAD_NAMES, Head, HeadSpec, load};
+pub use head::{FitContext, HEAD_NAMES, Head, HeadSpec, ScorePrecision, load};
 
 /// Whether `device` is one of burn's CPU devices (flex or ndarray, with or without autodiff).
 /// On these, ueb runs its own host kernels instead of burn's per-operation passes where it has

@@ -13,7 +13,7 @@ use crate::cache::{
     Classifier, ClassifierKind, ClassifierMeta, SplitData, Tensors, classifier_from_tensors, read_bytes, write_tensors,
 };
 use crate::error::HeadError;
-use crate::head::{FitContext, Head, parse_json, write_json};
+use crate::head::{FitContext, Head, ScorePrecision, parse_json, write_json};
 use crate::host::HostHead;
 
 /// Which representation the distances are computed on.
@@ -36,6 +36,10 @@ pub struct MahalanobisConfig {
     pub features: FeatureSpace,
     /// Normalise every feature vector to unit L2 norm first ("MD l2 norm" in 2505.15443).
     pub l2_normalize: bool,
+    /// The arithmetic of the scoring products (the factor, and `dense` for `features: dense`);
+    /// the fit is f64 either way.
+    #[serde(skip_serializing_if = "ScorePrecision::is_f64")]
+    pub score_precision: ScorePrecision,
 }
 
 /// The inverse (or pseudo-inverse) of a covariance, and how it was obtained.
@@ -223,6 +227,17 @@ struct Whitening {
     factor: Factor,
     /// `μ·F` for every centre `[k, r]`, row-major (one centre after the other).
     centres: Vec<f64>,
+    /// With [`ScorePrecision::F32`]: what scores instead of `factor` and `centres`.
+    narrow: Option<Narrow>,
+}
+
+/// The factor rounded to f32 once, `F̃`, and the centres mapped through it (in f64), so that a
+/// distance `‖x·F̃ − μ·F̃‖²` compares like with like and only the sums of `x·F̃` are f32.
+struct Narrow {
+    /// `F̃`, column-major `[d, r]` like the factor (so also `F̃ᵀ` row-major `[r, d]`).
+    values: Vec<f32>,
+    /// `μ·F̃` `[k, r]`, row-major.
+    centres: Vec<f64>,
 }
 
 /// Multiply–adds of a few-row product (streaming dot products) from which its columns are
@@ -231,28 +246,94 @@ struct Whitening {
 const PARALLEL_DOTS_WORK: usize = 1 << 18;
 
 impl Whitening {
-    /// Maps `centres` `[k, d]` through `factor`.
-    fn new(factor: Factor, centres: &Mat<f64>) -> Self {
-        let (d, rank) = (factor.dim, factor.rank);
-        let mut w = Self {
+    /// Maps `centres` `[k, d]` through `factor` (and through its f32 rounding, to score in
+    /// `precision` f32).
+    fn new(factor: Factor, centres: &Mat<f64>, precision: ScorePrecision) -> Self {
+        let (d, rank, k) = (factor.dim, factor.rank, centres.nrows());
+        let mu: Vec<f64> = (0..k).flat_map(|c| (0..d).map(move |j| centres[(c, j)])).collect();
+        let row_major =
+            |mapped: Vec<f64>| -> Vec<f64> { (0..k * rank).map(|e| mapped[(e % rank) * k + e / rank]).collect() };
+        let narrow = (precision == ScorePrecision::F32).then(|| {
+            let values: Vec<f32> = factor.values.iter().map(|&v| v as f32).collect();
+            let rounded = Factor {
+                values: crate::simd::widen(&values),
+                saved: false,
+                ..factor
+            };
+            Narrow {
+                centres: row_major(rounded.map(&mu)),
+                values,
+            }
+        });
+        Self {
+            centres: row_major(factor.map(&mu)),
             factor,
-            centres: Vec::new(),
-        };
-        let mu: Vec<f64> = (0..centres.nrows())
-            .flat_map(|c| (0..d).map(move |j| centres[(c, j)]))
-            .collect();
-        let mapped = w.map(&mu);
-        let k = centres.nrows();
-        w.centres = (0..k * rank).map(|e| mapped[(e % rank) * k + e / rank]).collect();
-        w
+            narrow,
+        }
     }
 
+    /// The squared distance of every row of `x` `[n, d]` (row-major) to its nearest centre.
+    fn min_sq_distances(&self, x: &[f64]) -> Vec<f64> {
+        let r = self.factor.rank;
+        if r == 0 {
+            // P = 0: every direction was dropped, every distance is 0.
+            return vec![0.0; x.len() / self.factor.dim.max(1)];
+        }
+        let n = x.len() / self.factor.dim.max(1);
+        if n == 0 {
+            return Vec::new();
+        }
+        let (y, centres) = match &self.narrow {
+            Some(narrow) => (narrow.map(&self.factor, x), &narrow.centres),
+            None => (self.factor.map(x), &self.centres),
+        };
+        let mut best = vec![f64::INFINITY; n];
+        crate::simd::min_sq_distances(crate::simd::MinSqDistances {
+            y: &y,
+            rows: n,
+            centres,
+            rank: r,
+            out: &mut best,
+        });
+        best
+    }
+}
+
+impl Narrow {
+    /// `x·F̃` `[n, r]`, column-major, for row-major `x` `[n, d]` (`f` gives the shape): up to 4
+    /// rows as dot products in f64 on the f32 factor (memory-bound: f32 halves the bytes), more
+    /// rows as f32 products of `x` rounded to f32.
+    fn map(&self, f: &Factor, x: &[f64]) -> Vec<f64> {
+        let (d, r) = (f.dim, f.rank);
+        let n = x.len() / d.max(1);
+        if n <= 4 {
+            let mut rows = vec![0.0; n * r];
+            if f.lower {
+                crate::simd::lower_row_dots(x, &self.values, d, &mut rows);
+            } else {
+                crate::simd::row_dots(x, &self.values, d, &mut rows);
+            }
+            return (0..n * r).map(|e| rows[(e % n) * r + e / n]).collect();
+        }
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut y = vec![0.0f32; n * r];
+        crate::host::product(
+            MatRef::from_row_major_slice(&x32, n, d),
+            MatRef::from_column_major_slice(&self.values, d, r),
+            f.lower,
+            &mut y,
+        );
+        crate::simd::widen(&y)
+    }
+}
+
+impl Factor {
     /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
     /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
     /// [`crate::host::product`] into a column-major destination (a row-major one makes faer
     /// pack the whole factor on every call, 2× slower at d = 4096).
     fn map(&self, x: &[f64]) -> Vec<f64> {
-        let f = &self.factor;
+        let f = self;
         let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
         let work = if f.lower { n * d * (d + 1) / 2 } else { n * d * r };
@@ -279,12 +360,12 @@ impl Whitening {
     /// `x·F` (column-major `[R, r]`) for `R ≤ 4` rows as dot products with the factor's
     /// columns, the columns split between `threads` threads in runs of equal work.
     fn map_by_dots<const R: usize>(&self, x: &[f64], threads: usize, out: &mut [f64]) {
-        let (d, r) = (self.factor.dim, self.factor.rank);
+        let (d, r) = (self.dim, self.rank);
         let rows: [&[f64]; R] = std::array::from_fn(|i| &x[i * d..(i + 1) * d]);
         // Multiply–adds of the columns before column k (column k of a triangular factor has
         // d − k entries).
         let work_before = |k: usize| {
-            if self.factor.lower {
+            if self.lower {
                 k * d - k * k.saturating_sub(1) / 2
             } else {
                 k * d
@@ -310,9 +391,9 @@ impl Whitening {
         let op = |first: usize, out: &mut [f64]| {
             crate::simd::column_dots(crate::simd::ColumnDots::<R> {
                 rows,
-                factor: &self.factor.values,
+                factor: &self.values,
                 dim: d,
-                lower: self.factor.lower,
+                lower: self.lower,
                 first,
                 out,
             });
@@ -334,29 +415,6 @@ impl Whitening {
                 op(k0, run);
             }
         });
-    }
-
-    /// The squared distance of every row of `x` `[n, d]` (row-major) to its nearest centre.
-    fn min_sq_distances(&self, x: &[f64]) -> Vec<f64> {
-        let r = self.factor.rank;
-        if r == 0 {
-            // P = 0: every direction was dropped, every distance is 0.
-            return vec![0.0; x.len() / self.factor.dim.max(1)];
-        }
-        let n = x.len() / self.factor.dim.max(1);
-        if n == 0 {
-            return Vec::new();
-        }
-        let y = self.map(x);
-        let mut best = vec![f64::INFINITY; n];
-        crate::simd::min_sq_distances(crate::simd::MinSqDistances {
-            y: &y,
-            rows: n,
-            centres: &self.centres,
-            rank: r,
-            out: &mut best,
-        });
-        best
     }
 }
 
@@ -392,9 +450,15 @@ impl MahalanobisHead {
             "mahalanobis"
         };
         let split = ctx.split(ctx.fit);
-        let classifier = (cfg.features == FeatureSpace::Dense)
-            .then(|| (ctx.cache.classifier.clone(), HostHead::new(&ctx.cache.classifier)));
-        let x = representation(cfg, classifier.as_ref(), split, head)?;
+        // The fit's features come from an f64 pass whatever the scoring precision.
+        let with = |precision| {
+            (cfg.features == FeatureSpace::Dense).then(|| {
+                let c = &ctx.cache.classifier;
+                (c.clone(), HostHead::with_precision(c, precision))
+            })
+        };
+        let x = representation(cfg, with(ScorePrecision::F64).as_ref(), split, head)?;
+        let classifier = with(cfg.score_precision);
         let (d, c, n) = (split.dim(), split.num_classes(), split.n());
         let mut means = Mat::<f64>::zeros(c, d);
         let mut counts = vec![0usize; c];
@@ -422,7 +486,7 @@ impl MahalanobisHead {
                 Some(f) => f,
                 None => Factor::of_precision(&p.matrix).map_err(|e| HeadError::fit(head, e))?,
             };
-            Ok((p.matrix, Whitening::new(factor, centres)))
+            Ok((p.matrix, Whitening::new(factor, centres, cfg.score_precision)))
         };
         let cov = centred_cov(&x, d, |i| split.labels[i] as usize, &means);
         let p = precision(&cov, head)?;
@@ -487,7 +551,7 @@ impl MahalanobisHead {
         let classifier = match s.classifier {
             Some(meta) => {
                 let classifier = classifier_from_tensors(&t, meta, d, c)?;
-                let host = HostHead::new(&classifier);
+                let host = HostHead::with_precision(&classifier, s.config.score_precision);
                 Some((classifier, host))
             }
             None => None,
@@ -521,7 +585,7 @@ impl MahalanobisHead {
             } else {
                 Factor::of_precision(p).map_err(meta_err)?
             };
-            Ok(Whitening::new(factor, centres))
+            Ok(Whitening::new(factor, centres, s.config.score_precision))
         };
         let whitening = whiten(&precision, "precision_factor", &means)?;
         let global_whitening = match &global {
@@ -582,7 +646,8 @@ impl Head for MahalanobisHead {
     }
 
     fn summary(&self) -> serde_json::Value {
-        json!({"features": self.cfg.features, "l2_normalize": self.cfg.l2_normalize, "pseudo_inverse": self.pseudo_inverse, "fit_rows": self.fit_rows})
+        json!({"features": self.cfg.features, "l2_normalize": self.cfg.l2_normalize, "score_precision": self.cfg.score_precision,
+            "pseudo_inverse": self.pseudo_inverse, "fit_rows": self.fit_rows})
     }
 
     fn save(&self, dir: &Path) -> Result<(), HeadError> {
@@ -670,7 +735,7 @@ mod tests {
         // (dot products), 1–3 threads, and 9 rows (faer's kernels).
         for (d, rank) in [(37, 80), (40, 25)] {
             let (p, centres, x) = problem(d, rank, 3, 9);
-            let w = Whitening::new(Factor::of_precision(&p).unwrap(), &centres);
+            let w = Whitening::new(Factor::of_precision(&p).unwrap(), &centres, ScorePrecision::F64);
             assert_eq!(w.factor.lower, rank >= d);
             let want = direct(&p, &centres, &x);
             let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -679,19 +744,27 @@ mod tests {
                     assert!((g - w).abs() <= 1e-12 * scale, "{what}: {g} vs {w}");
                 }
             };
+            // f32 products: f32 dots of the rounded factor for 1–4 rows, f32 sums for 9.
+            let w32 = Whitening::new(Factor::of_precision(&p).unwrap(), &centres, ScorePrecision::F32);
+            for n in [1, 2, 3, 4, 9] {
+                let got = w32.min_sq_distances(&x[..n * d]);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-6 * scale, "f32, {n} rows: {g} vs {w}");
+                }
+            }
             check(&w.min_sq_distances(&x), &want, "9 rows");
             for n in 1..=4 {
                 let got = w.min_sq_distances(&x[..n * d]);
                 check(&got, &want[..n], &format!("{n} rows"));
                 // The split between threads does not change a bit.
-                let one = w.map(&x[..n * d]);
+                let one = w.factor.map(&x[..n * d]);
                 for threads in 2..=3 {
                     let mut split = vec![0.0; one.len()];
                     match n {
-                        1 => w.map_by_dots::<1>(&x[..d], threads, &mut split),
-                        2 => w.map_by_dots::<2>(&x[..2 * d], threads, &mut split),
-                        3 => w.map_by_dots::<3>(&x[..3 * d], threads, &mut split),
-                        _ => w.map_by_dots::<4>(&x[..4 * d], threads, &mut split),
+                        1 => w.factor.map_by_dots::<1>(&x[..d], threads, &mut split),
+                        2 => w.factor.map_by_dots::<2>(&x[..2 * d], threads, &mut split),
+                        3 => w.factor.map_by_dots::<3>(&x[..3 * d], threads, &mut split),
+                        _ => w.factor.map_by_dots::<4>(&x[..4 * d], threads, &mut split),
                     }
                     assert_eq!(split, one, "{n} rows on {threads} threads");
                 }

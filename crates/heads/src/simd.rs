@@ -267,6 +267,10 @@ pub(crate) struct RowDots<'a, X, W> {
     pub out: &'a mut [f64],
     /// The number of outputs per row in `out`.
     pub cols: usize,
+    /// Whether `w` is the transpose of a lower-triangular factor (row `k` is zero before
+    /// entry `k`): a tile of outputs `k..k + 4` then starts its dots at entry `k`, and reads
+    /// at most three of the zeros.
+    pub lower: bool,
 }
 
 /// Outputs per tile.
@@ -339,11 +343,12 @@ impl<X: crate::gemm::Element, W: crate::gemm::Element> RowDots<'_, X, W> {
         while k < cols {
             let g_len = DOT_G.min(cols - k);
             // A short last tile repeats its last weight row; the extra outputs are dropped.
+            let start = if self.lower { first + k } else { 0 };
             let ws: [&[W]; DOT_G] = std::array::from_fn(|g| {
                 let row = first + k + g.min(g_len - 1);
-                &self.w[row * d..(row + 1) * d]
+                &self.w[row * d + start..(row + 1) * d]
             });
-            let v = dot_tile::<X, W, R>(xs, ws);
+            let v = dot_tile::<X, W, R>(xs.map(|x| &x[start..]), ws);
             for (r, vr) in v.iter().enumerate() {
                 let o = (i0 + r) * cols + k;
                 self.out[o..o + g_len].copy_from_slice(&vr[..g_len]);
@@ -388,8 +393,13 @@ impl WithSimd for Widen<'_> {
 /// `src` widened to f64 (exactly).
 pub(crate) fn widen(src: &[f32]) -> Vec<f64> {
     let mut out = vec![0.0; src.len()];
-    Arch::new().dispatch(Widen(src, &mut out));
+    widen_to(src, &mut out);
     out
+}
+
+/// `src` widened into `dst` (exactly; `dst` as long as `src`).
+pub(crate) fn widen_to(src: &[f32], dst: &mut [f64]) {
+    Arch::new().dispatch(Widen(src, dst));
 }
 
 /// Multiply–adds from which [`row_dots`] splits its work between threads (a rayon task is
@@ -405,6 +415,23 @@ pub(crate) fn row_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
     dim: usize,
     out: &mut [f64],
 ) {
+    dots(x, w, dim, false, out);
+}
+
+/// `out = x · F` for a lower-triangular `F` `[d, d]` given as its transpose `w` (`F`
+/// column-major), the zeros above the diagonal skipped but for at most three per output (see
+/// [`RowDots::lower`]); otherwise as [`row_dots`]. The entries above the diagonal must be zero.
+pub(crate) fn lower_row_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
+    x: &[X],
+    w: &[W],
+    dim: usize,
+    out: &mut [f64],
+) {
+    dots(x, w, dim, true, out);
+}
+
+/// [`row_dots`] and [`lower_row_dots`].
+fn dots<X: crate::gemm::Element, W: crate::gemm::Element>(x: &[X], w: &[W], dim: usize, lower: bool, out: &mut [f64]) {
     use rayon::prelude::*;
     let m = w.len() / dim.max(1);
     if m == 0 || dim == 0 {
@@ -421,6 +448,7 @@ pub(crate) fn row_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
             first,
             out,
             cols,
+            lower,
         });
     };
     if n * m * dim < PARALLEL_ROW_DOTS || threads == 1 {
@@ -432,14 +460,34 @@ pub(crate) fn row_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
             .zip(x.par_chunks(per * dim))
             .for_each(|(o, xr)| run(xr, 0, o, m));
     } else {
-        // Few rows: runs of outputs, a multiple of the 4-output tile, into per-run buffers.
-        let per = m.div_ceil(threads).next_multiple_of(DOT_G);
-        let parts: Vec<(usize, Vec<f64>)> = (0..m)
-            .step_by(per)
+        // Few rows: runs of outputs of equal work, each starting on a 4-output tile (so that
+        // the tiles, and with them the sums, are the same whatever the split), into per-run
+        // buffers. A triangular factor's outputs shrink from `d` entries to one.
+        let work_before = |k: usize| {
+            if lower {
+                k * dim - k * k.saturating_sub(1) / 2
+            } else {
+                k * dim
+            }
+        };
+        let total = work_before(m);
+        let mut bounds: Vec<usize> = (1..threads)
+            .map(|t| {
+                let target = total / threads * t;
+                let k = (0..m).find(|&k| work_before(k) >= target).unwrap_or(m);
+                k.next_multiple_of(DOT_G).min(m)
+            })
+            .collect();
+        bounds.insert(0, 0);
+        bounds.push(m);
+        bounds.dedup();
+        let parts: Vec<(usize, Vec<f64>)> = bounds
+            .windows(2)
+            .map(|b| (b[0], b[1]))
             .collect::<Vec<_>>()
             .into_par_iter()
-            .map(|k0| {
-                let cols = per.min(m - k0);
+            .map(|(k0, k1)| {
+                let cols = k1 - k0;
                 let mut part = vec![0.0; n * cols];
                 run(x, k0, &mut part, cols);
                 (k0, part)
@@ -875,6 +923,51 @@ mod tests {
                         want.to_bits(),
                         "f64 rows: n {n} m {m} ({i}, {k})"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lower_row_dots_start_each_tile_on_its_diagonal() {
+        // w = Fᵀ of a lower-triangular F: row k is zero from the tile's start to k and NaN
+        // before (never to be read). Sizes split rows (64), outputs by work (2 rows), or
+        // neither (1 row of a small factor).
+        use ueb_rng::{Rng64, Xoshiro256};
+        let mut rng = Xoshiro256::new(19, 603);
+        for (n, d) in [(1, 37), (2, 603), (3, 603), (64, 131)] {
+            let x: Vec<f64> = (0..n * d).map(|_| rng.unit() * 4.0 - 2.0).collect();
+            let w: Vec<f32> = (0..d * d)
+                .map(|e| {
+                    let (k, j) = (e / d, e % d);
+                    let start = k - k % DOT_G;
+                    if j < start {
+                        f32::NAN
+                    } else if j < k {
+                        0.0
+                    } else {
+                        (rng.unit() * 4.0 - 2.0) as f32
+                    }
+                })
+                .collect();
+            let mut got = vec![f64::NAN; n * d];
+            lower_row_dots(&x, &w, d, &mut got);
+            for i in 0..n {
+                for k in 0..d {
+                    let s = k - k % DOT_G;
+                    let len = d - s;
+                    let mut lanes = [0.0f64; DOT_LANES];
+                    let body = len / DOT_LANES * DOT_LANES;
+                    let term = |j: usize, acc: f64| x[i * d + s + j].mul_add(f64::from(w[k * d + s + j]), acc);
+                    for j in 0..body {
+                        lanes[j % DOT_LANES] = term(j, lanes[j % DOT_LANES]);
+                    }
+                    let l = lanes;
+                    let mut want = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+                    for j in body..len {
+                        want = term(j, want);
+                    }
+                    assert_eq!(got[i * d + k].to_bits(), want.to_bits(), "n {n} d {d} ({i}, {k})");
                 }
             }
         }

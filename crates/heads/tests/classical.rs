@@ -12,7 +12,7 @@ use ueb_heads::classical::{TemperatureConfig, TemperatureHead};
 use ueb_heads::mahalanobis::{FeatureSpace, MahalanobisConfig};
 use ueb_heads::{
     Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, FitContext, HeadError, HeadSpec,
-    Split, SplitData, Task,
+    ScorePrecision, Split, SplitData, Task,
 };
 use ueb_rng::{Rng64, Xoshiro256};
 
@@ -120,6 +120,7 @@ fn mahalanobis_matches_numpy() {
         let cfg = MahalanobisConfig {
             features,
             l2_normalize: l2,
+            ..MahalanobisConfig::default()
         };
         for (relative, field) in [(false, "md"), (true, "rmd")] {
             let spec = if relative {
@@ -129,12 +130,33 @@ fn mahalanobis_matches_numpy() {
             };
             let head = spec.fit(&ctx(&cache, &device, Split::Train)).unwrap();
             let u = head.score(&cache.test).unwrap();
-            assert_close(
-                &u,
-                &f64s(&fx["mahalanobis"][key][field]),
-                1e-9,
-                &format!("{key} {field}"),
-            );
+            let want = f64s(&fx["mahalanobis"][key][field]);
+            assert_close(&u, &want, 1e-9, &format!("{key} {field}"));
+            // f32 products: the same fit, scores within f32 rounding of numpy's (relative to
+            // the largest score, since a relative distance can cancel to near 0).
+            let cfg32 = MahalanobisConfig {
+                score_precision: ScorePrecision::F32,
+                ..cfg
+            };
+            let spec32 = if relative {
+                HeadSpec::RelativeMahalanobis(cfg32)
+            } else {
+                HeadSpec::Mahalanobis(cfg32)
+            };
+            let u32 = spec32
+                .fit(&ctx(&cache, &device, Split::Train))
+                .unwrap()
+                .score(&cache.test)
+                .unwrap();
+            let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let worst = u32
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs() / scale)
+                .fold(0.0, f64::max);
+            eprintln!("{key} {field}: f32 products, worst error {worst:.1e} of the largest score");
+            assert!(worst <= 1e-5, "{key} {field}: f32 products off by {worst:e}");
+            assert!(worst > 0.0, "{key} {field}: f32 products gave the f64 scores");
         }
     }
 }
@@ -371,7 +393,7 @@ fn dense_features_need_an_mlp_classifier() {
     let device = burn::tensor::Device::flex();
     let cfg = MahalanobisConfig {
         features: FeatureSpace::Dense,
-        l2_normalize: false,
+        ..MahalanobisConfig::default()
     };
     let err = HeadSpec::Mahalanobis(cfg)
         .fit(&ctx(&cache, &device, Split::Train))
@@ -394,8 +416,14 @@ fn fitted_heads_save_and_load_with_identical_scores() {
         HeadSpec::Mahalanobis(MahalanobisConfig {
             features: FeatureSpace::Dense,
             l2_normalize: true,
+            ..MahalanobisConfig::default()
         }),
         HeadSpec::RelativeMahalanobis(MahalanobisConfig::default()),
+        HeadSpec::Mahalanobis(MahalanobisConfig {
+            features: FeatureSpace::Dense,
+            score_precision: ScorePrecision::F32,
+            ..MahalanobisConfig::default()
+        }),
     ];
     for spec in specs {
         let (fit, select) = spec.default_splits();
@@ -412,6 +440,13 @@ fn fitted_heads_save_and_load_with_identical_scores() {
         head.save(dir.path()).unwrap();
         let back = ueb_heads::load(dir.path()).unwrap();
         assert_eq!(back.name(), head.name());
+        // A loaded head scores in the precision it was fitted to score in.
+        assert_eq!(
+            back.summary()["score_precision"],
+            head.summary()["score_precision"],
+            "{}",
+            head.name()
+        );
         assert_eq!(
             back.score(&cache.test).unwrap(),
             head.score(&cache.test).unwrap(),

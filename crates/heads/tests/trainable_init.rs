@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ueb_heads::trainable::{Method, TrainedHead};
-use ueb_heads::{Activation, Classifier, ClassifierKind, Head, SplitData};
+use ueb_heads::{Activation, Classifier, ClassifierKind, Head, ScorePrecision, SplitData};
 use ueb_metrics::BuiltinScore;
 use ueb_rng::{Rng64, Xoshiro256};
 
@@ -129,4 +129,44 @@ fn initial_scores_equal_the_models_own() {
             .collect();
         assert!(dev(&Method::Adue.anchors(&data), &sr) < 1e-15);
     }
+}
+
+#[test]
+fn f32_products_score_within_float32_rounding_and_survive_save_and_load() {
+    // An mlp head wide enough for f32 sums to show (d = 256), on batches of 300 rows (faer's
+    // f32 product) and 3 rows (f64 dots of the f32 weights, which f32 leaves unchanged).
+    let cls = classifier(ClassifierKind::Mlp, Activation::Tanh, 256, 3, 300);
+    let data = split(&cls, 300, 301);
+    let p = data.probs();
+    let entropy: Vec<f64> = p.chunks_exact(3).map(|r| BuiltinScore::Entropy.of_row(r)).collect();
+    let wide = TrainedHead::at_initialisation(Method::Alien, 100.0, &cls).unwrap();
+    let narrow = wide.clone().with_score_precision(ScorePrecision::F32);
+    assert_eq!(narrow.score_precision(), ScorePrecision::F32);
+    let (u64s, u32s) = (wide.score(&data).unwrap(), narrow.score(&data).unwrap());
+    let dev = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let (dev64, dev32) = (dev(&u64s, &entropy), dev(&u32s, &entropy));
+    println!("d = 256: |u − entropy| ≤ {dev64:e} (f64 products), {dev32:e} (f32 products)");
+    assert!(dev64 < 1e-6, "{dev64:e}");
+    assert!(dev32 < 2e-5, "f32 products move u by {dev32:e}");
+    assert!(dev32 > dev64, "f32 products gave the f64 scores");
+    // A batch of at most 4 rows keeps f64 sums.
+    let few = SplitData {
+        features: data.features[..3 * 256].to_vec(),
+        logits: data.logits[..9].to_vec(),
+        labels: data.labels[..3].to_vec(),
+        group: None,
+        ..data.clone()
+    };
+    assert_eq!(narrow.score(&few).unwrap(), wide.score(&few).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    narrow.save(dir.path()).unwrap();
+    let back = ueb_heads::load(dir.path()).unwrap();
+    assert_eq!(back.score(&data).unwrap(), u32s);
+    // An f64 head saves without the key, as heads did before it existed.
+    let dir64 = tempfile::tempdir().unwrap();
+    wide.save(dir64.path()).unwrap();
+    let text = std::fs::read_to_string(dir64.path().join("head.json")).unwrap();
+    assert!(!text.contains("score_precision"), "{text}");
+    assert_eq!(ueb_heads::load(dir64.path()).unwrap().score(&data).unwrap(), u64s);
 }

@@ -445,5 +445,11 @@ pub(crate) fn fit(method: Method, cfg: &TrainableConfig, ctx: &FitContext<'_>) -
         "val_curve": r.curve,
         "grid": grid,
     });
-    Ok(TrainedHead::new(method, rc.lambda, weights, summary))
+    Ok(TrainedHead::new(
+        method,
+        rc.lambda,
+        weights,
+        rc.score_precision,
+        summary,
+    ))
 }

@@ -33,7 +33,7 @@ pub use trainer::{Engine, HeadParams, LossTerms, Precision, Trainer, TrainerOpti
 
 use crate::cache::{Classifier, ClassifierKind, ClassifierMeta, SplitData};
 use crate::error::HeadError;
-use crate::head::{FitContext, Head};
+use crate::head::{FitContext, Head, ScorePrecision};
 
 /// The hyperparameter grid; a list left out takes the method's default (the reference grids,
 /// in the reference's order, which decides ties: the first best grid point wins).
@@ -95,6 +95,9 @@ pub struct TrainableConfig {
     /// autodiff, the path every other device takes). Both compute the same function with the
     /// same dropout masks; they differ in rounding only.
     pub engine: Engine,
+    /// The arithmetic of the fitted head's `dense` product when it scores (`f64`); training
+    /// and its selection follow `precision`.
+    pub score_precision: ScorePrecision,
 }
 
 impl Default for TrainableConfig {
@@ -117,6 +120,7 @@ impl Default for TrainableConfig {
             adam_eps: 1e-8,
             precision: Precision::F32,
             engine: Engine::Auto,
+            score_precision: ScorePrecision::F64,
         }
     }
 }
@@ -166,6 +170,8 @@ pub struct ResolvedConfig {
     pub precision: Precision,
     /// Where training runs.
     pub engine: Engine,
+    /// The arithmetic of the scoring products.
+    pub score_precision: ScorePrecision,
 }
 
 impl TrainableConfig {
@@ -276,6 +282,7 @@ impl TrainableConfig {
             adam_eps: self.adam_eps,
             precision: self.precision,
             engine: self.engine,
+            score_precision: self.score_precision,
         })
     }
 }
@@ -304,7 +311,8 @@ pub struct TrainedHead {
     method: Method,
     lambda: f64,
     weights: Classifier,
-    /// `weights` widened once for scoring.
+    score_precision: ScorePrecision,
+    /// `weights` ready for scoring (widened once to score in f64).
     host: crate::host::HostHead,
     summary: serde_json::Value,
 }
@@ -319,6 +327,9 @@ struct SavedHead {
     dim: usize,
     num_classes: usize,
     lambda: f64,
+    /// Left out when f64 (heads saved before it existed score in f64).
+    #[serde(default, skip_serializing_if = "ScorePrecision::is_f64")]
+    score_precision: ScorePrecision,
     summary: serde_json::Value,
 }
 
@@ -339,13 +350,23 @@ impl TrainedHead {
                 format!("lambda must be finite and > 0, got {lambda}"),
             ));
         }
-        Ok(Self {
+        Ok(Self::new(
             method,
             lambda,
-            host: crate::host::HostHead::new(classifier),
-            weights: classifier.clone(),
-            summary: serde_json::json!({ "head": method.name(), "initialisation": true }),
-        })
+            classifier.clone(),
+            ScorePrecision::F64,
+            serde_json::json!({ "head": method.name(), "initialisation": true }),
+        ))
+    }
+
+    /// The same head, scoring its products in `precision`.
+    pub fn with_score_precision(self, precision: ScorePrecision) -> Self {
+        Self::new(self.method, self.lambda, self.weights, precision, self.summary)
+    }
+
+    /// The arithmetic of the scoring products.
+    pub fn score_precision(&self) -> ScorePrecision {
+        self.score_precision
     }
 
     /// The method.
@@ -364,17 +385,25 @@ impl TrainedHead {
     }
 
     /// A head of fitted weights (crate-internal: weights come from a fit or a saved head).
-    pub(crate) fn new(method: Method, lambda: f64, weights: Classifier, summary: serde_json::Value) -> Self {
+    pub(crate) fn new(
+        method: Method,
+        lambda: f64,
+        weights: Classifier,
+        score_precision: ScorePrecision,
+        summary: serde_json::Value,
+    ) -> Self {
         Self {
             method,
             lambda,
-            host: crate::host::HostHead::new(&weights),
+            host: crate::host::HostHead::with_precision(&weights, score_precision),
             weights,
+            score_precision,
             summary,
         }
     }
 
-    /// The head's logits `[n, C]` (row-major) for a split: one forward pass in f64, no dropout.
+    /// The head's logits `[n, C]` (row-major) for a split: one forward pass, no dropout, in f64
+    /// but for the products of [`ScorePrecision::F32`].
     ///
     /// # Errors
     /// A split whose dimensions do not match the head.
@@ -423,7 +452,13 @@ impl TrainedHead {
         if !(saved.lambda.is_finite() && saved.lambda > 0.0) {
             return Err(meta_err(format!("lambda {} is not finite and positive", saved.lambda)));
         }
-        Ok(Self::new(saved.head, saved.lambda, weights, saved.summary))
+        Ok(Self::new(
+            saved.head,
+            saved.lambda,
+            weights,
+            saved.score_precision,
+            saved.summary,
+        ))
     }
 }
 
@@ -454,6 +489,7 @@ impl Head for TrainedHead {
             dim: w.dim,
             num_classes: w.num_classes,
             lambda: self.lambda,
+            score_precision: self.score_precision,
             summary: self.summary.clone(),
         };
         let value = serde_json::to_value(&saved).map_err(|source| HeadError::Json {
