@@ -14,7 +14,9 @@ The script, in one run:
            inference: ``Head::score`` on batches of 1, 32, 128 rows at (d=768, C=2, mlp/tanh),
              (d=768, C=20, mlp/tanh) and (d=4096, C=4, linear) for sr, entropy, margin,
              temperature, vector_scaling, mahalanobis, relative_mahalanobis, adue, alien;
-             f64 on the host, as ueb always scores;
+             f64 on the host, ueb's default; and the heads whose products dominate
+             (mahalanobis, relative_mahalanobis, adue, alien) once more with
+             ``score_precision: f32`` (the same fit; f32 matrix products, as float32 PyTorch);
            training: the whole ``alien`` fit (one grid point: lr 1e-4, alpha 0.1, beta 0.01;
              3 epochs, batch 128, N = 10^4 fit rows, 2 500 selection rows, d = 768, C = 2,
              mlp head with dropout 0.1), f32: on the host engine (the default on a CPU
@@ -40,7 +42,8 @@ the median over ``--repeats`` loops (ms per call); training: one warm-up fit, th
 ``--train-repeats`` fits. ``torch.set_num_threads(--threads)`` (2 by default: this project's
 build machine has 2 cores; ueb uses all cores through rayon). The table gives torch ms (float32
 and float64), ueb ms and torch/ueb for each (> 1: ueb faster), and the largest |u_torch - u_ueb|
-on the 128-row batch (float32 torch vs ueb; the float64 agreement is in ``--json``). ueb's inference is timed twice (see examples/heads_timing.rs): from a clean
+on the 128-row batch (float32 torch vs ueb, then vs ueb's f32 variant; the float64 agreement
+is in ``--json``). ``ueb f32`` and its ratio compare the f32 variant with torch float32. ueb's inference is timed twice (see examples/heads_timing.rs): from a clean
 vector-register state, and right after a faer product, whose AVX-512 kernels leave the upper
 register state dirty and slow every later glibc libm call on the thread.
 
@@ -287,9 +290,12 @@ def torch_inference(dump: Path, ueb: dict, repeats: int, min_ms: float, dtype: t
                 module, kind = torch_head(name, dump / config / "heads" / name, dtype)
                 module.eval()
                 u = module(inputs[kind][: max(BATCHES)]).double().numpy()
-                ref = np.asarray(ueb["scores_batch128"][config][name])
-                diff = np.abs(u - ref)
-                agreement[(config, name)] = (float(diff.max()), float((diff / np.maximum(np.abs(ref), 1e-300)).max()))
+                for label in (name, f"{name}:f32"):
+                    if label not in ueb["scores_batch128"][config]:
+                        continue
+                    ref = np.asarray(ueb["scores_batch128"][config][label])
+                    diff = np.abs(u - ref)
+                    agreement[(config, label)] = (float(diff.max()), float((diff / np.maximum(np.abs(ref), 1e-300)).max()))
                 for b in BATCHES:
                     x = inputs[kind][:b].contiguous()
                     ms, _ = time_per_call(lambda: module(x), repeats, min_ms)
@@ -481,6 +487,16 @@ def main() -> int:
                 "max_rel_diff64_b128": agreement64[(r["config"], r["head"])][1],
             }
         )
+        if r.get("ms_f32") is not None:
+            f32 = (r["config"], f"{r['head']}:f32")
+            rows[-1].update(
+                {
+                    "ueb_f32_ms": r["ms_f32"],
+                    "ratio_f32": torch_ms[key] / r["ms_f32"],
+                    "max_abs_diff_f32_b128": agreement[f32][0],
+                    "max_rel_diff_f32_b128": agreement[f32][1],
+                }
+            )
     report = {
         "machine": machine(),
         "settings": {
@@ -506,19 +522,26 @@ def main() -> int:
     )
     print(f"median of {args.repeats} loops of >= {args.min_ms:g} ms after a warm-up; ratio = torch / ueb (> 1: ueb faster)")
     print("torch eval-mode heads in float32 (ratio) and float64 (ratio64); ueb Head::score (f64 on the host)")
+    print("ueb f32: the same head with score_precision: f32 (f32 products), against torch float32")
     print("ueb ms: from a clean vector-register state; after product: right after a faer product (see heads_timing.rs)\n")
     hdr = (
         f"{'config':<18} {'head':<21} {'batch':>5} {'torch ms':>10} {'torch64 ms':>10} {'ueb ms':>10} {'ratio':>8}"
-        f" {'ratio64':>8} {'after product':>13} {'ratio':>8} {'max|du| B=128':>14}"
+        f" {'ratio64':>8} {'after product':>13} {'ratio':>8} {'ueb f32 ms':>10} {'ratio':>8} {'max|du| B=128':>14}"
     )
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         cfg = f"{r['config']} {r['classifier']}"
         diff = f"{r['max_abs_diff_b128']:.1e}" if r["batch"] == max(BATCHES) else ""
+        if "ueb_f32_ms" in r:
+            f32 = f"{r['ueb_f32_ms']:>10.4f} {r['ratio_f32']:>7.2f}x"
+            if diff:
+                diff += f" / {r['max_abs_diff_f32_b128']:.1e}"
+        else:
+            f32 = f"{'':>10} {'':>8}"
         print(
             f"{cfg:<18} {r['head']:<21} {r['batch']:>5} {r['torch_ms']:>10.4f} {r['torch64_ms']:>10.4f} {r['ueb_ms']:>10.4f} "
-            f"{r['ratio']:>7.2f}x {r['ratio64']:>7.2f}x {r['ueb_ms_after_product']:>13.4f} {r['ratio_after_product']:>7.2f}x {diff:>14}"
+            f"{r['ratio']:>7.2f}x {r['ratio64']:>7.2f}x {r['ueb_ms_after_product']:>13.4f} {r['ratio_after_product']:>7.2f}x {f32} {diff:>14}"
         )
     if train_rows:
         print()

@@ -21,14 +21,17 @@
 //!   engine (`engine: auto` on flex, the default on a CPU) and through burn's autodiff
 //!   (`engine: burn`) on `flex` and on `ndarray`, median of `--train-repeats` after one
 //!   warm-up fit (`--host-only`: the host engine alone, for profiling).
-//! * `--only CONFIG/HEAD/BATCH` (e.g. `d768_c20/adue/128`) times that one inference call, for
-//!   profiling.
+//! * `--only CONFIG/HEAD/BATCH` (e.g. `d768_c20/adue/128`) times that one inference call (and
+//!   its f32 variant), for profiling; `CONFIG/HEAD:f32/BATCH` times the f32 variant alone.
 //! * `--dump DIR` writes every synthetic cache (`DIR/<config>/cache`) and fitted head
 //!   (`DIR/<config>/heads/<name>`) so that the Python side runs on the same data and weights;
-//!   the JSON also carries the scores of the 128-row batch, for an agreement check.
+//!   the JSON also carries the scores of the 128-row batch (`NAME:f32` for the f32 variants),
+//!   for an agreement check.
 //!
 //! Inference runs on the host in f64 whatever device trained the head (`src/host.rs`), so the
-//! burn device only matters for training.
+//! burn device only matters for training. The heads whose products dominate scoring
+//! (mahalanobis, relative_mahalanobis, adue, alien) are also timed with `score_precision: f32`
+//! (`ms_f32`: the same fit, faer's f32 products), PyTorch float32's arithmetic for them.
 //!
 //! **Vector-register state.** faer 0.24's AVX-512 matrix kernels (the hand-written assembly of
 //! `private-gemm-x86`) return without `vzeroupper`. Until something clears the upper halves of
@@ -49,10 +52,11 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use serde_json::{Value, json};
+use ueb_heads::mahalanobis::MahalanobisConfig;
 use ueb_heads::trainable::{Engine, GridConfig, TrainableConfig};
 use ueb_heads::{
     Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, FitContext, Head, HeadSpec,
-    SplitData, Task,
+    ScorePrecision, SplitData, Task,
 };
 use ueb_rng::{Rng64, Xoshiro256};
 
@@ -276,6 +280,30 @@ fn inference_specs() -> Vec<HeadSpec> {
     ]
 }
 
+/// `spec` scoring its products in f32, for the heads that have such products.
+fn f32_variant(spec: &HeadSpec) -> Option<HeadSpec> {
+    let f32 = ScorePrecision::F32;
+    Some(match spec {
+        HeadSpec::Mahalanobis(c) => HeadSpec::Mahalanobis(MahalanobisConfig {
+            score_precision: f32,
+            ..*c
+        }),
+        HeadSpec::RelativeMahalanobis(c) => HeadSpec::RelativeMahalanobis(MahalanobisConfig {
+            score_precision: f32,
+            ..*c
+        }),
+        HeadSpec::Adue(c) => HeadSpec::Adue(TrainableConfig {
+            score_precision: f32,
+            ..c.clone()
+        }),
+        HeadSpec::Alien(c) => HeadSpec::Alien(TrainableConfig {
+            score_precision: f32,
+            ..c.clone()
+        }),
+        _ => return None,
+    })
+}
+
 /// The training configuration: one grid point, `epochs` epochs, patience too large to stop.
 fn training_spec(epochs: usize, engine: Engine) -> HeadSpec {
     HeadSpec::Alien(TrainableConfig {
@@ -411,13 +439,14 @@ fn main() {
     for shape in SHAPES.iter().filter(|_| args.infer) {
         eprintln!("heads_timing: {} (d = {}, C = {})", shape.name, shape.d, shape.c);
         let cache = synthetic_cache(shape);
-        let mut heads = Vec::new();
+        let (mut heads, mut narrow) = (Vec::new(), Vec::new());
         let mut fit_s = serde_json::Map::new();
         for spec in inference_specs() {
             let t = Instant::now();
             let head = fit(&spec, &cache, &flex);
             fit_s.insert(spec.name().into(), json!(t.elapsed().as_secs_f64()));
             heads.push(head);
+            narrow.push(f32_variant(&spec).map(|s| fit(&s, &cache, &flex)));
         }
         fits.insert(shape.name.into(), Value::Object(fit_s));
         if let Some(root) = &args.dump {
@@ -431,32 +460,47 @@ fn main() {
         }
         let full = prefix(&cache.test, *BATCHES.iter().max().unwrap_or(&1));
         let mut shape_scores = serde_json::Map::new();
-        for head in &heads {
-            let u = head
-                .score(&full)
-                .unwrap_or_else(|e| die(&format!("scoring {}: {e}", head.name())));
-            shape_scores.insert(head.name().into(), json!(u));
+        for (head, narrow) in heads.iter().zip(&narrow) {
+            let score = |h: &dyn Head| {
+                h.score(&full)
+                    .unwrap_or_else(|e| die(&format!("scoring {}: {e}", h.name())))
+            };
+            shape_scores.insert(head.name().into(), json!(score(head.as_ref())));
+            if let Some(h) = narrow {
+                shape_scores.insert(format!("{}:f32", h.name()), json!(score(h.as_ref())));
+            }
         }
         scores.insert(shape.name.into(), Value::Object(shape_scores));
         for &b in &BATCHES {
             let batch = prefix(&cache.test, b);
-            for head in &heads {
+            for (head, narrow) in heads.iter().zip(&narrow) {
                 let key = format!("{}/{}/{b}", shape.name, head.name());
-                if args.only.as_ref().is_some_and(|only| *only != key) {
+                let key32 = format!("{}/{}:f32/{b}", shape.name, head.name());
+                let f32_only = args.only.as_ref() == Some(&key32);
+                if args.only.as_ref().is_some_and(|only| *only != key) && !f32_only {
                     continue;
                 }
-                let mut call = || {
-                    black_box(head.score(black_box(&batch)).ok());
+                let time = |head: &dyn Head| {
+                    let mut call = || {
+                        black_box(head.score(black_box(&batch)).ok());
+                    };
+                    ueb_heads::simd::clear_upper_state();
+                    let (ms, calls) = time_per_call(&mut call, args.repeats, args.min_ms);
+                    dirty_upper_state();
+                    let (ms_after_product, _) = time_per_call(&mut call, args.repeats, args.min_ms);
+                    (ms, ms_after_product, calls)
                 };
-                ueb_heads::simd::clear_upper_state();
-                let (ms, calls) = time_per_call(&mut call, args.repeats, args.min_ms);
-                dirty_upper_state();
-                let (ms_after_product, _) = time_per_call(&mut call, args.repeats, args.min_ms);
+                let (ms, ms_after_product, calls) = if f32_only {
+                    (f64::NAN, f64::NAN, 0)
+                } else {
+                    time(head.as_ref())
+                };
+                let ms_f32 = narrow.as_ref().map(|h| time(h.as_ref()).0);
                 inference.push(json!({
                     "config": shape.name, "d": shape.d, "c": shape.c,
                     "classifier": if shape.kind == ClassifierKind::Mlp { "mlp" } else { "linear" },
                     "head": head.name(), "batch": b, "ms": ms, "ms_after_product": ms_after_product,
-                    "calls_per_loop": calls,
+                    "ms_f32": ms_f32, "calls_per_loop": calls,
                 }));
             }
         }

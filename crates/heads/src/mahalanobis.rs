@@ -294,6 +294,7 @@ impl Whitening {
             centres,
             rank: r,
             out: &mut best,
+            first: 0,
         });
         best
     }

@@ -78,14 +78,31 @@ pub fn clear_upper_state() {
     std::hint::black_box(Arch::new().dispatch(SumLanes(std::hint::black_box(&v[..]))));
 }
 
+/// Values from which an element function runs on the rayon pool's threads, in equal runs
+/// (~30 µs of one core's tanh; a task starts in a few microseconds). Each value's result does
+/// not depend on the run it falls in: the vector and scalar forms give the same bits.
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// Runs `f` on `v`, split between the pool's threads from [`PARALLEL_ELEMENTS`] values.
+fn in_runs(v: &mut [f64], f: impl Fn(&mut [f64]) + Sync + Send) {
+    use rayon::prelude::*;
+    let threads = crate::host::threads();
+    if v.len() < PARALLEL_ELEMENTS || threads == 1 {
+        f(v);
+    } else {
+        v.par_chunks_mut(v.len().div_ceil(threads).next_multiple_of(8))
+            .for_each(f);
+    }
+}
+
 /// `tanh` of every value in place (see [`tanh`] for the accuracy).
 pub(crate) fn tanh_in_place(v: &mut [f64]) {
-    Arch::new().dispatch(TanhInPlace(v));
+    in_runs(v, |run| Arch::new().dispatch(TanhInPlace(run)));
 }
 
 /// GELU (the exact erf form) of every value in place (see [`gelu`] for the accuracy).
 pub(crate) fn gelu_in_place(v: &mut [f64]) {
-    Arch::new().dispatch(GeluInPlace(v));
+    in_runs(v, |run| Arch::new().dispatch(GeluInPlace(run)));
 }
 
 /// The dot products of up to four rows with columns of a matrix, for products with few rows
@@ -169,8 +186,10 @@ pub(crate) struct MinSqDistances<'a> {
     pub centres: &'a [f64],
     /// r.
     pub rank: usize,
-    /// `[n]`: the minimum over the centres.
+    /// The minimum over the centres of rows `first..first + out.len()`.
     pub out: &'a mut [f64],
+    /// The first row of `out`.
+    pub first: usize,
 }
 
 /// Rows per tile of [`MinSqDistances`].
@@ -196,8 +215,9 @@ fn distance_tile<const T: usize, const G: usize>(op: &mut MinSqDistances<'_>, ro
             }
         }
     }
+    let o = row0 - op.first;
     for a in &acc {
-        for (b, v) in op.out[row0..row0 + T].iter_mut().zip(a) {
+        for (b, v) in op.out[o..o + T].iter_mut().zip(a) {
             *b = b.min(*v);
         }
     }
@@ -227,8 +247,8 @@ impl WithSimd for MinSqDistances<'_> {
         if self.rank == 0 {
             return;
         }
-        let n = self.rows;
-        let mut row0 = 0;
+        let n = self.first + self.out.len();
+        let mut row0 = self.first;
         while row0 + DIST_ROWS <= n {
             distance_rows::<DIST_ROWS>(&mut self, row0);
             row0 += DIST_ROWS;
@@ -240,9 +260,29 @@ impl WithSimd for MinSqDistances<'_> {
     }
 }
 
-/// Runs [`MinSqDistances`] compiled for the CPU's best instruction set.
+/// Runs [`MinSqDistances`] compiled for the CPU's best instruction set, its rows split between
+/// the pool's threads (in runs of whole tiles) from 2¹⁸ subtract–multiply–adds: a row's sums
+/// do not depend on the split.
 pub(crate) fn min_sq_distances(op: MinSqDistances<'_>) {
-    Arch::new().dispatch(op);
+    use rayon::prelude::*;
+    let threads = crate::host::threads();
+    let work = op.out.len() * op.centres.len();
+    if work < 1 << 18 || threads == 1 {
+        Arch::new().dispatch(op);
+        return;
+    }
+    let per = op.out.len().div_ceil(threads).next_multiple_of(DIST_ROWS);
+    let (y, rows, centres, rank, first) = (op.y, op.rows, op.centres, op.rank, op.first);
+    op.out.par_chunks_mut(per).enumerate().for_each(|(t, out)| {
+        Arch::new().dispatch(MinSqDistances {
+            y,
+            rows,
+            centres,
+            rank,
+            out,
+            first: first + t * per,
+        });
+    });
 }
 
 /// `out[i·m + k] = Σ_j x[i·d + j]·w[k·d + j]` in f64 for row-major rows `x` `[n, d]` and `w`
@@ -777,8 +817,10 @@ mod tests {
             assert!(u <= 2, "tanh({x:e}) = {g:e}, libm {want:e} ({u} ulp)");
             assert!((g - want).abs() <= 4.5e-16 * want.abs(), "tanh({x:e})");
         }
-        // The scalar function (outside the dispatch) gives the same bits.
-        for &x in xs.iter().step_by(97) {
+        // The scalar function (outside the dispatch) gives the same bits, as does the run of
+        // the grid's 920 000 values (split between threads) each value fell in.
+        for (&x, &g) in xs.iter().zip(&got).step_by(97) {
+            assert_eq!(tanh(x).to_bits(), g.to_bits(), "tanh({x:e}) in a run");
             assert_eq!(tanh(x).to_bits(), {
                 let mut v = [x];
                 tanh_in_place(&mut v);
@@ -857,7 +899,16 @@ mod tests {
             seed ^= seed << 17;
             (seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
         };
-        for (n, k, r) in [(1, 1, 5), (3, 2, 7), (8, 4, 16), (13, 5, 9), (130, 20, 33), (17, 9, 0)] {
+        // (77, 5, 700) is above the threading cut-off: two runs of rows, the second off the tile.
+        for (n, k, r) in [
+            (1, 1, 5),
+            (3, 2, 7),
+            (8, 4, 16),
+            (13, 5, 9),
+            (130, 20, 33),
+            (17, 9, 0),
+            (77, 5, 700),
+        ] {
             let y: Vec<f64> = (0..n * r).map(|_| next()).collect();
             let c: Vec<f64> = (0..k * r).map(|_| next()).collect();
             let mut got = vec![0.0; n];
@@ -867,6 +918,7 @@ mod tests {
                 centres: &c,
                 rank: r,
                 out: &mut got,
+                first: 0,
             });
             for i in 0..n {
                 let mut best = f64::INFINITY;

@@ -333,6 +333,13 @@ fn bad_inputs_are_errors() {
         (vec![1e-3], 3, vec![7], Some(5), 0.1)
     );
     assert!(serde_json::from_str::<HeadSpec>(r#"{"adue": {"learning_rate": 1}}"#).is_err());
+    // The scoring precision: f64 unless asked, `f32` or `f64` only.
+    assert_eq!(rc.score_precision, ueb_heads::ScorePrecision::F64);
+    let spec: HeadSpec = serde_json::from_str(r#"{"adue": {"score_precision": "f32"}}"#).unwrap();
+    assert!(matches!(&spec, HeadSpec::Adue(c) if c.score_precision == ueb_heads::ScorePrecision::F32));
+    let spec: HeadSpec = serde_json::from_str(r#"{"mahalanobis": {"score_precision": "f32"}}"#).unwrap();
+    assert!(matches!(&spec, HeadSpec::Mahalanobis(c) if c.score_precision == ueb_heads::ScorePrecision::F32));
+    assert!(serde_json::from_str::<HeadSpec>(r#"{"alien": {"score_precision": "f16"}}"#).is_err());
     let rc = TrainableConfig::default()
         .resolve(Method::Adue, ClassifierKind::Linear)
         .unwrap();
