@@ -45,16 +45,41 @@ fn score_rows(score: BuiltinScore, probs: &[f64], c: usize) -> Vec<f64> {
     probs.chunks_exact(c).map(|p| score.of_row(p)).collect()
 }
 
+/// Values (rows × classes) from which the per-row softmax work is split between the rayon
+/// pool's threads: its libm `exp` calls are most of it (128 rows × 20 classes are ~5 000 calls,
+/// ~30 µs on one core of the build machine).
+const PARALLEL_VALUES: usize = 1 << 11;
+
+/// `f` on runs of whole rows of the row-major `z` `[n, c]`, the outputs concatenated in order; a
+/// row's numbers do not depend on the run it falls in. Each run first clears the upper vector
+/// state, which a faer product may have left dirty on its thread (libm calls would pay ~25×).
+fn by_rows(z: &[f64], c: usize, f: impl Fn(&[f64]) -> Vec<f64> + Sync) -> Vec<f64> {
+    use rayon::prelude::*;
+    let run = |z: &[f64]| {
+        crate::simd::clear_upper_state();
+        f(z)
+    };
+    let threads = crate::host::threads();
+    if z.len() < PARALLEL_VALUES || threads == 1 {
+        return run(z);
+    }
+    let rows = (z.len() / c.max(1)).div_ceil(threads);
+    z.par_chunks(rows * c.max(1)).map(run).collect::<Vec<_>>().concat()
+}
+
 impl Head for BuiltinHead {
     fn name(&self) -> &'static str {
         self.score.name()
     }
 
     fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        // Whatever ran before on this thread (a faer product) may have left the upper vector
-        // state dirty, which makes the libm calls below ~25× slower.
-        crate::simd::clear_upper_state();
-        Ok(score_rows(self.score, &split.probs(), split.num_classes()))
+        // `SplitData::probs` and the score, a run of rows at a time (see `by_rows`).
+        let c = split.num_classes();
+        Ok(by_rows(&split.logits_f64(), c, |z| {
+            let mut p = vec![0.0; z.len()];
+            ueb_metrics::softmax_rows(z, c, &mut p);
+            score_rows(self.score, &p, c)
+        }))
     }
 
     fn summary(&self) -> serde_json::Value {
@@ -201,12 +226,12 @@ impl TemperatureHead {
 
     fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
         check_classes("temperature", split, self.num_classes)?;
-        // See `BuiltinHead::score`.
-        crate::simd::clear_upper_state();
-        let mut p = Vec::new();
-        let t = self.temperature;
-        scaled_softmax(&split.logits_f64(), self.num_classes, |_, z| z / t, &mut p);
-        Ok(p)
+        let (c, t) = (self.num_classes, self.temperature);
+        Ok(by_rows(&split.logits_f64(), c, |z| {
+            let mut p = Vec::new();
+            scaled_softmax(z, c, |_, v| v / t, &mut p);
+            p
+        }))
     }
 }
 
@@ -412,16 +437,12 @@ impl VectorScalingHead {
 
     fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
         check_classes("vector_scaling", split, self.scale.len())?;
-        // See `BuiltinHead::score`.
-        crate::simd::clear_upper_state();
-        let mut p = Vec::new();
-        scaled_softmax(
-            &split.logits_f64(),
-            self.scale.len(),
-            |k, z| self.scale[k] * z + self.bias[k],
-            &mut p,
-        );
-        Ok(p)
+        let c = self.scale.len();
+        Ok(by_rows(&split.logits_f64(), c, |z| {
+            let mut p = Vec::new();
+            scaled_softmax(z, c, |k, v| self.scale[k] * v + self.bias[k], &mut p);
+            p
+        }))
     }
 }
 

@@ -472,3 +472,52 @@ fn builtin_heads_equal_the_metrics_scores() {
         assert_eq!(head.score(&cache.test).unwrap(), builtin.compute(&pred));
     }
 }
+
+#[test]
+fn softmax_heads_score_large_batches_as_row_by_row() {
+    // 300 rows × 20 classes: the rows are split between threads; each row must score as alone.
+    use ueb_heads::Head;
+    let (n, c) = (300, 20);
+    let mut rng = Xoshiro256::new(23, 300);
+    let logits: Vec<f32> = (0..n * c).map(|_| ((rng.unit() - 0.5) * 12.0) as f32).collect();
+    let split = SplitData {
+        features: vec![0.0; n],
+        logits,
+        labels: (0..n as i64).map(|i| i % c as i64).collect(),
+        group: None,
+        dim: 1,
+        num_classes: c,
+    };
+    let row = |i: usize| SplitData {
+        features: vec![0.0],
+        logits: split.logits[i * c..(i + 1) * c].to_vec(),
+        labels: vec![split.labels[i]],
+        ..split.clone()
+    };
+    let probs = split.probs();
+    let pred = ueb_metrics::Predictions::from_probs(&probs, c, &split.labels).unwrap();
+    let heads: Vec<Box<dyn Head>> = vec![
+        Box::new(ueb_heads::classical::BuiltinHead::new(
+            ueb_metrics::BuiltinScore::Entropy,
+        )),
+        Box::new(ueb_heads::classical::BuiltinHead::new(
+            ueb_metrics::BuiltinScore::Margin,
+        )),
+        Box::new(TemperatureHead::fit(&TemperatureConfig::default(), &split).unwrap()),
+    ];
+    for head in &heads {
+        let all = head.score(&split).unwrap();
+        for i in (0..n).step_by(7) {
+            assert_eq!(
+                head.score(&row(i)).unwrap()[0].to_bits(),
+                all[i].to_bits(),
+                "{} row {i}",
+                head.name()
+            );
+        }
+    }
+    assert_eq!(
+        heads[0].score(&split).unwrap(),
+        ueb_metrics::BuiltinScore::Entropy.compute(&pred)
+    );
+}
