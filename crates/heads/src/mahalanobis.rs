@@ -217,6 +217,95 @@ impl Factor {
             ..Self::from_eigen(u, &kept)
         })
     }
+
+    /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
+    /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
+    /// [`crate::host::product`] into a column-major destination (a row-major one makes faer
+    /// pack the whole factor on every call, 2× slower at d = 4096).
+    fn map(&self, x: &[f64]) -> Vec<f64> {
+        let f = self;
+        let (d, r) = (f.dim, f.rank);
+        let n = x.len() / d.max(1);
+        let work = if f.lower { n * d * (d + 1) / 2 } else { n * d * r };
+        let threads = if work >= PARALLEL_DOTS_WORK {
+            crate::host::threads()
+        } else {
+            1
+        };
+        let mut out = vec![0.0; n * r];
+        match n {
+            1 => self.map_by_dots::<1>(x, threads, &mut out),
+            2 => self.map_by_dots::<2>(x, threads, &mut out),
+            3 => self.map_by_dots::<3>(x, threads, &mut out),
+            4 => self.map_by_dots::<4>(x, threads, &mut out),
+            _ => {
+                let x = MatRef::from_row_major_slice(x, n, d);
+                let fm = MatRef::from_column_major_slice(&f.values, d, r);
+                crate::host::product(x, fm, f.lower, &mut out);
+            }
+        }
+        out
+    }
+
+    /// `x·F` (column-major `[R, r]`) for `R ≤ 4` rows as dot products with the factor's
+    /// columns, the columns split between `threads` threads in runs of equal work.
+    fn map_by_dots<const R: usize>(&self, x: &[f64], threads: usize, out: &mut [f64]) {
+        let (d, r) = (self.dim, self.rank);
+        let rows: [&[f64]; R] = std::array::from_fn(|i| &x[i * d..(i + 1) * d]);
+        // Multiply–adds of the columns before column k (column k of a triangular factor has
+        // d − k entries).
+        let work_before = |k: usize| {
+            if self.lower {
+                k * d - k * k.saturating_sub(1) / 2
+            } else {
+                k * d
+            }
+        };
+        let total = work_before(r);
+        let mut bounds = vec![0];
+        for t in 1..threads {
+            let target = total / threads * t;
+            // The first column whose preceding work reaches the target (work_before increases).
+            let (mut lo, mut hi) = (bounds[bounds.len() - 1], r);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if work_before(mid) < target {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            bounds.push(lo);
+        }
+        bounds.push(r);
+        let op = |first: usize, out: &mut [f64]| {
+            crate::simd::column_dots(crate::simd::ColumnDots::<R> {
+                rows,
+                factor: &self.values,
+                dim: d,
+                lower: self.lower,
+                first,
+                out,
+            });
+        };
+        rayon::scope(|scope| {
+            let mut rest = &mut out[..];
+            let mut runs = Vec::new();
+            for w in bounds.windows(2) {
+                let (run, tail) = rest.split_at_mut((w[1] - w[0]) * R);
+                runs.push((w[0], run));
+                rest = tail;
+            }
+            let mut runs = runs.into_iter();
+            let first = runs.next();
+            for (k0, run) in runs {
+                scope.spawn(move |_| op(k0, run));
+            }
+            if let Some((k0, run)) = first {
+                op(k0, run);
+            }
+        });
+    }
 }
 
 /// A precision matrix in factored form and centres mapped through the factor, so that a
@@ -325,97 +414,6 @@ impl Narrow {
             &mut y,
         );
         crate::simd::widen(&y)
-    }
-}
-
-impl Factor {
-    /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
-    /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
-    /// [`crate::host::product`] into a column-major destination (a row-major one makes faer
-    /// pack the whole factor on every call, 2× slower at d = 4096).
-    fn map(&self, x: &[f64]) -> Vec<f64> {
-        let f = self;
-        let (d, r) = (f.dim, f.rank);
-        let n = x.len() / d.max(1);
-        let work = if f.lower { n * d * (d + 1) / 2 } else { n * d * r };
-        let threads = if work >= PARALLEL_DOTS_WORK {
-            crate::host::threads()
-        } else {
-            1
-        };
-        let mut out = vec![0.0; n * r];
-        match n {
-            1 => self.map_by_dots::<1>(x, threads, &mut out),
-            2 => self.map_by_dots::<2>(x, threads, &mut out),
-            3 => self.map_by_dots::<3>(x, threads, &mut out),
-            4 => self.map_by_dots::<4>(x, threads, &mut out),
-            _ => {
-                let x = MatRef::from_row_major_slice(x, n, d);
-                let fm = MatRef::from_column_major_slice(&f.values, d, r);
-                crate::host::product(x, fm, f.lower, &mut out);
-            }
-        }
-        out
-    }
-
-    /// `x·F` (column-major `[R, r]`) for `R ≤ 4` rows as dot products with the factor's
-    /// columns, the columns split between `threads` threads in runs of equal work.
-    fn map_by_dots<const R: usize>(&self, x: &[f64], threads: usize, out: &mut [f64]) {
-        let (d, r) = (self.dim, self.rank);
-        let rows: [&[f64]; R] = std::array::from_fn(|i| &x[i * d..(i + 1) * d]);
-        // Multiply–adds of the columns before column k (column k of a triangular factor has
-        // d − k entries).
-        let work_before = |k: usize| {
-            if self.lower {
-                k * d - k * k.saturating_sub(1) / 2
-            } else {
-                k * d
-            }
-        };
-        let total = work_before(r);
-        let mut bounds = vec![0];
-        for t in 1..threads {
-            let target = total / threads * t;
-            // The first column whose preceding work reaches the target (work_before increases).
-            let (mut lo, mut hi) = (bounds[bounds.len() - 1], r);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if work_before(mid) < target {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            bounds.push(lo);
-        }
-        bounds.push(r);
-        let op = |first: usize, out: &mut [f64]| {
-            crate::simd::column_dots(crate::simd::ColumnDots::<R> {
-                rows,
-                factor: &self.values,
-                dim: d,
-                lower: self.lower,
-                first,
-                out,
-            });
-        };
-        rayon::scope(|scope| {
-            let mut rest = &mut out[..];
-            let mut runs = Vec::new();
-            for w in bounds.windows(2) {
-                let (run, tail) = rest.split_at_mut((w[1] - w[0]) * R);
-                runs.push((w[0], run));
-                rest = tail;
-            }
-            let mut runs = runs.into_iter();
-            let first = runs.next();
-            for (k0, run) in runs {
-                scope.spawn(move |_| op(k0, run));
-            }
-            if let Some((k0, run)) = first {
-                op(k0, run);
-            }
-        });
     }
 }
 
