@@ -1,9 +1,10 @@
 //! A classifier's forward pass on the host, in f64: dot products on the saved f32 weights for
 //! small batches and linear heads, faer's matrix products on weights widened once (when the
 //! head is built) for larger batches of `mlp` heads (or on the f32 weights as they are, with
-//! [`ScorePrecision::F32`]), and the vectorised activations of `simd.rs`. The trainable heads score through it, the cache checks its logits with it, and
-//! the Mahalanobis heads' `dense` features come from it. No burn device is involved, so a
-//! loaded head scores anywhere, and its scores do not depend on the device it was trained on.
+//! [`ScorePrecision::F32`]), and the vectorised activations of `simd.rs`. The trainable heads
+//! score through it, the cache checks its logits with it, and the Mahalanobis heads' `dense`
+//! features come from it. No burn device is involved, so a loaded head scores anywhere, and its
+//! scores do not depend on the device it was trained on.
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
