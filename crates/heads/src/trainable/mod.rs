@@ -468,10 +468,12 @@ impl Head for TrainedHead {
     }
 
     fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        let z = self.logits(split)?;
-        Ok(z.chunks_exact(self.weights.num_classes)
-            .map(|row| self.method.score_row(row, self.lambda))
-            .collect())
+        crate::host::on_pool(|| {
+            let z = self.logits(split)?;
+            Ok(z.chunks_exact(self.weights.num_classes)
+                .map(|row| self.method.score_row(row, self.lambda))
+                .collect())
+        })
     }
 
     fn summary(&self) -> serde_json::Value {
