@@ -185,17 +185,6 @@ fn to_row_major(src: &[f64], rows: usize, cols: usize, dst: &mut [f64]) {
     }
 }
 
-/// Runs `f` on a thread of the rayon pool (the caller waits), so that the parallel steps inside
-/// it (faer's products, the blocks, the element functions) start from a pool thread: a parallel
-/// call from outside the pool hands its work over to the pool and waits each time.
-pub(crate) fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if threads() == 1 || rayon::current_thread_index().is_some() {
-        f()
-    } else {
-        rayon::scope(|_| f())
-    }
-}
-
 /// Threads a product may use: the size of the pool faer would use (`RAYON_NUM_THREADS` or the
 /// number of cores).
 pub(crate) fn threads() -> usize {

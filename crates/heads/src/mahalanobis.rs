@@ -627,23 +627,21 @@ impl Head for MahalanobisHead {
                 ),
             ));
         }
-        crate::host::on_pool(|| {
-            let x = representation(&self.cfg, self.classifier.as_ref(), split, self.name())?;
-            let n = split.n();
-            let mut u = Vec::with_capacity(n);
-            for start in (0..n).step_by(4096) {
-                let rows = 4096.min(n - start);
-                let xb = &x[start * d..(start + rows) * d];
-                let md = self.whitening.min_sq_distances(xb);
-                match &self.global_whitening {
-                    Some(g) => u.extend(md.iter().zip(g.min_sq_distances(xb)).map(|(m, b)| m - b)),
-                    None => u.extend(md),
-                }
+        let x = representation(&self.cfg, self.classifier.as_ref(), split, self.name())?;
+        let n = split.n();
+        let mut u = Vec::with_capacity(n);
+        for start in (0..n).step_by(4096) {
+            let rows = 4096.min(n - start);
+            let xb = &x[start * d..(start + rows) * d];
+            let md = self.whitening.min_sq_distances(xb);
+            match &self.global_whitening {
+                Some(g) => u.extend(md.iter().zip(g.min_sq_distances(xb)).map(|(m, b)| m - b)),
+                None => u.extend(md),
             }
-            // faer's kernels leave the upper vector state dirty; libm calls on this thread would pay.
-            crate::simd::clear_upper_state();
-            Ok(u)
-        })
+        }
+        // faer's kernels leave the upper vector state dirty; the caller's libm calls would pay.
+        crate::simd::clear_upper_state();
+        Ok(u)
     }
 
     fn summary(&self) -> serde_json::Value {

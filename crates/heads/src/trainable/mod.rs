@@ -468,12 +468,10 @@ impl Head for TrainedHead {
     }
 
     fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        crate::host::on_pool(|| {
-            let z = self.logits(split)?;
-            Ok(z.chunks_exact(self.weights.num_classes)
-                .map(|row| self.method.score_row(row, self.lambda))
-                .collect())
-        })
+        let z = self.logits(split)?;
+        Ok(z.chunks_exact(self.weights.num_classes)
+            .map(|row| self.method.score_row(row, self.lambda))
+            .collect())
     }
 
     fn summary(&self) -> serde_json::Value {
