@@ -252,32 +252,7 @@ impl Factor {
     fn map_by_dots<const R: usize>(&self, x: &[f64], threads: usize, out: &mut [f64]) {
         let (d, r) = (self.dim, self.rank);
         let rows: [&[f64]; R] = std::array::from_fn(|i| &x[i * d..(i + 1) * d]);
-        // Multiply–adds of the columns before column k (column k of a triangular factor has
-        // d − k entries).
-        let work_before = |k: usize| {
-            if self.lower {
-                k * d - k * k.saturating_sub(1) / 2
-            } else {
-                k * d
-            }
-        };
-        let total = work_before(r);
-        let mut bounds = vec![0];
-        for t in 1..threads {
-            let target = total / threads * t;
-            // The first column whose preceding work reaches the target (work_before increases).
-            let (mut lo, mut hi) = (bounds[bounds.len() - 1], r);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if work_before(mid) < target {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            bounds.push(lo);
-        }
-        bounds.push(r);
+        let bounds = crate::simd::balanced_runs(r, d, self.lower, threads, 1);
         let op = |first: usize, out: &mut [f64]| {
             crate::simd::column_dots(crate::simd::ColumnDots::<R> {
                 rows,
@@ -398,11 +373,7 @@ impl Narrow {
         let n = x.len() / d.max(1);
         if n <= 4 {
             let mut rows = vec![0.0; n * r];
-            if f.lower {
-                crate::simd::lower_row_dots(x, &self.values, d, &mut rows);
-            } else {
-                crate::simd::row_dots(x, &self.values, d, &mut rows);
-            }
+            crate::simd::factor_dots(x, &self.values, d, f.lower, &mut rows);
             return (0..n * r).map(|e| rows[(e % n) * r + e / n]).collect();
         }
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();

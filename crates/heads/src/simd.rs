@@ -442,6 +442,40 @@ pub(crate) fn widen_to(src: &[f32], dst: &mut [f64]) {
     Arch::new().dispatch(Widen(src, dst));
 }
 
+/// Bounds `0 = b₀ < b₁ < … = m` that cut the `m` outputs of a dot-product kernel into at most
+/// `threads` runs of about equal work, each inner bound a multiple of `align`: output `k` costs
+/// `dim` multiply–adds, or `dim − k` when the factor is lower-triangular (its column `k` starts
+/// at the diagonal).
+pub(crate) fn balanced_runs(m: usize, dim: usize, lower: bool, threads: usize, align: usize) -> Vec<usize> {
+    // Multiply–adds of the outputs before output k (increasing in k).
+    let work_before = |k: usize| {
+        if lower {
+            k * dim - k * k.saturating_sub(1) / 2
+        } else {
+            k * dim
+        }
+    };
+    let total = work_before(m);
+    let mut bounds = vec![0];
+    for t in 1..threads.max(1) {
+        let target = total / threads * t;
+        // The first output whose preceding work reaches the target.
+        let (mut lo, mut hi) = (bounds[bounds.len() - 1], m);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if work_before(mid) < target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        bounds.push(lo.next_multiple_of(align.max(1)).min(m));
+    }
+    bounds.push(m);
+    bounds.dedup();
+    bounds
+}
+
 /// Multiply–adds from which [`row_dots`] splits its work between threads (a rayon task is
 /// a few microseconds; 2²⁰ multiply–adds are ~100 µs on one core).
 const PARALLEL_ROW_DOTS: usize = 1 << 18;
@@ -455,23 +489,19 @@ pub(crate) fn row_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
     dim: usize,
     out: &mut [f64],
 ) {
-    dots(x, w, dim, false, out);
+    factor_dots(x, w, dim, false, out);
 }
 
-/// `out = x · F` for a lower-triangular `F` `[d, d]` given as its transpose `w` (`F`
-/// column-major), the zeros above the diagonal skipped but for at most three per output (see
-/// [`RowDots::lower`]); otherwise as [`row_dots`]. The entries above the diagonal must be zero.
-pub(crate) fn lower_row_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
+/// [`row_dots`] with `w` the transpose of a factor `F` `[d, r]` (`F` column-major), so that
+/// `out = x · F`; with `lower`, `F` is lower-triangular (`r = d`, zero above the diagonal) and a
+/// tile of outputs starts its dots at its first output's diagonal (see [`RowDots::lower`]).
+pub(crate) fn factor_dots<X: crate::gemm::Element, W: crate::gemm::Element>(
     x: &[X],
     w: &[W],
     dim: usize,
+    lower: bool,
     out: &mut [f64],
 ) {
-    dots(x, w, dim, true, out);
-}
-
-/// [`row_dots`] and [`lower_row_dots`].
-fn dots<X: crate::gemm::Element, W: crate::gemm::Element>(x: &[X], w: &[W], dim: usize, lower: bool, out: &mut [f64]) {
     use rayon::prelude::*;
     let m = w.len() / dim.max(1);
     if m == 0 || dim == 0 {
@@ -502,25 +532,8 @@ fn dots<X: crate::gemm::Element, W: crate::gemm::Element>(x: &[X], w: &[W], dim:
     } else {
         // Few rows: runs of outputs of equal work, each starting on a 4-output tile (so that
         // the tiles, and with them the sums, are the same whatever the split), into per-run
-        // buffers. A triangular factor's outputs shrink from `d` entries to one.
-        let work_before = |k: usize| {
-            if lower {
-                k * dim - k * k.saturating_sub(1) / 2
-            } else {
-                k * dim
-            }
-        };
-        let total = work_before(m);
-        let mut bounds: Vec<usize> = (1..threads)
-            .map(|t| {
-                let target = total / threads * t;
-                let k = (0..m).find(|&k| work_before(k) >= target).unwrap_or(m);
-                k.next_multiple_of(DOT_G).min(m)
-            })
-            .collect();
-        bounds.insert(0, 0);
-        bounds.push(m);
-        bounds.dedup();
+        // buffers.
+        let bounds = balanced_runs(m, dim, lower, threads, DOT_G);
         let parts: Vec<(usize, Vec<f64>)> = bounds
             .windows(2)
             .map(|b| (b[0], b[1]))
@@ -981,7 +994,32 @@ mod tests {
     }
 
     #[test]
-    fn lower_row_dots_start_each_tile_on_its_diagonal() {
+    fn balanced_runs_cover_the_outputs_in_aligned_runs_of_equal_work() {
+        for (m, dim, lower, threads, align) in [
+            (603, 603, true, 2, 4),
+            (768, 768, false, 3, 4),
+            (40, 40, true, 3, 1),
+            (5, 9, false, 8, 4),
+        ] {
+            let b = balanced_runs(m, dim, lower, threads, align);
+            assert_eq!((b[0], b[b.len() - 1]), (0, m), "{b:?}");
+            assert!(b.len() <= threads + 1 && b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
+            assert!(b[1..b.len() - 1].iter().all(|k| k % align == 0), "{b:?}");
+            let cost = |k: usize| if lower { dim - k } else { dim };
+            let work: Vec<usize> = b.windows(2).map(|w| (w[0]..w[1]).map(cost).sum()).collect();
+            // Each run is within `align` outputs' work of an equal share.
+            let share = work.iter().sum::<usize>() / threads;
+            if b.len() == threads + 1 {
+                assert!(
+                    work.iter().all(|&w| w.abs_diff(share) <= (align + 1) * dim),
+                    "{b:?} {work:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lower_factor_dots_start_each_tile_on_its_diagonal() {
         // w = Fᵀ of a lower-triangular F: row k is zero from the tile's start to k and NaN
         // before (never to be read). Sizes split rows (64), outputs by work (2 rows), or
         // neither (1 row of a small factor).
@@ -1003,7 +1041,7 @@ mod tests {
                 })
                 .collect();
             let mut got = vec![f64::NAN; n * d];
-            lower_row_dots(&x, &w, d, &mut got);
+            factor_dots(&x, &w, d, true, &mut got);
             for i in 0..n {
                 for k in 0..d {
                     let s = k - k % DOT_G;
