@@ -79,7 +79,9 @@ fn classifier(d: usize, c: usize, kind: ClassifierKind, rng: &mut Xoshiro256) ->
 fn split(cls: &Classifier, n: usize, rng: &mut Xoshiro256) -> SplitData {
     let (d, c) = (cls.dim, cls.num_classes);
     let features: Vec<f32> = (0..n * d).map(|_| normal(rng) as f32).collect();
-    let z = cls.logits(&features);
+    let z = cls
+        .logits(&features)
+        .expect("the synthetic classifier fits its dimensions");
     let labels = z
         .chunks_exact(c)
         .map(|row| {

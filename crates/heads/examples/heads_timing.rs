@@ -176,7 +176,9 @@ fn classifier(s: &Shape, rng: &mut Xoshiro256) -> Classifier {
 fn split(cls: &Classifier, n: usize, rng: &mut Xoshiro256) -> SplitData {
     let (d, c) = (cls.dim, cls.num_classes);
     let features: Vec<f32> = (0..n * d).map(|_| normal(rng) as f32).collect();
-    let z = cls.logits(&features);
+    let z = cls
+        .logits(&features)
+        .expect("the synthetic classifier fits its dimensions");
     let mut labels = Vec::with_capacity(n);
     for row in z.chunks_exact(c) {
         let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -188,21 +188,30 @@ impl Classifier {
     /// Runs the classifier in f64 over row-major features `[n, d]`; calls `f(row_offset, hidden,
     /// logits)` per block of rows, where `hidden` is `act(dense(h))` (`h` itself for linear
     /// classifiers) `[rows, d]` and `logits` `[rows, C]`, both row-major.
-    pub fn forward_blocks(&self, features: &[f32], f: impl FnMut(usize, &[f64], &[f64])) {
-        crate::host::HostHead::new(self).forward_blocks(features, true, f);
+    ///
+    /// # Errors
+    /// Weights whose lengths do not fit `dim` and `num_classes`.
+    pub fn forward_blocks(&self, features: &[f32], f: impl FnMut(usize, &[f64], &[f64])) -> Result<(), HeadError> {
+        Ok(crate::host::HostHead::new(self).forward_blocks(features, true, f)?)
     }
 
     /// `act(dense(h))` for every row (f64, row-major `[n, d]`), the `dense` features of the
     /// Mahalanobis heads; `h` itself for a linear classifier.
-    pub fn hidden(&self, features: &[f32]) -> Vec<f64> {
+    ///
+    /// # Errors
+    /// As [`Classifier::forward_blocks`].
+    pub fn hidden(&self, features: &[f32]) -> Result<Vec<f64>, HeadError> {
         let mut out = Vec::with_capacity(features.len());
-        self.forward_blocks(features, |_, hid, _| out.extend_from_slice(hid));
-        out
+        self.forward_blocks(features, |_, hid, _| out.extend_from_slice(hid))?;
+        Ok(out)
     }
 
     /// The logits of every row (f64, row-major `[n, C]`).
-    pub fn logits(&self, features: &[f32]) -> Vec<f64> {
-        crate::host::HostHead::new(self).logits(features)
+    ///
+    /// # Errors
+    /// As [`Classifier::forward_blocks`].
+    pub fn logits(&self, features: &[f32]) -> Result<Vec<f64>, HeadError> {
+        Ok(crate::host::HostHead::new(self).logits(features)?)
     }
 }
 
@@ -774,7 +783,7 @@ fn check_logits(
                 }
             }
         }
-    });
+    })?;
     match worst {
         None => Ok(max_dev),
         Some((_, row, class, deviation)) => Err(HeadError::LogitMismatch {

@@ -1,18 +1,17 @@
 //! A classifier's forward pass on the host, in f64: dot products on the saved f32 weights for
-//! small batches and linear heads, faer's matrix products on weights widened once (when the
+//! small batches and linear heads, matrix products (the `gemm` crate's) on weights widened once (when the
 //! head is built) for larger batches of `mlp` heads (or on the f32 weights as they are, with
 //! [`ScorePrecision::F32`]), and the vectorised activations of `simd.rs`. The trainable heads
 //! score through it, the cache checks its logits with it, and the Mahalanobis heads' `dense`
 //! features come from it. No burn device is involved, so a loaded head scores anywhere, and its
 //! scores do not depend on the device it was trained on.
 
-use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::reborrow::ReborrowMut;
 use faer::traits::ComplexField;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use crate::cache::{Activation, Classifier, ClassifierKind};
+use crate::gemm::{Element, Operand, ShapeError};
 use crate::head::ScorePrecision;
 
 /// Rows per block (bounds the f64 scratch to a few `BLOCK_ROWS · d` values).
@@ -31,15 +30,42 @@ const TRIANGULAR_BLOCK: usize = 128;
 /// Multiply–adds from which [`product`] hands blocks to the rayon pool (~25 µs of one core's
 /// work, several times a task's start-up).
 const PARALLEL_WORK: usize = 1 << 21;
-/// Multiply–adds from which faer's own parallel product (one call, split inside) ran as fast
-/// as the blocks or faster on the build machine (128 × 768 × 768: 1.34–1.62 ms against
-/// 1.56–1.75 ms, interleaved runs), without packing the left factor once per block.
-const FAER_PARALLEL_WORK: usize = 1 << 25;
+/// Multiply–adds from which a rectangular product is one call to the `gemm` crate split over
+/// the pool inside (it packs the left factor once, where each block packs it again): level
+/// with the blocks at 128 × 768 × 768 on the build machine, 10–30% faster at d = 4096.
+const WHOLE_WORK: usize = 1 << 25;
+/// Multiply–adds from which a triangular product is faer's parallel triangular product: at
+/// 128 × 4096 × 4096 it took 6.1–6.2 ms against 8.3–8.4 ms in blocks; at 32 × 4096 × 4096
+/// (≈ 2²⁸) the two were level, and below it the blocks were faster (128 × 768 × 768:
+/// 0.26–0.32 ms against 0.29–0.38 ms for f32).
+const WHOLE_TRIANGULAR_WORK: usize = 1 << 28;
+
+/// How [`product`] runs: one sequential call, column blocks on the pool, or one call split
+/// inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Sequential,
+    Blocks,
+    Whole,
+}
+
+impl Split {
+    /// The split for `work` multiply–adds.
+    fn of(work: usize, lower: bool) -> Self {
+        let whole = if lower { WHOLE_TRIANGULAR_WORK } else { WHOLE_WORK };
+        if work >= whole {
+            Self::Whole
+        } else if work >= PARALLEL_WORK && threads() > 1 {
+            Self::Blocks
+        } else {
+            Self::Sequential
+        }
+    }
+}
 
 /// A head's weights, in PyTorch layout, ready for repeated forward passes: the f32 values as
 /// saved (streamed by the dot kernel for small batches, and the operands of f32 products) and,
-/// for `mlp` heads scoring in f64, copies widened to f64 once (faer's products for larger
-/// batches).
+/// for `mlp` heads scoring in f64, copies widened to f64 once (the products of larger batches).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HostHead {
     kind: ClassifierKind,
@@ -66,90 +92,123 @@ pub(crate) fn transpose<T: Copy + Default>(w: &[T], out: usize, inp: usize) -> V
     t
 }
 
-/// `out = x · rhs`, column-major `[n, m]`, for `x` `[n, k]` and `rhs` `[k, m]` (any layouts);
-/// with `lower`, `rhs` is square and lower-triangular, and its upper triangle is never read.
+/// `out = x · rhs`, column-major `[n, m]`, for `x` `[n, k]` (any strides with one of them 1)
+/// and `rhs` column-major `[k, m]`, which is also a PyTorch weight `[m, k]` (row-major) taken
+/// as `Wᵀ`. With `lower`, `rhs` is square and lower-triangular, and its upper triangle is never
+/// read.
 ///
-/// Small products are one sequential faer call and large ones (from [`FAER_PARALLEL_WORK`])
-/// one parallel call. Between the two, where faer's parallel split does not pay, the columns
-/// are cut into fixed blocks, each one sequential faer product (for a triangular factor, block
-/// `[a, b)` is `x[:, a..b]·F[a..b, a..b]`, triangular, plus `x[:, b..]·F[b.., a..b]`), that the
-/// rayon pool's threads take: independent blocks need no synchronisation inside the product.
-/// On the build machine (2 cores), scoring a 32-row batch with a 768-wide `mlp` head took
-/// 0.37–0.44 ms this way against 0.55–0.96 ms with the product on one core.
-pub(crate) fn product<T: ComplexField + Copy>(x: MatRef<'_, T>, rhs: MatRef<'_, T>, lower: bool, out: &mut [T]) {
-    use rayon::prelude::*;
-    let (n, k, m) = (x.nrows(), x.ncols(), rhs.ncols());
-    if n == 0 || m == 0 {
-        return;
-    }
-    let width = if lower { TRIANGULAR_BLOCK } else { PRODUCT_BLOCK };
+/// The rectangular products are the `gemm` crate's: at 32–128 × 768 × 768 and 32 × 4096 × 4096
+/// they ran 10–25% faster than faer's on the build machine, in f32 and f64. Small products are
+/// one sequential call, large ones (from [`WHOLE_WORK`]) one call split over the pool inside.
+/// Between the two the columns are cut into fixed blocks, each one sequential product, that
+/// the rayon pool's threads take: independent blocks need no synchronisation inside the
+/// product. For a triangular factor, block `[a, b)` is `x[:, a..b]·F[a..b, a..b]`, faer's
+/// triangular product, plus `x[:, b..]·F[b.., a..b]`, a rectangular one; from
+/// [`WHOLE_TRIANGULAR_WORK`] the whole product is faer's parallel triangular one.
+///
+/// # Errors
+/// Operands that do not fit their buffers (an internal error: the callers take the shapes from
+/// the head's own dimensions).
+pub(crate) fn product<T: Element + ComplexField>(
+    x: Operand<'_, T>,
+    rhs: &[T],
+    m: usize,
+    lower: bool,
+    out: &mut [T],
+) -> Result<(), ShapeError> {
+    let (n, k) = (x.rows, x.cols);
     let work = if lower { n * k * (k + 1) / 2 } else { n * k * m };
-    let one = T::one_impl();
-    let run = |(i, dst): (usize, &mut [T])| {
-        let (a, cols) = (i * width, dst.len() / n);
-        let mut dst = MatMut::from_column_major_slice_mut(dst, n, cols);
-        if lower {
-            let b = a + cols;
-            triangular::matmul(
-                dst.rb_mut(),
-                BlockStructure::Rectangular,
-                Accum::Replace,
-                x.subcols(a, cols),
-                BlockStructure::Rectangular,
-                rhs.submatrix(a, a, cols, cols),
-                BlockStructure::TriangularLower,
-                one,
-                Par::Seq,
-            );
-            if b < k {
-                matmul(
-                    dst,
-                    Accum::Add,
-                    x.subcols(b, k - b),
-                    rhs.submatrix(b, a, k - b, cols),
-                    one,
-                    Par::Seq,
-                );
-            }
-        } else {
-            matmul(dst, Accum::Replace, x, rhs.subcols(a, cols), one, Par::Seq);
-        }
-    };
-    let out = &mut out[..n * m];
-    if !(PARALLEL_WORK..FAER_PARALLEL_WORK).contains(&work) || threads() == 1 {
-        let par = if work >= FAER_PARALLEL_WORK {
-            Par::rayon(0)
-        } else {
-            Par::Seq
-        };
-        let dst = MatMut::from_column_major_slice_mut(out, n, m);
-        if lower {
-            triangular::matmul(
-                dst,
-                BlockStructure::Rectangular,
-                Accum::Replace,
-                x,
-                BlockStructure::Rectangular,
-                rhs,
-                BlockStructure::TriangularLower,
-                one,
-                par,
-            );
-        } else {
-            matmul(dst, Accum::Replace, x, rhs, one, par);
-        }
-    } else {
-        out.par_chunks_mut(n * width).enumerate().for_each(run);
-    }
+    product_split(Split::of(work, lower), x, rhs, m, lower, out)
 }
 
-/// `out = x · Wᵀ` with `x` `[rows, n_in]` (any layout), `out` `[rows, n_out]` column-major and
-/// `W` in PyTorch layout `[n_out, n_in]`, row-major, so that `Wᵀ` is column-major. A row-major
-/// destination would make faer transpose the product and pack all of `W` on every call (2×
-/// slower for a batch of 32 at d = 768).
-fn linear<T: ComplexField + Copy>(x: MatRef<'_, T>, w: &[T], n_out: usize, out: &mut [T]) {
-    let rhs = MatRef::from_row_major_slice(w, n_out, x.ncols()).transpose();
-    product(x, rhs, false, out);
+/// [`product`] with the split given.
+fn product_split<T: Element + ComplexField>(
+    split: Split,
+    x: Operand<'_, T>,
+    rhs: &[T],
+    m: usize,
+    lower: bool,
+    out: &mut [T],
+) -> Result<(), ShapeError> {
+    use rayon::prelude::*;
+    let (n, k) = (x.rows, x.cols);
+    let shape_error = ShapeError {
+        m: n,
+        k,
+        rhs_rows: k,
+        n: m,
+    };
+    let fits = x.col_stride == 1 || x.row_stride == 1;
+    if !fits || rhs.len() < k * m || out.len() < n * m || (lower && k != m) {
+        return Err(shape_error);
+    }
+    if n == 0 || m == 0 {
+        return Ok(());
+    }
+    let rhs = &rhs[..k * m];
+    let out = &mut out[..n * m];
+    // x[:, from..] and, as a faer view, x[:, from..from + cols].
+    let x_from = |from: usize| Operand {
+        data: x.data.get(from * x.col_stride..).unwrap_or_default(),
+        cols: k - from,
+        ..x
+    };
+    let faer_view = |from: usize, cols: usize| -> Result<MatRef<'_, T>, ShapeError> {
+        let v = x_from(from);
+        let reach = if v.rows == 0 || cols == 0 {
+            0
+        } else {
+            (v.rows - 1) * v.row_stride + (cols - 1) * v.col_stride + 1
+        };
+        if reach > v.data.len() {
+            return Err(shape_error.clone());
+        }
+        Ok(if v.col_stride == 1 {
+            MatRef::from_row_major_slice_with_stride(v.data, n, cols, v.row_stride)
+        } else {
+            MatRef::from_column_major_slice_with_stride(v.data, n, cols, v.col_stride)
+        })
+    };
+    // Columns [a, a + dst.len() / n) of the product into `dst` (column-major).
+    let block = |a: usize, dst: &mut [T], parallel: bool| -> Result<(), ShapeError> {
+        let cols = dst.len() / n;
+        let below = if lower { a + cols } else { 0 };
+        if lower {
+            triangular::matmul(
+                MatMut::from_column_major_slice_mut(dst, n, cols),
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                faer_view(a, cols)?,
+                BlockStructure::Rectangular,
+                MatRef::from_column_major_slice(rhs, k, m).submatrix(a, a, cols, cols),
+                BlockStructure::TriangularLower,
+                T::ONE,
+                if parallel { Par::rayon(0) } else { Par::Seq },
+            );
+        }
+        if below < k {
+            // dstᵀ `[cols, n]` (row-major) = F[below.., a..]ᵀ · x[:, below..]ᵀ.
+            let f = Operand {
+                data: rhs.get(a * k + below..).unwrap_or_default(),
+                rows: cols,
+                cols: k - below,
+                row_stride: k,
+                col_stride: 1,
+            };
+            crate::gemm::matmul(dst, n, f, x_from(below).t(), T::ONE, lower, parallel)?;
+        }
+        Ok(())
+    };
+    match split {
+        Split::Sequential => block(0, out, false),
+        Split::Whole => block(0, out, true),
+        Split::Blocks => {
+            let width = if lower { TRIANGULAR_BLOCK } else { PRODUCT_BLOCK };
+            out.par_chunks_mut(n * width)
+                .enumerate()
+                .try_for_each(|(i, dst)| block(i * width, dst, false))
+        }
+    }
 }
 
 /// Adds `b[k]` to column `k` of the column-major `out` `[rows, b.len()]`.
@@ -221,7 +280,15 @@ impl HostHead {
     /// `f(row_offset, hidden, logits)` per block of rows, `hidden` `[rows, d]` (`act(dense(h))`,
     /// `h` itself for kind `linear`; empty unless `with_hidden`) and `logits` `[rows, C]`, both
     /// row-major.
-    pub(crate) fn forward_blocks(&self, features: &[f32], with_hidden: bool, mut f: impl FnMut(usize, &[f64], &[f64])) {
+    ///
+    /// # Errors
+    /// Weights that do not fit the head's dimensions (see [`product`]).
+    pub(crate) fn forward_blocks(
+        &self,
+        features: &[f32],
+        with_hidden: bool,
+        mut f: impl FnMut(usize, &[f64], &[f64]),
+    ) -> Result<(), ShapeError> {
         let (d, c) = (self.dim, self.num_classes);
         let n = features.len() / d.max(1);
         let (mut hidden_cm, mut hidden_rm, mut logits, mut logits_rm) =
@@ -245,20 +312,21 @@ impl HostHead {
                     match wide {
                         Some(w) => {
                             let xv = crate::simd::widen(block);
-                            linear(MatRef::from_row_major_slice(&xv, rows, d), w, d, &mut hidden_cm);
+                            product(Operand::rows(&xv, rows, d, d), w, d, false, &mut hidden_cm)?;
                         }
                         None => {
                             // f32 sums (ScorePrecision::F32), widened for the rest of the pass.
                             narrow.resize(rows * d, 0.0);
-                            linear(MatRef::from_row_major_slice(block, rows, d), w32, d, &mut narrow);
+                            product(Operand::rows(block, rows, d, d), w32, d, false, &mut narrow)?;
                             crate::simd::widen_to(&narrow, &mut hidden_cm);
                         }
                     }
                     add_bias_columns(&mut hidden_cm, rows, self.dense_bias.as_deref());
                     self.activation.apply_in_place(&mut hidden_cm);
-                    let hidden = MatRef::from_column_major_slice(&hidden_cm, rows, d);
+                    // `hidden_cm` column-major `[rows, d]`: the transpose of a row-major `[d, rows]`.
+                    let hidden = Operand::rows(&hidden_cm, d, rows, rows).t();
                     logits.resize(rows * c, 0.0);
-                    linear(hidden, &self.out_weight_wide, c, &mut logits);
+                    product(hidden, &self.out_weight_wide, c, false, &mut logits)?;
                     to_row_major(&logits, rows, c, &mut logits_rm);
                     if with_hidden {
                         hidden_rm.resize(rows * d, 0.0);
@@ -277,16 +345,20 @@ impl HostHead {
             f(start, &hidden_rm, &logits_rm);
             start += rows;
         }
-        // faer's kernels leave the upper vector state dirty; the caller's libm calls would pay.
+        // The product kernels leave the upper vector state dirty; the caller's libm calls would pay.
         crate::simd::clear_upper_state();
+        Ok(())
     }
 
     /// The logits `[n, C]` (row-major) of row-major features `[n, d]`, every dropout off:
     /// `out_proj(act(dense(h)))` for kind `mlp`, `out_proj(h)` for kind `linear`.
-    pub(crate) fn logits(&self, features: &[f32]) -> Vec<f64> {
+    ///
+    /// # Errors
+    /// As [`HostHead::forward_blocks`].
+    pub(crate) fn logits(&self, features: &[f32]) -> Result<Vec<f64>, ShapeError> {
         let mut out = Vec::with_capacity(features.len() / self.dim.max(1) * self.num_classes);
-        self.forward_blocks(features, false, |_, _, z| out.extend_from_slice(z));
-        out
+        self.forward_blocks(features, false, |_, _, z| out.extend_from_slice(z))?;
+        Ok(out)
     }
 }
 
@@ -318,40 +390,63 @@ mod tests {
     }
 
     #[test]
-    fn blocked_products_equal_the_textbook_product() {
-        // d = 300: three triangular blocks and two rectangular ones, the last ones partial;
-        // 5 rows run the blocks in turn, 100 rows on the pool.
+    fn every_split_of_a_product_gives_the_textbook_product() {
+        // d = 300: three triangular blocks and two rectangular ones, the last ones partial. Every
+        // split runs on row-major, column-major and row-strided left operands, in f64 and f32.
         let d = 300;
         let mut rng = Xoshiro256::new(5, 300);
         let f: Vec<f64> = (0..d * d).map(|_| rng.unit() - 0.5).collect();
-        for n in [5, 100] {
-            let x: Vec<f64> = (0..n * d).map(|_| rng.unit() - 0.5).collect();
-            let xm = MatRef::from_row_major_slice(&x, n, d);
+        let n = 9;
+        let x: Vec<f64> = (0..n * d).map(|_| rng.unit() - 0.5).collect();
+        let x_cm = transpose(&x, n, d);
+        // Rows 3 values apart beyond their d: a row stride of d + 3.
+        let x_padded: Vec<f64> = x
+            .chunks_exact(d)
+            .flat_map(|r| r.iter().copied().chain([f64::NAN; 3]))
+            .collect();
+        let views = [
+            ("row-major", Operand::rows(&x, n, d, d)),
+            ("column-major", Operand::rows(&x_cm, d, n, n).t()),
+            ("strided", Operand::rows(&x_padded, n, d, d + 3)),
+        ];
+        for split in [Split::Sequential, Split::Blocks, Split::Whole] {
             for lower in [false, true] {
                 // Column-major `f`; a lower factor's upper triangle holds NaN, which must never be read.
                 let rhs: Vec<f64> = (0..d * d)
                     .map(|e| if lower && e % d < e / d { f64::NAN } else { f[e] })
                     .collect();
-                let mut out = vec![f64::NAN; n * d];
-                product(xm, MatRef::from_column_major_slice(&rhs, d, d), lower, &mut out);
-                for i in 0..n {
-                    for j in 0..d {
-                        let from = if lower { j } else { 0 };
-                        let want: f64 = (from..d).map(|k| x[i * d + k] * f[j * d + k]).sum();
-                        let got = out[j * n + i];
-                        assert!(
-                            (got - want).abs() <= 1e-12,
-                            "n {n} lower {lower} ({i}, {j}): {got} vs {want}"
-                        );
+                for (name, xv) in views {
+                    let mut out = vec![f64::NAN; n * d];
+                    product_split(split, xv, &rhs, d, lower, &mut out).unwrap();
+                    let rhs32: Vec<f32> = rhs.iter().map(|&v| v as f32).collect();
+                    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                    let mut out32 = vec![f32::NAN; n * d];
+                    product_split(split, Operand::rows(&x32, n, d, d), &rhs32, d, lower, &mut out32).unwrap();
+                    for i in 0..n {
+                        for j in 0..d {
+                            let from = if lower { j } else { 0 };
+                            let want: f64 = (from..d).map(|k| x[i * d + k] * f[j * d + k]).sum();
+                            let got = out[j * n + i];
+                            let case = format!("{split:?} lower {lower} {name} ({i}, {j})");
+                            assert!((got - want).abs() <= 1e-12, "{case}: {got} vs {want}");
+                            let got32 = f64::from(out32[j * n + i]);
+                            assert!((got32 - want).abs() <= 1e-4, "{case} f32: {got32} vs {want}");
+                        }
                     }
                 }
             }
         }
+        // Operands too short for their shapes are errors, not reads out of bounds.
+        let mut out = vec![0.0; n * d];
+        assert!(product(Operand::rows(&x[..n * d - 1], n, d, d), &f, d, false, &mut out).is_err());
+        assert!(product(Operand::rows(&x, n, d, d), &f[..d * d - 1], d, false, &mut out).is_err());
+        assert!(product(Operand::rows(&x, n, d, d), &f, d, false, &mut out[..n * d - 1]).is_err());
+        assert!(product(Operand::rows(&x, n, d, d), &f[..d * (d - 1)], d - 1, true, &mut out).is_err());
     }
 
     #[test]
     fn batches_give_the_textbook_logits() {
-        // A 256-wide mlp head on 600 rows (~40M multiply–adds: faer's parallel kernels) and a
+        // A 256-wide mlp head on 600 rows (~40M multiply–adds: one parallel product) and a
         // linear head (the dot-product kernel), whole and row by row.
         for (kind, d, c) in [(ClassifierKind::Mlp, 256, 3), (ClassifierKind::Linear, 300, 6)] {
             let n = 600;
@@ -372,7 +467,9 @@ mod tests {
             let head = HostHead::new(&classifier);
             let want = naive(&classifier, &features);
             // f32 sums in the dense product: within float32 rounding, and not the f64 logits.
-            let narrow = HostHead::with_precision(&classifier, ScorePrecision::F32).logits(&features);
+            let narrow = HostHead::with_precision(&classifier, ScorePrecision::F32)
+                .logits(&features)
+                .unwrap();
             let off = narrow
                 .iter()
                 .zip(&want)
@@ -384,23 +481,24 @@ mod tests {
                 mlp,
                 "{kind:?}: f32 products change only an mlp's dense layer"
             );
-            let all = head.logits(&features);
+            let all = head.logits(&features).unwrap();
             let mut blocks = 0;
             head.forward_blocks(&features, true, |_, h, z| {
                 assert_eq!((h.len(), z.len()), (n * d, n * c));
                 blocks += 1;
-            });
+            })
+            .unwrap();
             assert_eq!(blocks, 1);
             // Slices of 2, 3 and 4 rows (the dot kernel's tiles for an mlp head) against the whole.
             for (start, len) in [(10, 2), (20, 3), (30, 4), (40, 5)] {
-                let part = head.logits(&features[start * d..(start + len) * d]);
+                let part = head.logits(&features[start * d..(start + len) * d]).unwrap();
                 for (e, v) in part.iter().enumerate() {
                     let w = want[start * c + e];
                     assert!((v - w).abs() <= 1e-12 * (1.0 + w.abs()), "{kind:?} rows {start}+{len}");
                 }
             }
             for i in 0..n {
-                let one = (i % 37 == 0).then(|| head.logits(&features[i * d..(i + 1) * d]));
+                let one = (i % 37 == 0).then(|| head.logits(&features[i * d..(i + 1) * d]).unwrap());
                 for k in 0..c {
                     let w = want[i * c + k];
                     assert!(

@@ -13,6 +13,7 @@ use crate::cache::{
     Classifier, ClassifierKind, ClassifierMeta, SplitData, Tensors, classifier_from_tensors, read_bytes, write_tensors,
 };
 use crate::error::HeadError;
+use crate::gemm::{Operand, ShapeError};
 use crate::head::{FitContext, Head, ScorePrecision, parse_json, write_json};
 use crate::host::HostHead;
 
@@ -113,7 +114,7 @@ fn representation(
         FeatureSpace::Dense => match classifier {
             Some((c, host)) if c.kind == ClassifierKind::Mlp => {
                 let mut out = Vec::with_capacity(split.features.len());
-                host.forward_blocks(&split.features, true, |_, hidden, _| out.extend_from_slice(hidden));
+                host.forward_blocks(&split.features, true, |_, hidden, _| out.extend_from_slice(hidden))?;
                 out
             }
             _ => {
@@ -222,7 +223,7 @@ impl Factor {
     /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
     /// [`crate::host::product`] into a column-major destination (a row-major one makes faer
     /// pack the whole factor on every call, 2× slower at d = 4096).
-    fn map(&self, x: &[f64]) -> Vec<f64> {
+    fn map(&self, x: &[f64]) -> Result<Vec<f64>, ShapeError> {
         let f = self;
         let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
@@ -238,13 +239,9 @@ impl Factor {
             2 => self.map_by_dots::<2>(x, threads, &mut out),
             3 => self.map_by_dots::<3>(x, threads, &mut out),
             4 => self.map_by_dots::<4>(x, threads, &mut out),
-            _ => {
-                let x = MatRef::from_row_major_slice(x, n, d);
-                let fm = MatRef::from_column_major_slice(&f.values, d, r);
-                crate::host::product(x, fm, f.lower, &mut out);
-            }
+            _ => crate::host::product(Operand::rows(x, n, d, d), &f.values, r, f.lower, &mut out)?,
         }
-        out
+        Ok(out)
     }
 
     /// `x·F` (column-major `[R, r]`) for `R ≤ 4` rows as dot products with the factor's
@@ -312,44 +309,47 @@ const PARALLEL_DOTS_WORK: usize = 1 << 18;
 impl Whitening {
     /// Maps `centres` `[k, d]` through `factor` (and through its f32 rounding, to score in
     /// `precision` f32).
-    fn new(factor: Factor, centres: &Mat<f64>, precision: ScorePrecision) -> Self {
+    fn new(factor: Factor, centres: &Mat<f64>, precision: ScorePrecision) -> Result<Self, ShapeError> {
         let (d, rank, k) = (factor.dim, factor.rank, centres.nrows());
         let mu: Vec<f64> = (0..k).flat_map(|c| (0..d).map(move |j| centres[(c, j)])).collect();
         let row_major =
             |mapped: Vec<f64>| -> Vec<f64> { (0..k * rank).map(|e| mapped[(e % rank) * k + e / rank]).collect() };
-        let narrow = (precision == ScorePrecision::F32).then(|| {
-            let values: Vec<f32> = factor.values.iter().map(|&v| v as f32).collect();
-            let rounded = Factor {
-                values: crate::simd::widen(&values),
-                saved: false,
-                ..factor
-            };
-            Narrow {
-                centres: row_major(rounded.map(&mu)),
-                values,
+        let narrow = match precision {
+            ScorePrecision::F64 => None,
+            ScorePrecision::F32 => {
+                let values: Vec<f32> = factor.values.iter().map(|&v| v as f32).collect();
+                let rounded = Factor {
+                    values: crate::simd::widen(&values),
+                    saved: false,
+                    ..factor
+                };
+                Some(Narrow {
+                    centres: row_major(rounded.map(&mu)?),
+                    values,
+                })
             }
-        });
-        Self {
-            centres: row_major(factor.map(&mu)),
+        };
+        Ok(Self {
+            centres: row_major(factor.map(&mu)?),
             factor,
             narrow,
-        }
+        })
     }
 
     /// The squared distance of every row of `x` `[n, d]` (row-major) to its nearest centre.
-    fn min_sq_distances(&self, x: &[f64]) -> Vec<f64> {
+    fn min_sq_distances(&self, x: &[f64]) -> Result<Vec<f64>, ShapeError> {
         let r = self.factor.rank;
         if r == 0 {
             // P = 0: every direction was dropped, every distance is 0.
-            return vec![0.0; x.len() / self.factor.dim.max(1)];
+            return Ok(vec![0.0; x.len() / self.factor.dim.max(1)]);
         }
         let n = x.len() / self.factor.dim.max(1);
         if n == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let (y, centres) = match &self.narrow {
-            Some(narrow) => (narrow.map(&self.factor, x), &narrow.centres),
-            None => (self.factor.map(x), &self.centres),
+            Some(narrow) => (narrow.map(&self.factor, x)?, &narrow.centres),
+            None => (self.factor.map(x)?, &self.centres),
         };
         let mut best = vec![f64::INFINITY; n];
         crate::simd::min_sq_distances(crate::simd::MinSqDistances {
@@ -360,7 +360,7 @@ impl Whitening {
             out: &mut best,
             first: 0,
         });
-        best
+        Ok(best)
     }
 }
 
@@ -368,23 +368,18 @@ impl Narrow {
     /// `x·F̃` `[n, r]`, column-major, for row-major `x` `[n, d]` (`f` gives the shape): up to 4
     /// rows as dot products in f64 on the f32 factor (memory-bound: f32 halves the bytes), more
     /// rows as f32 products of `x` rounded to f32.
-    fn map(&self, f: &Factor, x: &[f64]) -> Vec<f64> {
+    fn map(&self, f: &Factor, x: &[f64]) -> Result<Vec<f64>, ShapeError> {
         let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
         if n <= 4 {
             let mut rows = vec![0.0; n * r];
             crate::simd::factor_dots(x, &self.values, d, f.lower, &mut rows);
-            return (0..n * r).map(|e| rows[(e % n) * r + e / n]).collect();
+            return Ok((0..n * r).map(|e| rows[(e % n) * r + e / n]).collect());
         }
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let mut y = vec![0.0f32; n * r];
-        crate::host::product(
-            MatRef::from_row_major_slice(&x32, n, d),
-            MatRef::from_column_major_slice(&self.values, d, r),
-            f.lower,
-            &mut y,
-        );
-        crate::simd::widen(&y)
+        crate::host::product(Operand::rows(&x32, n, d, d), &self.values, r, f.lower, &mut y)?;
+        Ok(crate::simd::widen(&y))
     }
 }
 
@@ -456,7 +451,7 @@ impl MahalanobisHead {
                 Some(f) => f,
                 None => Factor::of_precision(&p.matrix).map_err(|e| HeadError::fit(head, e))?,
             };
-            Ok((p.matrix, Whitening::new(factor, centres, cfg.score_precision)))
+            Ok((p.matrix, Whitening::new(factor, centres, cfg.score_precision)?))
         };
         let cov = centred_cov(&x, d, |i| split.labels[i] as usize, &means);
         let p = precision(&cov, head)?;
@@ -555,7 +550,7 @@ impl MahalanobisHead {
             } else {
                 Factor::of_precision(p).map_err(meta_err)?
             };
-            Ok(Whitening::new(factor, centres, s.config.score_precision))
+            Ok(Whitening::new(factor, centres, s.config.score_precision)?)
         };
         let whitening = whiten(&precision, "precision_factor", &means)?;
         let global_whitening = match &global {
@@ -604,13 +599,13 @@ impl Head for MahalanobisHead {
         for start in (0..n).step_by(4096) {
             let rows = 4096.min(n - start);
             let xb = &x[start * d..(start + rows) * d];
-            let md = self.whitening.min_sq_distances(xb);
+            let md = self.whitening.min_sq_distances(xb)?;
             match &self.global_whitening {
-                Some(g) => u.extend(md.iter().zip(g.min_sq_distances(xb)).map(|(m, b)| m - b)),
+                Some(g) => u.extend(md.iter().zip(g.min_sq_distances(xb)?).map(|(m, b)| m - b)),
                 None => u.extend(md),
             }
         }
-        // faer's kernels leave the upper vector state dirty; the caller's libm calls would pay.
+        // The product kernels leave the upper vector state dirty; the caller's libm calls would pay.
         crate::simd::clear_upper_state();
         Ok(u)
     }
@@ -705,7 +700,7 @@ mod tests {
         // (dot products), 1–3 threads, and 9 rows (faer's kernels).
         for (d, rank) in [(37, 80), (40, 25)] {
             let (p, centres, x) = problem(d, rank, 3, 9);
-            let w = Whitening::new(Factor::of_precision(&p).unwrap(), &centres, ScorePrecision::F64);
+            let w = Whitening::new(Factor::of_precision(&p).unwrap(), &centres, ScorePrecision::F64).unwrap();
             assert_eq!(w.factor.lower, rank >= d);
             let want = direct(&p, &centres, &x);
             let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -715,19 +710,19 @@ mod tests {
                 }
             };
             // f32 products: f32 dots of the rounded factor for 1–4 rows, f32 sums for 9.
-            let w32 = Whitening::new(Factor::of_precision(&p).unwrap(), &centres, ScorePrecision::F32);
+            let w32 = Whitening::new(Factor::of_precision(&p).unwrap(), &centres, ScorePrecision::F32).unwrap();
             for n in [1, 2, 3, 4, 9] {
-                let got = w32.min_sq_distances(&x[..n * d]);
+                let got = w32.min_sq_distances(&x[..n * d]).unwrap();
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() <= 1e-6 * scale, "f32, {n} rows: {g} vs {w}");
                 }
             }
-            check(&w.min_sq_distances(&x), &want, "9 rows");
+            check(&w.min_sq_distances(&x).unwrap(), &want, "9 rows");
             for n in 1..=4 {
-                let got = w.min_sq_distances(&x[..n * d]);
+                let got = w.min_sq_distances(&x[..n * d]).unwrap();
                 check(&got, &want[..n], &format!("{n} rows"));
                 // The split between threads does not change a bit.
-                let one = w.factor.map(&x[..n * d]);
+                let one = w.factor.map(&x[..n * d]).unwrap();
                 for threads in 2..=3 {
                     let mut split = vec![0.0; one.len()];
                     match n {

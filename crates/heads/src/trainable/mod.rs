@@ -422,7 +422,7 @@ impl TrainedHead {
                 ),
             ));
         }
-        Ok(self.host.logits(&split.features))
+        Ok(self.host.logits(&split.features)?)
     }
 
     /// Loads a head written by [`Head::save`].
