@@ -211,15 +211,6 @@ fn product_split<T: Element + ComplexField>(
     }
 }
 
-/// Adds `b[k]` to column `k` of the column-major `out` `[rows, b.len()]`.
-fn add_bias_columns(out: &mut [f64], rows: usize, b: Option<&[f64]>) {
-    if let Some(b) = b {
-        for (col, bk) in out.chunks_exact_mut(rows.max(1)).zip(b) {
-            col.iter_mut().for_each(|v| *v += bk);
-        }
-    }
-}
-
 /// Adds `b` to every row of the row-major `out` `[rows, b.len()]`.
 fn add_bias_rows(out: &mut [f64], b: Option<&[f64]>) {
     if let Some(b) = b {
@@ -293,7 +284,15 @@ impl HostHead {
         let n = features.len() / d.max(1);
         let (mut hidden_cm, mut hidden_rm, mut logits, mut logits_rm) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut narrow = Vec::<f32>::new();
+        let (mut narrow, mut wide_block) = (Vec::<f32>::new(), Vec::new());
+        if self.dense_bias.as_ref().is_some_and(|b| b.len() != d) {
+            return Err(ShapeError {
+                m: n,
+                k: d,
+                rhs_rows: d,
+                n: d,
+            });
+        }
         let mut start = 0;
         while start < n {
             let rows = BLOCK_ROWS.min(n - start);
@@ -309,20 +308,21 @@ impl HostHead {
                 }
                 (ClassifierKind::Mlp, Some(w32), wide) => {
                     hidden_cm.resize(rows * d, 0.0);
+                    let bias = self.dense_bias.as_deref();
                     match wide {
                         Some(w) => {
-                            let xv = crate::simd::widen(block);
-                            product(Operand::rows(&xv, rows, d, d), w, d, false, &mut hidden_cm)?;
+                            wide_block.resize(rows * d, 0.0);
+                            crate::simd::widen_to(block, &mut wide_block);
+                            product(Operand::rows(&wide_block, rows, d, d), w, d, false, &mut hidden_cm)?;
+                            crate::simd::dense_epilogue(None, rows, bias, self.activation, &mut hidden_cm);
                         }
                         None => {
                             // f32 sums (ScorePrecision::F32), widened for the rest of the pass.
                             narrow.resize(rows * d, 0.0);
                             product(Operand::rows(block, rows, d, d), w32, d, false, &mut narrow)?;
-                            crate::simd::widen_to(&narrow, &mut hidden_cm);
+                            crate::simd::dense_epilogue(Some(&narrow), rows, bias, self.activation, &mut hidden_cm);
                         }
                     }
-                    add_bias_columns(&mut hidden_cm, rows, self.dense_bias.as_deref());
-                    self.activation.apply_in_place(&mut hidden_cm);
                     // `hidden_cm` column-major `[rows, d]`: the transpose of a row-major `[d, rows]`.
                     let hidden = Operand::rows(&hidden_cm, d, rows, rows).t();
                     logits.resize(rows * c, 0.0);

@@ -105,6 +105,87 @@ pub(crate) fn gelu_in_place(v: &mut [f64]) {
     in_runs(v, |run| Arch::new().dispatch(GeluInPlace(run)));
 }
 
+/// Declares a `WithSimd` op `$name` for [`dense_epilogue`] with the element function `$f`.
+macro_rules! epilogue_op {
+    ($name:ident, $f:expr) => {
+        struct $name<'a>(Epilogue<'a>);
+
+        impl WithSimd for $name<'_> {
+            type Output = ();
+
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, _simd: S) {
+                let Epilogue { src, rows, bias, out } = self.0;
+                for (j, col) in out.chunks_mut(rows.max(1)).enumerate() {
+                    let from = src.map(|s| &s[j * rows..(j + 1) * rows]);
+                    // Without a bias nothing is added: x + 0 would turn −0 into +0.
+                    match (from, bias.map(|b| b[j])) {
+                        (Some(from), Some(b)) => col
+                            .iter_mut()
+                            .zip(from)
+                            .for_each(|(o, &x)| *o = $f(f64::from(x) + b)),
+                        (Some(from), None) => col.iter_mut().zip(from).for_each(|(o, &x)| *o = $f(f64::from(x))),
+                        (None, Some(b)) => col.iter_mut().for_each(|o| *o = $f(*o + b)),
+                        (None, None) => col.iter_mut().for_each(|o| *o = $f(*o)),
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// One run of [`dense_epilogue`]: whole columns, `bias` and `src` starting at its first.
+struct Epilogue<'a> {
+    src: Option<&'a [f32]>,
+    rows: usize,
+    bias: Option<&'a [f64]>,
+    out: &'a mut [f64],
+}
+
+epilogue_op!(TanhEpilogue, tanh);
+epilogue_op!(GeluEpilogue, gelu);
+epilogue_op!(PlainEpilogue, std::convert::identity);
+
+/// The end of a dense layer over column-major `[rows, cols]` values, in one pass:
+/// `out = act(x + bias[col])`, where `x` is `src` widened to f64 (exactly) or, without `src`,
+/// `out` itself. The same bits as widening, adding the bias and applying the activation in
+/// turn (three passes over the batch); split between the pool's threads by whole columns from
+/// [`PARALLEL_ELEMENTS`] values.
+pub(crate) fn dense_epilogue(
+    src: Option<&[f32]>,
+    rows: usize,
+    bias: Option<&[f64]>,
+    activation: crate::cache::Activation,
+    out: &mut [f64],
+) {
+    use crate::cache::Activation;
+    use rayon::prelude::*;
+    let run = |first_col: usize, out: &mut [f64]| {
+        let cols = out.len() / rows.max(1);
+        let e = Epilogue {
+            src: src.map(|s| &s[first_col * rows..(first_col + cols) * rows]),
+            rows,
+            bias: bias.map(|b| &b[first_col..first_col + cols]),
+            out,
+        };
+        match activation {
+            Activation::Tanh => Arch::new().dispatch(TanhEpilogue(e)),
+            Activation::Gelu => Arch::new().dispatch(GeluEpilogue(e)),
+            Activation::None => Arch::new().dispatch(PlainEpilogue(e)),
+        }
+    };
+    let threads = crate::host::threads();
+    let cols = out.len() / rows.max(1);
+    if out.len() < PARALLEL_ELEMENTS || threads == 1 || cols < 2 {
+        run(0, out);
+    } else {
+        let per_run = cols.div_ceil(threads);
+        out.par_chunks_mut(per_run * rows)
+            .enumerate()
+            .for_each(|(i, chunk)| run(i * per_run, chunk));
+    }
+}
+
 /// The dot products of up to four rows with columns of a matrix, for products with few rows
 /// (a batch of 1–4 rows times a d × d factor streams the factor once, and faer's kernels reach
 /// only part of the memory bandwidth there): `out[k·R + r] = Σ_{i ≥ s_k} x_r[i]·col_k[i]` for
@@ -1058,6 +1139,49 @@ mod tests {
                         want = term(j, want);
                     }
                     assert_eq!(got[i * d + k].to_bits(), want.to_bits(), "n {n} d {d} ({i}, {k})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_dense_epilogue_gives_the_bits_of_its_three_passes() {
+        use crate::cache::Activation;
+        // 300 columns of 128 rows (~38k values, on the pool) and of 3 rows (one run); −0, 0,
+        // infinities and NaN among the values.
+        for rows in [128, 3] {
+            let cols = 300;
+            let src: Vec<f32> = (0..rows * cols)
+                .map(|e| match e % 97 {
+                    0 => -0.0,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    3 => f32::NAN,
+                    _ => ((e * 7919 % 1000) as f32 - 500.0) / 90.0,
+                })
+                .collect();
+            let bias: Vec<f64> = (0..cols)
+                .map(|j| if j % 5 == 0 { 0.0 } else { j as f64 / 77.0 - 1.9 })
+                .collect();
+            for activation in [Activation::Tanh, Activation::Gelu, Activation::None] {
+                for with_bias in [true, false] {
+                    let b = with_bias.then_some(bias.as_slice());
+                    let mut want = widen(&src);
+                    if let Some(b) = b {
+                        for (col, bj) in want.chunks_exact_mut(rows).zip(b) {
+                            col.iter_mut().for_each(|v| *v += bj);
+                        }
+                    }
+                    activation.apply_in_place(&mut want);
+                    let mut got = vec![f64::NAN; rows * cols];
+                    dense_epilogue(Some(&src), rows, b, activation, &mut got);
+                    let mut in_place = widen(&src);
+                    dense_epilogue(None, rows, b, activation, &mut in_place);
+                    for e in 0..rows * cols {
+                        let case = format!("{activation:?} bias {with_bias} rows {rows} value {e}");
+                        assert_eq!(got[e].to_bits(), want[e].to_bits(), "{case}");
+                        assert_eq!(in_place[e].to_bits(), want[e].to_bits(), "{case} in place");
+                    }
                 }
             }
         }
