@@ -2,6 +2,7 @@
 //! in f64; `u` = min over classes of the squared distance (no square root). The relative
 //! variant subtracts the distance to the global mean under the global covariance.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use faer::linalg::solvers::DenseSolveCore;
@@ -102,14 +103,53 @@ fn precision(cov: &Mat<f64>, head: &str) -> Result<Precision, HeadError> {
     })
 }
 
-/// The feature rows (f64, row-major `[n, d]`) a head with `cfg` works on.
-fn representation(
+/// The feature rows a head works on, row-major `[n, d]`.
+enum Rows<'a> {
+    /// The cached features as they are (`features: input` without normalisation), so that f32
+    /// products take them without a round trip through f64.
+    Cached(&'a [f32]),
+    /// Rows computed in f64: normalised, or `dense` features.
+    Computed(Vec<f64>),
+}
+
+/// Rows of a batch in the form its whitening takes them (see [`Whitening::takes_narrow`]).
+enum Chunk<'a> {
+    /// f64 rows (exact widenings of cached features, or computed rows).
+    Wide(Cow<'a, [f64]>),
+    /// f32 rows (the cached features, or computed rows rounded) for an f32 product.
+    Narrow(Cow<'a, [f32]>),
+}
+
+impl Rows<'_> {
+    /// Every row in f64 (the fit's arithmetic).
+    fn wide(&self) -> Cow<'_, [f64]> {
+        match self {
+            Rows::Cached(f) => Cow::Owned(crate::simd::widen(f)),
+            Rows::Computed(x) => Cow::Borrowed(x),
+        }
+    }
+
+    /// Rows `start..start + n` (of `d` values) as f32 rows if `narrow`, else as f64 rows.
+    fn chunk(&self, start: usize, n: usize, d: usize, narrow: bool) -> Chunk<'_> {
+        let range = start * d..(start + n) * d;
+        match (self, narrow) {
+            (Rows::Cached(f), true) => Chunk::Narrow(Cow::Borrowed(&f[range])),
+            (Rows::Cached(f), false) => Chunk::Wide(Cow::Owned(crate::simd::widen(&f[range]))),
+            (Rows::Computed(x), true) => Chunk::Narrow(Cow::Owned(x[range].iter().map(|&v| v as f32).collect())),
+            (Rows::Computed(x), false) => Chunk::Wide(Cow::Borrowed(&x[range])),
+        }
+    }
+}
+
+/// The feature rows a head with `cfg` works on.
+fn representation<'a>(
     cfg: &MahalanobisConfig,
     classifier: Option<&(Classifier, HostHead)>,
-    split: &SplitData,
+    split: &'a SplitData,
     head: &str,
-) -> Result<Vec<f64>, HeadError> {
+) -> Result<Rows<'a>, HeadError> {
     let mut x = match cfg.features {
+        FeatureSpace::Input if !cfg.l2_normalize => return Ok(Rows::Cached(&split.features)),
         FeatureSpace::Input => crate::simd::widen(&split.features),
         FeatureSpace::Dense => match classifier {
             Some((c, host)) if c.kind == ClassifierKind::Mlp => {
@@ -134,7 +174,7 @@ fn representation(
             }
         }
     }
-    Ok(x)
+    Ok(Rows::Computed(x))
 }
 
 /// Mean and (1/N-normalised) covariance of the rows of `x` around per-row centres.
@@ -336,50 +376,88 @@ impl Whitening {
         })
     }
 
+    /// Whether a batch of `n` rows is mapped by an f32 product, which takes f32 rows
+    /// ([`Chunk::Narrow`]); other batches take f64 rows.
+    fn takes_narrow(&self, n: usize) -> bool {
+        self.narrow.is_some() && n > NARROW_DOT_ROWS
+    }
+
     /// The squared distance of every row of `x` `[n, d]` (row-major) to its nearest centre.
-    fn min_sq_distances(&self, x: &[f64]) -> Result<Vec<f64>, ShapeError> {
-        let r = self.factor.rank;
+    /// `x` comes in the form [`Whitening::takes_narrow`] asks for; another form is converted
+    /// (f64 rows rounded to f32 for an f32 product, f32 rows widened).
+    fn min_sq_distances(&self, x: &Chunk<'_>) -> Result<Vec<f64>, ShapeError> {
+        let (d, r) = (self.factor.dim, self.factor.rank);
+        let n = match x {
+            Chunk::Wide(x) => x.len(),
+            Chunk::Narrow(x) => x.len(),
+        } / d.max(1);
         if r == 0 {
             // P = 0: every direction was dropped, every distance is 0.
-            return Ok(vec![0.0; x.len() / self.factor.dim.max(1)]);
+            return Ok(vec![0.0; n]);
         }
-        let n = x.len() / self.factor.dim.max(1);
         if n == 0 {
             return Ok(Vec::new());
         }
-        let (y, centres) = match &self.narrow {
-            Some(narrow) => (narrow.map(&self.factor, x)?, &narrow.centres),
-            None => (self.factor.map(x)?, &self.centres),
-        };
         let mut best = vec![f64::INFINITY; n];
-        crate::simd::min_sq_distances(crate::simd::MinSqDistances {
-            y: &y,
-            rows: n,
-            centres,
-            rank: r,
-            out: &mut best,
-            first: 0,
-        });
+        // The nearest centre of each mapped row, `y` column-major `[n, r]` (f64 or f32).
+        fn distances<Y: crate::gemm::Element>(y: &[Y], centres: &[f64], best: &mut [f64]) {
+            let (n, r) = (best.len(), y.len() / best.len().max(1));
+            crate::simd::min_sq_distances(crate::simd::MinSqDistances {
+                y,
+                rows: n,
+                centres,
+                rank: r,
+                out: best,
+                first: 0,
+            });
+        }
+        match (&self.narrow, x) {
+            (None, Chunk::Wide(x)) => distances(&self.factor.map(x)?[..], &self.centres, &mut best),
+            (None, Chunk::Narrow(x)) => {
+                let y = self.factor.map(&crate::simd::widen(x))?;
+                distances(&y[..], &self.centres, &mut best);
+            }
+            (Some(narrow), Chunk::Wide(x)) if n <= NARROW_DOT_ROWS => {
+                distances(&narrow.dots(&self.factor, x)[..], &narrow.centres, &mut best);
+            }
+            (Some(narrow), Chunk::Narrow(x)) if n <= NARROW_DOT_ROWS => {
+                let y = narrow.dots(&self.factor, &crate::simd::widen(x));
+                distances(&y[..], &narrow.centres, &mut best);
+            }
+            (Some(narrow), Chunk::Wide(x)) => {
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                distances(&narrow.product(&self.factor, &x32)?[..], &narrow.centres, &mut best);
+            }
+            (Some(narrow), Chunk::Narrow(x)) => {
+                distances(&narrow.product(&self.factor, x)?[..], &narrow.centres, &mut best);
+            }
+        }
         Ok(best)
     }
 }
 
+/// Batches up to this many rows are mapped through the f32 factor by dot products in f64
+/// (memory-bound: the f32 factor halves the bytes, and f32 sums would gain nothing).
+const NARROW_DOT_ROWS: usize = 4;
+
 impl Narrow {
-    /// `x·F̃` `[n, r]`, column-major, for row-major `x` `[n, d]` (`f` gives the shape): up to 4
-    /// rows as dot products in f64 on the f32 factor (memory-bound: f32 halves the bytes), more
-    /// rows as f32 products of `x` rounded to f32.
-    fn map(&self, f: &Factor, x: &[f64]) -> Result<Vec<f64>, ShapeError> {
+    /// `x·F̃` `[n, r]`, column-major, for row-major f64 `x` `[n, d]` (`f` gives the shape), by
+    /// dot products in f64 on the f32 factor: for batches of up to [`NARROW_DOT_ROWS`] rows.
+    fn dots(&self, f: &Factor, x: &[f64]) -> Vec<f64> {
         let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
-        if n <= 4 {
-            let mut rows = vec![0.0; n * r];
-            crate::simd::factor_dots(x, &self.values, d, f.lower, &mut rows);
-            return Ok((0..n * r).map(|e| rows[(e % n) * r + e / n]).collect());
-        }
-        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut rows = vec![0.0; n * r];
+        crate::simd::factor_dots(x, &self.values, d, f.lower, &mut rows);
+        (0..n * r).map(|e| rows[(e % n) * r + e / n]).collect()
+    }
+
+    /// `x·F̃` `[n, r]`, column-major, for row-major f32 `x` `[n, d]`: an f32 product, f32 sums.
+    fn product(&self, f: &Factor, x: &[f32]) -> Result<Vec<f32>, ShapeError> {
+        let (d, r) = (f.dim, f.rank);
+        let n = x.len() / d.max(1);
         let mut y = vec![0.0f32; n * r];
-        crate::host::product(Operand::rows(&x32, n, d, d), &self.values, r, f.lower, &mut y)?;
-        Ok(crate::simd::widen(&y))
+        crate::host::product(Operand::rows(x, n, d, d), &self.values, r, f.lower, &mut y)?;
+        Ok(y)
     }
 }
 
@@ -422,7 +500,8 @@ impl MahalanobisHead {
                 (c.clone(), HostHead::with_precision(c, precision))
             })
         };
-        let x = representation(cfg, with(ScorePrecision::F64).as_ref(), split, head)?;
+        let rows = representation(cfg, with(ScorePrecision::F64).as_ref(), split, head)?;
+        let x = rows.wide();
         let classifier = with(cfg.score_precision);
         let (d, c, n) = (split.dim(), split.num_classes(), split.n());
         let mut means = Mat::<f64>::zeros(c, d);
@@ -598,10 +677,11 @@ impl Head for MahalanobisHead {
         let mut u = Vec::with_capacity(n);
         for start in (0..n).step_by(4096) {
             let rows = 4096.min(n - start);
-            let xb = &x[start * d..(start + rows) * d];
-            let md = self.whitening.min_sq_distances(xb)?;
+            // Both whitenings have the head's precision, so they take the same form.
+            let xb = x.chunk(start, rows, d, self.whitening.takes_narrow(rows));
+            let md = self.whitening.min_sq_distances(&xb)?;
             match &self.global_whitening {
-                Some(g) => u.extend(md.iter().zip(g.min_sq_distances(xb)?).map(|(m, b)| m - b)),
+                Some(g) => u.extend(md.iter().zip(g.min_sq_distances(&xb)?).map(|(m, b)| m - b)),
                 None => u.extend(md),
             }
         }
@@ -712,14 +792,29 @@ mod tests {
             // f32 products: f32 dots of the rounded factor for 1–4 rows, f32 sums for 9.
             let w32 = Whitening::new(Factor::of_precision(&p).unwrap(), &centres, ScorePrecision::F32).unwrap();
             for n in [1, 2, 3, 4, 9] {
-                let got = w32.min_sq_distances(&x[..n * d]).unwrap();
+                let rows = Rows::Computed(x[..n * d].to_vec());
+                let got = w32.min_sq_distances(&rows.chunk(0, n, d, w32.takes_narrow(n))).unwrap();
+                // Rows that f32 holds exactly (cached features) give the same bits in either
+                // form; so do computed rows for the f32 product, which rounds them either way.
+                let x32: Vec<f32> = x[..n * d].iter().map(|&v| v as f32).collect();
+                let cached = Rows::Cached(&x32);
+                let forms = |rows: &Rows<'_>| {
+                    [true, false].map(|narrow| w32.min_sq_distances(&rows.chunk(0, n, d, narrow)).unwrap())
+                };
+                let [a, b] = forms(&cached);
+                assert_eq!(a, b, "f32, {n} cached rows, either form");
+                if n > NARROW_DOT_ROWS {
+                    let [a, b] = forms(&rows);
+                    assert_eq!(a, b, "f32, {n} computed rows, either form");
+                }
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() <= 1e-6 * scale, "f32, {n} rows: {g} vs {w}");
                 }
             }
-            check(&w.min_sq_distances(&x).unwrap(), &want, "9 rows");
+            let wide = |n: usize| Chunk::Wide(Cow::Borrowed(&x[..n * d]));
+            check(&w.min_sq_distances(&wide(9)).unwrap(), &want, "9 rows");
             for n in 1..=4 {
-                let got = w.min_sq_distances(&x[..n * d]).unwrap();
+                let got = w.min_sq_distances(&wide(n)).unwrap();
                 check(&got, &want[..n], &format!("{n} rows"));
                 // The split between threads does not change a bit.
                 let one = w.factor.map(&x[..n * d]).unwrap();

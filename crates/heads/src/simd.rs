@@ -258,9 +258,9 @@ pub(crate) fn column_dots<const R: usize>(op: ColumnDots<'_, R>) {
 /// centres; the plain loop kept one row of sums in memory and ran on SSE2, outside any
 /// dispatch (it is what grows with the number of centres: 20 centres cost about 0.9 ms more
 /// than 2 at batch 128, r = 768, in an earlier measurement).
-pub(crate) struct MinSqDistances<'a> {
-    /// The mapped rows, column-major `[n, r]`.
-    pub y: &'a [f64],
+pub(crate) struct MinSqDistances<'a, Y = f64> {
+    /// The mapped rows, column-major `[n, r]`, f64 or f32 (widened exactly as they are read).
+    pub y: &'a [Y],
     /// n.
     pub rows: usize,
     /// The mapped centres, row-major `[K, r]`.
@@ -281,13 +281,19 @@ const DIST_CENTRES: usize = 4;
 /// Sums of squared differences of `T` consecutive rows (from `row0`) to `G` centres (from
 /// `k0`), folded into `best` by `min`.
 #[inline(always)]
-fn distance_tile<const T: usize, const G: usize>(op: &mut MinSqDistances<'_>, row0: usize, k0: usize) {
+fn distance_tile<Y: crate::gemm::Element, const T: usize, const G: usize>(
+    op: &mut MinSqDistances<'_, Y>,
+    row0: usize,
+    k0: usize,
+) {
     let (n, r) = (op.rows, op.rank);
     let mut acc = [[0.0f64; T]; G];
     let centres: [&[f64]; G] = std::array::from_fn(|g| &op.centres[(k0 + g) * r..(k0 + g + 1) * r]);
     for j in 0..r {
         let mut yv = [0.0f64; T];
-        yv.copy_from_slice(&op.y[j * n + row0..j * n + row0 + T]);
+        for (v, y) in yv.iter_mut().zip(&op.y[j * n + row0..j * n + row0 + T]) {
+            *v = y.to_f64();
+        }
         for (a, c) in acc.iter_mut().zip(&centres) {
             let m = c[j];
             for (a, y) in a.iter_mut().zip(yv) {
@@ -306,20 +312,20 @@ fn distance_tile<const T: usize, const G: usize>(op: &mut MinSqDistances<'_>, ro
 
 /// All centres against `T` consecutive rows from `row0`.
 #[inline(always)]
-fn distance_rows<const T: usize>(op: &mut MinSqDistances<'_>, row0: usize) {
+fn distance_rows<Y: crate::gemm::Element, const T: usize>(op: &mut MinSqDistances<'_, Y>, row0: usize) {
     let k = op.centres.len() / op.rank.max(1);
     let mut k0 = 0;
     while k0 + DIST_CENTRES <= k {
-        distance_tile::<T, DIST_CENTRES>(op, row0, k0);
+        distance_tile::<Y, T, DIST_CENTRES>(op, row0, k0);
         k0 += DIST_CENTRES;
     }
     while k0 < k {
-        distance_tile::<T, 1>(op, row0, k0);
+        distance_tile::<Y, T, 1>(op, row0, k0);
         k0 += 1;
     }
 }
 
-impl WithSimd for MinSqDistances<'_> {
+impl<Y: crate::gemm::Element> WithSimd for MinSqDistances<'_, Y> {
     type Output = ();
 
     #[inline(always)]
@@ -331,11 +337,11 @@ impl WithSimd for MinSqDistances<'_> {
         let n = self.first + self.out.len();
         let mut row0 = self.first;
         while row0 + DIST_ROWS <= n {
-            distance_rows::<DIST_ROWS>(&mut self, row0);
+            distance_rows::<Y, DIST_ROWS>(&mut self, row0);
             row0 += DIST_ROWS;
         }
         while row0 < n {
-            distance_rows::<1>(&mut self, row0);
+            distance_rows::<Y, 1>(&mut self, row0);
             row0 += 1;
         }
     }
@@ -344,7 +350,7 @@ impl WithSimd for MinSqDistances<'_> {
 /// Runs [`MinSqDistances`] compiled for the CPU's best instruction set, its rows split between
 /// the pool's threads (in runs of whole tiles) from 2¹⁸ subtract–multiply–adds: a row's sums
 /// do not depend on the split.
-pub(crate) fn min_sq_distances(op: MinSqDistances<'_>) {
+pub(crate) fn min_sq_distances<Y: crate::gemm::Element>(op: MinSqDistances<'_, Y>) {
     use rayon::prelude::*;
     let threads = crate::host::threads();
     let work = op.out.len() * op.centres.len();
@@ -1014,6 +1020,31 @@ mod tests {
                 out: &mut got,
                 first: 0,
             });
+            // f32 rows, widened as they are read: the bits of the f64 kernel on their widening.
+            let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+            let wide32 = widen(&y32);
+            let (mut got32, mut want32) = (vec![0.0; n], vec![0.0; n]);
+            min_sq_distances(MinSqDistances {
+                y: &y32[..],
+                rows: n,
+                centres: &c,
+                rank: r,
+                out: &mut got32,
+                first: 0,
+            });
+            min_sq_distances(MinSqDistances {
+                y: &wide32[..],
+                rows: n,
+                centres: &c,
+                rank: r,
+                out: &mut want32,
+                first: 0,
+            });
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got32), bits(&want32), "f32 rows, n {n} k {k} r {r}");
+            if r > 0 {
+                assert_ne!(got32, got, "f32 rows are not the f64 rows, n {n} k {k} r {r}");
+            }
             for i in 0..n {
                 let mut best = f64::INFINITY;
                 for mu in c.chunks_exact(r.max(1)).take(if r == 0 { 0 } else { k }) {
