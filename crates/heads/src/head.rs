@@ -40,8 +40,8 @@ pub trait Head: Send + Sync {
 
 /// The arithmetic of the matrix products that dominate scoring: an `mlp` head's `dense` layer
 /// (`adue`, `alien`, and `features: dense` of the Mahalanobis heads) and the Mahalanobis
-/// factor. Everything else (activations, the output layer, distances, the score) is f64 in
-/// both. Written `score_precision: f64 | f32` in a head's settings and saved with the head.
+/// factor. Everything else (the output layer, distances, the score) is f64 in both. Written
+/// `score_precision: f64 | f32` in a head's settings and saved with the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScorePrecision {
@@ -50,10 +50,12 @@ pub enum ScorePrecision {
     #[default]
     F64,
     /// f32 operands (the Mahalanobis factor rounded to f32 once; weights and features are f32
-    /// already) and, for batches of 5 rows or more, f32 sums in faer's f32 kernels, as PyTorch
-    /// float32 computes them: about twice the throughput where the products are compute-bound
-    /// (large batches), and scores that move by ~1e-6 relative. Batches of up to 4 rows keep
-    /// f64 sums: they are memory-bound, and f32 sums would gain nothing there.
+    /// already) and, for batches of 5 rows or more, f32 sums, as PyTorch float32 computes
+    /// them; there an `mlp` head's whole `dense` layer is f32, bias and activation included
+    /// (`tanh` in f32 arithmetic; GELU is the f64 function rounded), as in PyTorch float32.
+    /// About twice the throughput where the products are compute-bound (large batches), and
+    /// scores that move by ~1e-6 relative. Batches of up to 4 rows keep f64 sums and an f64
+    /// activation: they are memory-bound, and f32 arithmetic would gain nothing there.
     F32,
 }
 

@@ -6,6 +6,8 @@
 //! features come from it. No burn device is involved, so a loaded head scores anywhere, and its
 //! scores do not depend on the device it was trained on.
 
+use std::cell::Cell;
+
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::traits::ComplexField;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -75,6 +77,8 @@ pub(crate) struct HostHead {
     dense_weight: Option<Vec<f32>>,
     dense_weight_wide: Option<Vec<f64>>,
     dense_bias: Option<Vec<f64>>,
+    /// The f32 bias as saved, for the f32 dense layer of [`ScorePrecision::F32`].
+    dense_bias_narrow: Option<Vec<f32>>,
     out_weight: Vec<f32>,
     out_weight_wide: Vec<f64>,
     out_bias: Option<Vec<f64>>,
@@ -244,6 +248,41 @@ pub(crate) fn threads() -> usize {
     }
 }
 
+/// The buffers of [`HostHead::forward_blocks`], kept between its calls on a thread (up to
+/// [`SCRATCH_KEPT_BYTES`]): allocating and zeroing the 1.2 MB of a 128-row batch at d = 768
+/// afresh, and writing to memory that is not in the cache, cost ~25 µs per buffer and call on
+/// the build machine. Every value a call reads it has written first.
+#[derive(Debug, Default)]
+struct Scratch {
+    hidden_cm: Vec<f64>,
+    hidden_rm: Vec<f64>,
+    logits: Vec<f64>,
+    logits_rm: Vec<f64>,
+    narrow: Vec<f32>,
+    wide_block: Vec<f64>,
+}
+
+impl Scratch {
+    /// The bytes the buffers hold.
+    fn bytes(&self) -> usize {
+        let wide = self.hidden_cm.capacity()
+            + self.hidden_rm.capacity()
+            + self.logits.capacity()
+            + self.logits_rm.capacity()
+            + self.wide_block.capacity();
+        wide * 8 + self.narrow.capacity() * 4
+    }
+}
+
+/// The most bytes of [`Scratch`] a thread keeps between calls: enough for batches of a few
+/// hundred rows at d = 768 (the buffers of a large split's 4096-row blocks are freed).
+const SCRATCH_KEPT_BYTES: usize = 16 << 20;
+
+thread_local! {
+    /// This thread's [`Scratch`]; a call takes it (a nested call finds it empty and allocates).
+    static SCRATCH: Cell<Scratch> = Cell::new(Scratch::default());
+}
+
 impl HostHead {
     /// The head of a classifier's weights, scoring in f64.
     pub(crate) fn new(c: &Classifier) -> Self {
@@ -261,6 +300,7 @@ impl HostHead {
             dense_weight: c.dense_weight.clone(),
             dense_weight_wide: c.dense_weight.as_deref().filter(|_| wide).map(crate::simd::widen),
             dense_bias: c.dense_bias.as_deref().map(crate::simd::widen),
+            dense_bias_narrow: c.dense_bias.clone().filter(|_| !wide),
             out_weight: c.out_weight.clone(),
             out_weight_wide: crate::simd::widen(&c.out_weight),
             out_bias: c.out_bias.as_deref().map(crate::simd::widen),
@@ -282,9 +322,15 @@ impl HostHead {
     ) -> Result<(), ShapeError> {
         let (d, c) = (self.dim, self.num_classes);
         let n = features.len() / d.max(1);
-        let (mut hidden_cm, mut hidden_rm, mut logits, mut logits_rm) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut narrow, mut wide_block) = (Vec::<f32>::new(), Vec::new());
+        let mut scratch = SCRATCH.with(Cell::take);
+        let Scratch {
+            hidden_cm,
+            hidden_rm,
+            logits,
+            logits_rm,
+            narrow,
+            wide_block,
+        } = &mut scratch;
         if self.dense_bias.as_ref().is_some_and(|b| b.len() != d) {
             return Err(ShapeError {
                 m: n,
@@ -298,13 +344,17 @@ impl HostHead {
             let rows = BLOCK_ROWS.min(n - start);
             let block = &features[start * d..(start + rows) * d];
             logits_rm.resize(rows * c, 0.0);
+            if !with_hidden {
+                // What an earlier call on this thread left there.
+                hidden_rm.clear();
+            }
             match (self.kind, &self.dense_weight, &self.dense_weight_wide) {
                 (ClassifierKind::Mlp, Some(w), _) if rows <= DOT_ROWS => {
                     hidden_rm.resize(rows * d, 0.0);
-                    crate::simd::row_dots(block, w, d, &mut hidden_rm);
-                    add_bias_rows(&mut hidden_rm, self.dense_bias.as_deref());
-                    self.activation.apply_in_place(&mut hidden_rm);
-                    crate::simd::row_dots(&hidden_rm, &self.out_weight, d, &mut logits_rm);
+                    crate::simd::row_dots(block, w, d, hidden_rm);
+                    add_bias_rows(hidden_rm, self.dense_bias.as_deref());
+                    self.activation.apply_in_place(hidden_rm);
+                    crate::simd::row_dots(hidden_rm, &self.out_weight, d, logits_rm);
                 }
                 (ClassifierKind::Mlp, Some(w32), wide) => {
                     hidden_cm.resize(rows * d, 0.0);
@@ -312,38 +362,44 @@ impl HostHead {
                     match wide {
                         Some(w) => {
                             wide_block.resize(rows * d, 0.0);
-                            crate::simd::widen_to(block, &mut wide_block);
-                            product(Operand::rows(&wide_block, rows, d, d), w, d, false, &mut hidden_cm)?;
-                            crate::simd::dense_epilogue(None, rows, bias, self.activation, &mut hidden_cm);
+                            crate::simd::widen_to(block, wide_block);
+                            product(Operand::rows(wide_block, rows, d, d), w, d, false, hidden_cm)?;
+                            crate::simd::dense_epilogue(rows, bias, self.activation, hidden_cm);
                         }
                         None => {
-                            // f32 sums (ScorePrecision::F32), widened for the rest of the pass.
+                            // The dense layer in f32 (ScorePrecision::F32): product, bias and
+                            // activation, widened for the rest of the pass.
                             narrow.resize(rows * d, 0.0);
-                            product(Operand::rows(block, rows, d, d), w32, d, false, &mut narrow)?;
-                            crate::simd::dense_epilogue(Some(&narrow), rows, bias, self.activation, &mut hidden_cm);
+                            product(Operand::rows(block, rows, d, d), w32, d, false, narrow)?;
+                            let bias = self.dense_bias_narrow.as_deref();
+                            crate::simd::dense_epilogue_f32(narrow, rows, bias, self.activation, hidden_cm);
                         }
                     }
                     // `hidden_cm` column-major `[rows, d]`: the transpose of a row-major `[d, rows]`.
-                    let hidden = Operand::rows(&hidden_cm, d, rows, rows).t();
+                    let hidden = Operand::rows(hidden_cm, d, rows, rows).t();
                     logits.resize(rows * c, 0.0);
-                    product(hidden, &self.out_weight_wide, c, false, &mut logits)?;
-                    to_row_major(&logits, rows, c, &mut logits_rm);
+                    product(hidden, &self.out_weight_wide, c, false, logits)?;
+                    to_row_major(logits, rows, c, logits_rm);
                     if with_hidden {
                         hidden_rm.resize(rows * d, 0.0);
-                        to_row_major(&hidden_cm, rows, d, &mut hidden_rm);
+                        to_row_major(hidden_cm, rows, d, hidden_rm);
                     }
                 }
                 _ => {
                     // A few outputs per row: dot products on the f32 rows as they are.
-                    crate::simd::row_dots(block, &self.out_weight, d, &mut logits_rm);
+                    crate::simd::row_dots(block, &self.out_weight, d, logits_rm);
                     if with_hidden {
-                        hidden_rm = crate::simd::widen(block);
+                        hidden_rm.resize(rows * d, 0.0);
+                        crate::simd::widen_to(block, hidden_rm);
                     }
                 }
             }
-            add_bias_rows(&mut logits_rm, self.out_bias.as_deref());
-            f(start, &hidden_rm, &logits_rm);
+            add_bias_rows(logits_rm, self.out_bias.as_deref());
+            f(start, hidden_rm, logits_rm);
             start += rows;
+        }
+        if scratch.bytes() <= SCRATCH_KEPT_BYTES {
+            SCRATCH.with(|kept| kept.set(scratch));
         }
         // The product kernels leave the upper vector state dirty; the caller's libm calls would pay.
         crate::simd::clear_upper_state();
