@@ -39,7 +39,9 @@ The script, in one run:
 
 Both sides time alike: one call to size a loop of at least ``--min-ms``, one warm-up loop, then
 the median over ``--repeats`` loops (ms per call); training: one warm-up fit, then the median of
-``--train-repeats`` fits. ``torch.set_num_threads(--threads)`` (2 by default: this project's
+``--train-repeats`` fits. Inference runs ``--rounds`` times (3 by default), ueb and torch
+alternating, and each cell is the median over the rounds: on a shared machine a slow spell then
+falls on both sides instead of on whichever ran during it. ``torch.set_num_threads(--threads)`` (2 by default: this project's
 build machine has 2 cores; ueb uses all cores through rayon). The table gives torch ms (float32
 and float64), ueb ms and torch/ueb for each (> 1: ueb faster), and the largest |u_torch - u_ueb|
 on the 128-row batch (float32 torch vs ueb, then vs ueb's f32 variant; the float64 agreement
@@ -47,7 +49,7 @@ is in ``--json``). ``ueb f32`` and its ratio compare the f32 variant with torch 
 vector-register state, and right after a faer product, whose AVX-512 kernels leave the upper
 register state dirty and slow every later glibc libm call on the thread.
 
-    python bench/heads_vs_torch.py [--bin PATH] [--repeats 7] [--train-repeats 3]
+    python bench/heads_vs_torch.py [--bin PATH] [--repeats 7] [--train-repeats 3] [--rounds 3]
                                    [--epochs 3] [--min-ms 20] [--threads 2] [--no-train] [--json]
 """
 
@@ -404,6 +406,27 @@ def machine() -> dict:
     }
 
 
+def median_rounds(rounds):
+    """Each cell's median over the rounds: ueb's inference rows (``ms``, ``ms_after_product``,
+    ``ms_f32``) and torch's float32 and float64 times; the rows also keep every round's ms."""
+    first, _, _ = rounds[0]
+    key = lambda r: (r["config"], r["head"], r["batch"])  # noqa: E731
+    for rd in rounds[1:]:
+        if [key(r) for r in rd[0]] != [key(r) for r in first]:
+            raise SystemExit("heads_timing timed different cells in two rounds")
+    rows = []
+    for i, r in enumerate(first):
+        row = dict(r)
+        for field in ("ms", "ms_after_product", "ms_f32"):
+            if r.get(field) is not None:
+                row[f"rounds_{field}"] = [rd[0][i][field] for rd in rounds]
+                row[field] = statistics.median(row[f"rounds_{field}"])
+        rows.append(row)
+    torch_ms = {k: statistics.median(rd[1][k] for rd in rounds) for k in rounds[0][1]}
+    torch64_ms = {k: statistics.median(rd[2][k] for rd in rounds) for k in rounds[0][2]}
+    return rows, torch_ms, torch64_ms
+
+
 def default_bin() -> Path:
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     return target / "release" / "examples" / "heads_timing"
@@ -418,6 +441,12 @@ def main() -> int:
     ap.add_argument("--min-ms", type=float, default=20.0, help="shortest timed loop, ms")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--no-train", action="store_true", help="inference only")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="inference rounds, ueb and torch alternating; each cell is the median over the rounds (default 3)",
+    )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -445,6 +474,22 @@ def main() -> int:
         t = time.perf_counter()
         torch64_ms, agreement64 = torch_inference(dump, ueb, args.repeats, args.min_ms, torch.float64)
         print(f"torch inference (float64): {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        # Further rounds, alternating the two sides, so that a slow spell of a shared machine
+        # falls on both; every cell is then the median over the rounds.
+        rounds = [(ueb["inference"], torch_ms, torch64_ms)]
+        for i in range(1, max(1, args.rounds)):
+            t = time.perf_counter()
+            again = [str(binary), "--repeats", str(args.repeats), "--min-ms", str(args.min_ms), "--no-train"]
+            proc = subprocess.run(again, stdout=subprocess.PIPE, text=True, check=False)
+            if proc.returncode != 0:
+                print(f"{binary} failed with status {proc.returncode}", file=sys.stderr)
+                return 1
+            more = json.loads(proc.stdout)["inference"]
+            more_torch, _ = torch_inference(dump, ueb, args.repeats, args.min_ms, torch.float32)
+            more_torch64, _ = torch_inference(dump, ueb, args.repeats, args.min_ms, torch.float64)
+            rounds.append((more, more_torch, more_torch64))
+            print(f"round {i + 1}: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        ueb["inference"], torch_ms, torch64_ms = median_rounds(rounds)
         train_rows = []
         if not args.no_train and ueb["training"]:
             t = time.perf_counter()
@@ -504,6 +549,7 @@ def main() -> int:
             "train_repeats": args.train_repeats,
             "epochs": args.epochs,
             "min_ms": args.min_ms,
+            "rounds": max(1, args.rounds),
             "ueb_threads": ueb["threads"],
         },
         "ueb_fit_seconds": ueb["fit_seconds"],
@@ -520,7 +566,10 @@ def main() -> int:
         f"versions: Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads, "
         f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}), numpy {m['numpy']}, scikit-learn {m['scikit-learn']}; {m['rustc']}"
     )
-    print(f"median of {args.repeats} loops of >= {args.min_ms:g} ms after a warm-up; ratio = torch / ueb (> 1: ueb faster)")
+    print(
+        f"median of {args.repeats} loops of >= {args.min_ms:g} ms after a warm-up, then the median over "
+        f"{max(1, args.rounds)} rounds (ueb and torch alternating); ratio = torch / ueb (> 1: ueb faster)"
+    )
     print("torch eval-mode heads in float32 (ratio) and float64 (ratio64); ueb Head::score (f64 on the host)")
     print("ueb f32: the same head with score_precision: f32 (f32 products), against torch float32")
     print("ueb ms: from a clean vector-register state; after product: right after a faer product (see heads_timing.rs)\n")
