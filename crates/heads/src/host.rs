@@ -322,6 +322,14 @@ impl HostHead {
     ) -> Result<(), ShapeError> {
         let (d, c) = (self.dim, self.num_classes);
         let n = features.len() / d.max(1);
+        if self.dense_bias.as_ref().is_some_and(|b| b.len() != d) {
+            return Err(ShapeError {
+                m: n,
+                k: d,
+                rhs_rows: d,
+                n: d,
+            });
+        }
         let mut scratch = SCRATCH.with(Cell::take);
         let Scratch {
             hidden_cm,
@@ -331,14 +339,6 @@ impl HostHead {
             narrow,
             wide_block,
         } = &mut scratch;
-        if self.dense_bias.as_ref().is_some_and(|b| b.len() != d) {
-            return Err(ShapeError {
-                m: n,
-                k: d,
-                rhs_rows: d,
-                n: d,
-            });
-        }
         let mut start = 0;
         while start < n {
             let rows = BLOCK_ROWS.min(n - start);
@@ -471,24 +471,28 @@ mod tests {
                 let rhs: Vec<f64> = (0..d * d)
                     .map(|e| if lower && e % d < e / d { f64::NAN } else { f[e] })
                     .collect();
+                // want[j·n + i] = Σ_{k ≥ from} x[i, k]·f[k, j], column-major like the product.
+                let want: Vec<f64> = (0..n * d)
+                    .map(|e| {
+                        let (i, j) = (e % n, e / n);
+                        let from = if lower { j } else { 0 };
+                        (from..d).map(|k| x[i * d + k] * f[j * d + k]).sum()
+                    })
+                    .collect();
                 for (name, xv) in views {
                     let mut out = vec![f64::NAN; n * d];
                     product_split(split, xv, &rhs, d, lower, &mut out).unwrap();
-                    let rhs32: Vec<f32> = rhs.iter().map(|&v| v as f32).collect();
-                    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                    let mut out32 = vec![f32::NAN; n * d];
-                    product_split(split, Operand::rows(&x32, n, d, d), &rhs32, d, lower, &mut out32).unwrap();
-                    for i in 0..n {
-                        for j in 0..d {
-                            let from = if lower { j } else { 0 };
-                            let want: f64 = (from..d).map(|k| x[i * d + k] * f[j * d + k]).sum();
-                            let got = out[j * n + i];
-                            let case = format!("{split:?} lower {lower} {name} ({i}, {j})");
-                            assert!((got - want).abs() <= 1e-12, "{case}: {got} vs {want}");
-                            let got32 = f64::from(out32[j * n + i]);
-                            assert!((got32 - want).abs() <= 1e-4, "{case} f32: {got32} vs {want}");
-                        }
+                    for (e, (got, want)) in out.iter().zip(&want).enumerate() {
+                        let case = format!("{split:?} lower {lower} {name} ({}, {})", e % n, e / n);
+                        assert!((got - want).abs() <= 1e-12, "{case}: {got} vs {want}");
                     }
+                }
+                let (x32, rhs32) = (crate::simd::narrow(&x), crate::simd::narrow(&rhs));
+                let mut out32 = vec![f32::NAN; n * d];
+                product_split(split, Operand::rows(&x32, n, d, d), &rhs32, d, lower, &mut out32).unwrap();
+                for (e, (got, want)) in out32.iter().zip(&want).enumerate() {
+                    let case = format!("{split:?} lower {lower} f32 ({}, {})", e % n, e / n);
+                    assert!((f64::from(*got) - want).abs() <= 1e-4, "{case}: {got} vs {want}");
                 }
             }
         }

@@ -120,6 +120,32 @@ enum Chunk<'a> {
     Narrow(Cow<'a, [f32]>),
 }
 
+impl Chunk<'_> {
+    /// The rows in f64 (f32 rows widened, exactly).
+    fn wide(&self) -> Cow<'_, [f64]> {
+        match self {
+            Chunk::Wide(x) => Cow::Borrowed(x),
+            Chunk::Narrow(x) => Cow::Owned(crate::simd::widen(x)),
+        }
+    }
+
+    /// The rows in f32 (f64 rows rounded).
+    fn narrow(&self) -> Cow<'_, [f32]> {
+        match self {
+            Chunk::Wide(x) => Cow::Owned(crate::simd::narrow(x)),
+            Chunk::Narrow(x) => Cow::Borrowed(x),
+        }
+    }
+
+    /// The number of values.
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Wide(x) => x.len(),
+            Chunk::Narrow(x) => x.len(),
+        }
+    }
+}
+
 impl Rows<'_> {
     /// Every row in f64 (the fit's arithmetic).
     fn wide(&self) -> Cow<'_, [f64]> {
@@ -135,7 +161,7 @@ impl Rows<'_> {
         match (self, narrow) {
             (Rows::Cached(f), true) => Chunk::Narrow(Cow::Borrowed(&f[range])),
             (Rows::Cached(f), false) => Chunk::Wide(Cow::Owned(crate::simd::widen(&f[range]))),
-            (Rows::Computed(x), true) => Chunk::Narrow(Cow::Owned(x[range].iter().map(|&v| v as f32).collect())),
+            (Rows::Computed(x), true) => Chunk::Narrow(Cow::Owned(crate::simd::narrow(&x[range]))),
             (Rows::Computed(x), false) => Chunk::Wide(Cow::Borrowed(&x[range])),
         }
     }
@@ -358,7 +384,7 @@ impl Whitening {
         let narrow = match precision {
             ScorePrecision::F64 => None,
             ScorePrecision::F32 => {
-                let values: Vec<f32> = factor.values.iter().map(|&v| v as f32).collect();
+                let values = crate::simd::narrow(&factor.values);
                 let rounded = Factor {
                     values: crate::simd::widen(&values),
                     saved: false,
@@ -388,10 +414,7 @@ impl Whitening {
     /// (f64 rows rounded to f32 for an f32 product, f32 rows widened).
     fn min_sq_distances(&self, x: &Chunk<'_>) -> Result<Vec<f64>, ShapeError> {
         let (d, r) = (self.factor.dim, self.factor.rank);
-        let n = match x {
-            Chunk::Wide(x) => x.len(),
-            Chunk::Narrow(x) => x.len(),
-        } / d.max(1);
+        let n = x.len() / d.max(1);
         if r == 0 {
             // P = 0: every direction was dropped, every distance is 0.
             return Ok(vec![0.0; n]);
@@ -412,26 +435,16 @@ impl Whitening {
                 first: 0,
             });
         }
-        match (&self.narrow, x) {
-            (None, Chunk::Wide(x)) => distances(&self.factor.map(x)?[..], &self.centres, &mut best),
-            (None, Chunk::Narrow(x)) => {
-                let y = self.factor.map(&crate::simd::widen(x))?;
-                distances(&y[..], &self.centres, &mut best);
+        match &self.narrow {
+            None => distances(&self.factor.map(&x.wide())?[..], &self.centres, &mut best),
+            Some(narrow) if n <= NARROW_DOT_ROWS => {
+                distances(&narrow.dots(&self.factor, &x.wide())[..], &narrow.centres, &mut best);
             }
-            (Some(narrow), Chunk::Wide(x)) if n <= NARROW_DOT_ROWS => {
-                distances(&narrow.dots(&self.factor, x)[..], &narrow.centres, &mut best);
-            }
-            (Some(narrow), Chunk::Narrow(x)) if n <= NARROW_DOT_ROWS => {
-                let y = narrow.dots(&self.factor, &crate::simd::widen(x));
-                distances(&y[..], &narrow.centres, &mut best);
-            }
-            (Some(narrow), Chunk::Wide(x)) => {
-                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                distances(&narrow.product(&self.factor, &x32)?[..], &narrow.centres, &mut best);
-            }
-            (Some(narrow), Chunk::Narrow(x)) => {
-                distances(&narrow.product(&self.factor, x)?[..], &narrow.centres, &mut best);
-            }
+            Some(narrow) => distances(
+                &narrow.product(&self.factor, &x.narrow())?[..],
+                &narrow.centres,
+                &mut best,
+            ),
         }
         Ok(best)
     }
@@ -797,7 +810,7 @@ mod tests {
                 let got = w32.min_sq_distances(&rows.chunk(0, n, d, w32.takes_narrow(n))).unwrap();
                 // Rows that f32 holds exactly (cached features) give the same bits in either
                 // form; so do computed rows for the f32 product, which rounds them either way.
-                let x32: Vec<f32> = x[..n * d].iter().map(|&v| v as f32).collect();
+                let x32 = crate::simd::narrow(&x[..n * d]);
                 let cached = Rows::Cached(&x32);
                 let forms = |rows: &Rows<'_>| {
                     [true, false].map(|narrow| w32.min_sq_distances(&rows.chunk(0, n, d, narrow)).unwrap())

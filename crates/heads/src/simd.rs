@@ -594,6 +594,11 @@ pub(crate) fn widen(src: &[f32]) -> Vec<f64> {
     out
 }
 
+/// `src` rounded to f32 (to nearest).
+pub(crate) fn narrow(src: &[f64]) -> Vec<f32> {
+    src.iter().map(|&v| v as f32).collect()
+}
+
 /// `src` widened into `dst` (exactly; `dst` as long as `src`).
 pub(crate) fn widen_to(src: &[f32], dst: &mut [f64]) {
     Arch::new().dispatch(Widen(src, dst));

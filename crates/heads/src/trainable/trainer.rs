@@ -89,7 +89,7 @@ impl HeadParams {
 
     /// These parameters rounded to f32, as a classifier of `template`'s architecture.
     pub fn to_classifier(&self, template: &Classifier) -> Classifier {
-        let narrow = |v: &Vec<f64>| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let narrow = |v: &Vec<f64>| crate::simd::narrow(v);
         Classifier {
             kind: template.kind,
             activation: template.activation,
