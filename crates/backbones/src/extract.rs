@@ -96,7 +96,7 @@ impl Extractor {
     /// CPU device (flex or ndarray, with or without autodiff): the same function, computed
     /// without burn's per-operation passes (see `host`).
     fn host_encoder(&self, device: &Device) -> Result<Option<HostEncoder>> {
-        if !ueb_heads::is_cpu_device(device) {
+        if !ueb_kernels::burn_ops::is_cpu_device(device) {
             return Ok(None);
         }
         match self {

@@ -25,7 +25,7 @@ use crate::error::{BackboneError, Result};
 use crate::export::linear_to_torch;
 use crate::extract::{Extractor, to_host};
 use crate::tokenize::{Encoded, TextTokenizer};
-use ueb_heads::{Activation, Classifier, ClassifierKind};
+use ueb_cache::{Activation, Classifier, ClassifierKind};
 
 /// Which parameters train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! scoring and feature-cache export.
 //!
 //! The expensive model pass lives here; everything downstream (heads, metrics) reads the
-//! feature cache it writes (`ueb_heads::FeatureCache`).
+//! feature cache it writes (`ueb_cache::FeatureCache`).
 
 pub mod config;
 pub mod decoder;

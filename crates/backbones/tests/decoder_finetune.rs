@@ -11,7 +11,7 @@ use ueb_backbones::{
     DecoderClassifier, Encoded, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, TextInput,
     TextTokenizer, export_cache, finetune, load_causal_lm, load_decoder_classifier,
 };
-use ueb_heads::{ClassifierKind, FeatureCache};
+use ueb_cache::{ClassifierKind, FeatureCache};
 use ueb_rng::{Rng64, Xoshiro256};
 
 const FILLER: [&str; 8] = ["the", "movie", "was", "really", "quite", "and", "story", "it"];

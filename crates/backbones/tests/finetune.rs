@@ -10,7 +10,7 @@ use ueb_backbones::{
     Encoded, Extractor, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, SequenceClassifier,
     TextInput, TextTokenizer, export_cache, finetune, load_sequence_classifier,
 };
-use ueb_heads::FeatureCache;
+use ueb_cache::FeatureCache;
 use ueb_rng::{Rng64, Xoshiro256};
 
 const FILLER: [&str; 8] = ["the", "movie", "was", "really", "quite", "and", "story", "it"];

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use ueb_data::{Dataset, DatasetStats, GenericSpec, LoadOptions, NewsgroupsPart, SplitStats, registry};
+use ueb_data::{Dataset, DatasetOptions, DatasetStats, GenericSpec, NewsgroupsPart, SplitStats, registry};
 
 /// Arguments of `ueb data`.
 #[derive(Debug, Args)]
@@ -77,13 +77,13 @@ fn parse_part(s: &str) -> Result<NewsgroupsPart, String> {
 
 impl SourceArgs {
     fn load(&self) -> Result<Dataset> {
-        let options = LoadOptions {
+        let options = DatasetOptions {
             root: self.root.clone(),
             seed: self.seed,
             val_fraction: self.val_fraction,
             remove: self.remove.clone(),
             test_holdout: self.test_holdout,
-            ..LoadOptions::default()
+            ..DatasetOptions::default()
         };
         let as_path = Path::new(&self.name);
         let is_yaml = as_path

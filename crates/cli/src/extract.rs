@@ -178,7 +178,7 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     meta.insert("family".to_string(), family.to_string());
     meta.insert("max_length".to_string(), tokenizer.max_length().to_string());
     meta.insert("features".to_string(), feature.to_string());
-    ueb_heads::cache::write_safetensors(&args.out, &tensors, &[], &[], Some(meta))?;
+    ueb_cache::write_safetensors(&args.out, &tensors, &[], &[], Some(meta))?;
     eprintln!(
         "wrote {} ({n} rows, d = {}{}) in {:.2} s; model pass {:.2} s, {:.0} tokens/s",
         args.out.display(),

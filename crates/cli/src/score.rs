@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::de::DeserializeOwned;
-use ueb_heads::{FeatureCache, FitContext, HEAD_NAMES, HeadSpec, Split};
+use ueb_cache::{FeatureCache, Split};
+use ueb_heads::{FitContext, HEAD_NAMES, HeadSpec};
 
 use crate::{device, output};
 

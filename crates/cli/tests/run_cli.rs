@@ -4,7 +4,7 @@
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -288,13 +288,13 @@ fn generic_file_datasets_run_and_their_content_keys_the_cache() {
     let out = tmp.path().join("out");
     let e = run_stderr(&inline, &out, &[]);
     assert!(e.contains("1 cache(s) built, 2 of 2 head fit(s) run"), "{e}");
-    let cache = ueb_heads::FeatureCache::load(&out.join("caches/tiny/reviews/seed-3"))
+    let cache = ueb_cache::FeatureCache::load(&out.join("caches/tiny/reviews/seed-3"))
         .unwrap()
         .0;
     // 120 train rows, 20% held out as val; the labels are the sorted distinct values.
-    assert_eq!(cache.split(ueb_heads::Split::Train).n(), 96);
-    assert_eq!(cache.split(ueb_heads::Split::Val).n(), 24);
-    assert_eq!(cache.split(ueb_heads::Split::Test).n(), 60);
+    assert_eq!(cache.split(ueb_cache::Split::Train).n(), 96);
+    assert_eq!(cache.split(ueb_cache::Split::Val).n(), 24);
+    assert_eq!(cache.split(ueb_cache::Split::Test).n(), 60);
     assert_eq!(cache.meta.label_names, ["neg", "pos"]);
     assert!(out.join("metrics.parquet").is_file());
     let plan = std::fs::read_to_string(out.join("plan.yaml")).unwrap();
@@ -403,7 +403,7 @@ fn reviews_experiment(dir: &Path, backbone: &str, heads: &str) -> PathBuf {
     p
 }
 
-fn split_features(cache: &ueb_heads::FeatureCache, split: ueb_heads::Split) -> Vec<f32> {
+fn split_features(cache: &ueb_cache::FeatureCache, split: ueb_cache::Split) -> Vec<f32> {
     cache.split(split).features.to_vec()
 }
 
@@ -428,18 +428,18 @@ fn frozen_backbones_compute_features_once_and_heads_run_under_labels() {
     let fdir = out.join("features/bert/reviews");
     assert!(fdir.join("stage.json").is_file());
     let load = |seed: u64| {
-        ueb_heads::FeatureCache::load(&out.join(format!("caches/bert/reviews/seed-{seed}")))
+        ueb_cache::FeatureCache::load(&out.join(format!("caches/bert/reviews/seed-{seed}")))
             .unwrap()
             .0
     };
     let (c0, c1) = (load(0), load(1));
-    for split in [ueb_heads::Split::Train, ueb_heads::Split::Val, ueb_heads::Split::Test] {
+    for split in [ueb_cache::Split::Train, ueb_cache::Split::Val, ueb_cache::Split::Test] {
         assert_eq!(split_features(&c0, split), split_features(&c1, split));
     }
     // The heads differ per seed (new head, own shuffling), so the logits do.
     assert_ne!(
-        c0.split(ueb_heads::Split::Test).logits,
-        c1.split(ueb_heads::Split::Test).logits
+        c0.split(ueb_cache::Split::Test).logits,
+        c1.split(ueb_cache::Split::Test).logits
     );
     // The features are the backbone's on the texts, in row order: `ueb extract` on the test
     // texts gives the same rows (within the batch-composition noise of a model pass).
@@ -472,7 +472,7 @@ fn frozen_backbones_compute_features_once_and_heads_run_under_labels() {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect();
-    let ours = split_features(&c0, ueb_heads::Split::Test);
+    let ours = split_features(&c0, ueb_cache::Split::Test);
     assert_eq!(x.len(), ours.len());
     let worst = x.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-5, "largest difference {worst}");
@@ -568,12 +568,12 @@ fn decoder_backbones_fine_tune_and_export_in_the_runner() {
     let out = tmp.path().join("out");
     let e = run_stderr(&exp, &out, &[]);
     assert!(e.contains("2 cache(s) built, 4 of 4 head fit(s) run"), "{e}");
-    let (cache, _) = ueb_heads::FeatureCache::load(&out.join("caches/qwen2/reviews/seed-0")).unwrap();
+    let (cache, _) = ueb_cache::FeatureCache::load(&out.join("caches/qwen2/reviews/seed-0")).unwrap();
     // `score` as the cache's linear classifier over the last real token's hidden state.
-    assert_eq!(cache.meta.classifier.kind, ueb_heads::ClassifierKind::Linear);
+    assert_eq!(cache.meta.classifier.kind, ueb_cache::ClassifierKind::Linear);
     assert_eq!(cache.meta.feature_dim, 32);
     assert_eq!(cache.meta.label_names, ["neg", "pos"]);
-    assert_eq!(cache.split(ueb_heads::Split::Test).n(), 60);
+    assert_eq!(cache.split(ueb_cache::Split::Test).n(), 60);
 }
 
 /// The multiple-choice cases transformers recorded for a tiny causal LM fixture
@@ -694,10 +694,10 @@ fn mc_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
     // base (Qwen2), 0-shot for the instruct model (LLaMA).
     for (backbone, model, case) in [("base", "qwen2-lm", "two_shot"), ("instruct", "llama-lm", "zero_shot")] {
         let (cache, _) =
-            ueb_heads::FeatureCache::load(&out.join("caches").join(backbone).join("mmlu/all-seeds")).unwrap();
+            ueb_cache::FeatureCache::load(&out.join("caches").join(backbone).join("mmlu/all-seeds")).unwrap();
         assert_eq!(cache.meta.label_names, ["A", "B", "C", "D"]);
-        assert_eq!(cache.meta.classifier.kind, ueb_heads::ClassifierKind::Linear);
-        let test = cache.split(ueb_heads::Split::Test);
+        assert_eq!(cache.meta.classifier.kind, ueb_cache::ClassifierKind::Linear);
+        let test = cache.split(ueb_cache::Split::Test);
         assert_eq!(test.labels, [0, 1, 0]);
         let (_, _, _, want) = mc_cases(model).into_iter().find(|c| c.0 == case).unwrap();
         let err = max_abs_diff(&test.logits, &want);
@@ -710,7 +710,7 @@ fn mc_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
             if backbone == "base" { 2 } else { 0 }
         );
         assert_eq!(
-            cache.split(ueb_heads::Split::Train).n() + cache.split(ueb_heads::Split::Val).n(),
+            cache.split(ueb_cache::Split::Train).n() + cache.split(ueb_cache::Split::Val).n(),
             15
         );
     }
@@ -848,9 +848,9 @@ fn mc_prompts_that_reach_max_length_drop_solved_examples() {
     let out = tmp.path().join("out");
     let e = run_stderr(&exp, &out, &[]);
     assert!(e.contains("3 test prompt(s) reach max_length 120"), "{e}");
-    let (cache, _) = ueb_heads::FeatureCache::load(&out.join("caches/lm/mmlu/all-seeds")).unwrap();
+    let (cache, _) = ueb_cache::FeatureCache::load(&out.join("caches/lm/mmlu/all-seeds")).unwrap();
     assert_eq!(cache.meta.provenance["multiple_choice"]["fewer_shots"]["test"], 3);
     let (_, _, _, want) = mc_cases("qwen2-lm").into_iter().find(|c| c.0 == "zero_shot").unwrap();
-    let err = max_abs_diff(&cache.split(ueb_heads::Split::Test).logits, &want);
+    let err = max_abs_diff(&cache.split(ueb_cache::Split::Test).logits, &want);
     assert!(err < 1e-4, "0-shot logits differ from transformers' by {err}");
 }

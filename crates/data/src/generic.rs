@@ -13,7 +13,7 @@ use crate::dataset::{Dataset, Example, Input, Label, LabelSet, SplitParts, Task}
 use crate::error::{DataError, Location, Result};
 use crate::io::{Locator, Table, read_text};
 use crate::readers::row_id;
-use crate::registry::{LoadOptions, holdout_parts};
+use crate::registry::{DatasetOptions, holdout_parts};
 
 /// File format of a generic dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +149,7 @@ struct Record {
 }
 
 /// Loads a generic dataset: train, val (file or seeded holdout), test.
-pub fn load_generic(spec: &GenericSpec, options: &LoadOptions) -> Result<Dataset> {
+pub fn load_generic(spec: &GenericSpec, options: &DatasetOptions) -> Result<Dataset> {
     if spec.name.trim().is_empty() {
         return Err(DataError::invalid("name", "the dataset mapping needs a name"));
     }

@@ -35,7 +35,7 @@ pub use readers::newsgroups::{
     GROUPS as NEWSGROUPS, NewsgroupsPart, strip as strip_newsgroup, strip_footer, strip_header, strip_quotes,
 };
 pub use readers::toxigen::unwrap_bytes_literal;
-pub use registry::{DEFAULT_ROOT, DatasetInfo, LoadOptions, info, load, registry};
+pub use registry::{DEFAULT_ROOT, DatasetInfo, DatasetOptions, info, load, registry};
 pub use split::{DEFAULT_SEED, DEFAULT_VAL_FRACTION, holdout, holdout_indices, val_size};
 pub use stats::{
     DatasetStats, LabelCounts, LengthStats, OracleStats, SplitMap, SplitStats, nearest_rank, split_stats, stats,

@@ -19,7 +19,7 @@ pub const DEFAULT_ROOT: &str = "data";
 /// How to load a dataset: where the files are, and the protocol's parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LoadOptions {
+pub struct DatasetOptions {
     /// The data root (default `data`, relative to the working directory).
     pub root: PathBuf,
     /// Seed of the validation holdout and of the synthetic generator (default 42).
@@ -36,7 +36,7 @@ pub struct LoadOptions {
     pub test_holdout: Option<usize>,
 }
 
-impl Default for LoadOptions {
+impl Default for DatasetOptions {
     fn default() -> Self {
         Self {
             root: PathBuf::from(DEFAULT_ROOT),
@@ -49,7 +49,7 @@ impl Default for LoadOptions {
     }
 }
 
-type Loader = fn(&DatasetInfo, &LoadOptions) -> Result<Dataset>;
+type Loader = fn(&DatasetInfo, &DatasetOptions) -> Result<Dataset>;
 
 /// A registry entry.
 #[derive(Debug)]
@@ -71,7 +71,7 @@ pub struct DatasetInfo {
 
 impl DatasetInfo {
     /// Loads the dataset.
-    pub fn load(&self, options: &LoadOptions) -> Result<Dataset> {
+    pub fn load(&self, options: &DatasetOptions) -> Result<Dataset> {
         if !options.remove.is_empty() && self.name != "20newsgroups" {
             return Err(DataError::invalid(
                 "remove",
@@ -90,7 +90,7 @@ impl DatasetInfo {
         (self.loader)(self, options)
     }
 
-    fn locator<'a>(&'a self, options: &'a LoadOptions) -> Locator<'a> {
+    fn locator<'a>(&'a self, options: &'a DatasetOptions) -> Locator<'a> {
         Locator::new(self.name, &options.root, self.how_to_get, self.files.join(", "))
     }
 }
@@ -286,7 +286,7 @@ pub fn info(name: &str) -> Result<&'static DatasetInfo> {
 }
 
 /// Loads a registered dataset.
-pub fn load(name: &str, options: &LoadOptions) -> Result<Dataset> {
+pub fn load(name: &str, options: &DatasetOptions) -> Result<Dataset> {
     info(name)?.load(options)
 }
 
@@ -295,7 +295,7 @@ pub(crate) fn holdout_parts(
     dataset: &str,
     examples: Vec<Example>,
     origin: &str,
-    options: &LoadOptions,
+    options: &DatasetOptions,
 ) -> Result<Vec<SplitParts>> {
     if examples.is_empty() {
         return Err(DataError::EmptySplit {
@@ -316,18 +316,18 @@ fn binary() -> LabelSet {
     LabelSet::new(&["0", "1"])
 }
 
-fn load_sst2(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_sst2(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     glue_train_dev(info, options, "glue/SST-2", glue::sst2)
 }
 
-fn load_cola(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_cola(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     glue_train_dev(info, options, "glue/CoLA", glue::cola)
 }
 
 type GlueReader = fn(&std::path::Path, &str, &str, &LabelSet) -> Result<Vec<Example>>;
 
 /// GLUE sets whose test has no labels: train/val from train, test = dev.
-fn glue_train_dev(info: &DatasetInfo, options: &LoadOptions, folder: &str, read: GlueReader) -> Result<Dataset> {
+fn glue_train_dev(info: &DatasetInfo, options: &DatasetOptions, folder: &str, read: GlueReader) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let train_path = locator.require(&[&format!("{folder}/train.tsv")])?;
     let dev_path = locator.require(&[&format!("{folder}/dev.tsv")])?;
@@ -343,7 +343,7 @@ fn glue_train_dev(info: &DatasetInfo, options: &LoadOptions, folder: &str, read:
     Dataset::new(info.name, info.task, labels.into_names(), parts, Vec::new())
 }
 
-fn load_mrpc(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_mrpc(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let train_path = locator.require(&["glue/MRPC/train_canonical_3668.tsv", "glue/MRPC/train.tsv"])?;
     let dev_path = locator.require(&["glue/MRPC/dev.tsv"])?;
@@ -377,7 +377,7 @@ fn load_mrpc(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
     Dataset::new(info.name, info.task, labels.into_names(), parts, notes)
 }
 
-fn load_sst5(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_sst5(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let labels = LabelSet::new(&["0", "1", "2", "3", "4"]);
     let mut parts = Vec::new();
@@ -389,15 +389,15 @@ fn load_sst5(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
     Dataset::new(info.name, info.task, labels.into_names(), parts, Vec::new())
 }
 
-fn load_trec(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_trec(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     trec(info, options, false)
 }
 
-fn load_trec_fine(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_trec_fine(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     trec(info, options, true)
 }
 
-fn trec(info: &DatasetInfo, options: &LoadOptions, fine: bool) -> Result<Dataset> {
+fn trec(info: &DatasetInfo, options: &DatasetOptions, fine: bool) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let train_path = locator.require(&["trec/TREC.train"])?;
     let test_path = locator.require(&["trec/TREC.test"])?;
@@ -419,7 +419,7 @@ fn trec(info: &DatasetInfo, options: &LoadOptions, fine: bool) -> Result<Dataset
     Dataset::new(info.name, info.task, labels.into_names(), parts, Vec::new())
 }
 
-fn load_newsgroups(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_newsgroups(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let train_path = locator.require(&["20newsgroups/train.jsonl.gz", "20newsgroups/train.jsonl"])?;
     let test_path = locator.require(&["20newsgroups/test.jsonl.gz", "20newsgroups/test.jsonl"])?;
@@ -454,7 +454,7 @@ fn load_newsgroups(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset>
     )
 }
 
-fn load_ag_news(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_ag_news(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let labels = match locator.find(&["ag_news/classes.txt"]) {
         Some(path) => {
@@ -533,7 +533,7 @@ fn ag_news_alps(path: &std::path::Path, dataset: &str, labels: &LabelSet) -> Res
         .collect()
 }
 
-fn load_toxigen(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_toxigen(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let train_path = locator.require(&["toxigen/toxigen_annotated_train.csv"])?;
     let mut train = toxigen::read(&train_path, info.name, "train")?;
@@ -588,7 +588,7 @@ fn load_toxigen(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
 /// of the same seed picks first.
 const TEST_HOLDOUT_STREAM: u64 = 0x7465_7374;
 
-fn load_mmlu(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_mmlu(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let test_path = locator.require(&["mmlu/test.csv"])?;
     let val_path = locator.require(&["mmlu/val.csv", "mmlu/val_prerelease.csv"])?;
@@ -623,7 +623,7 @@ fn load_mmlu(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
     )
 }
 
-fn load_arc(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_arc(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let train_path = locator.find(&["arc_challenge/ARC-Challenge-Train.jsonl"]);
     let dev_path = locator.require(&["arc_challenge/ARC-Challenge-Dev.jsonl"])?;
@@ -657,7 +657,7 @@ fn load_arc(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
     )
 }
 
-fn load_conll(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_conll(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     let mut locator = info.locator(options);
     let mut parts = Vec::new();
     for (split, bio, iob1) in [
@@ -681,6 +681,6 @@ fn load_conll(info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
     )
 }
 
-fn load_synthetic(_info: &DatasetInfo, options: &LoadOptions) -> Result<Dataset> {
+fn load_synthetic(_info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
     generate(&options.synthetic, options.seed)
 }

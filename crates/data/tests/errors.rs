@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{options, write, write_gz};
-use ueb_data::{DataError, GenericSpec, LoadOptions, NewsgroupsPart, load, load_generic};
+use ueb_data::{DataError, DatasetOptions, GenericSpec, NewsgroupsPart, load, load_generic};
 
 /// Loads `name` from `root` and returns the error message.
 fn error(name: &str, root: &Path) -> String {
@@ -393,14 +393,14 @@ fn missing_dataset_says_where_and_how() {
 
 #[test]
 fn unknown_dataset_and_misplaced_options() {
-    let err = load("sst3", &LoadOptions::default()).unwrap_err().to_string();
+    let err = load("sst3", &DatasetOptions::default()).unwrap_err().to_string();
     assert!(
         err.starts_with("unknown dataset `sst3` (known: sst2, cola, mrpc"),
         "{err}"
     );
-    let options = LoadOptions {
+    let options = DatasetOptions {
         remove: vec![NewsgroupsPart::Headers],
-        ..LoadOptions::default()
+        ..DatasetOptions::default()
     };
     assert_eq!(
         load("cola", &options).unwrap_err().to_string(),
@@ -410,19 +410,19 @@ fn unknown_dataset_and_misplaced_options() {
         "signature".parse::<NewsgroupsPart>().unwrap_err().to_string(),
         "invalid `remove`: `signature` is not one of headers, footers, quotes"
     );
-    let options = LoadOptions {
+    let options = DatasetOptions {
         val_fraction: 1.0,
-        ..LoadOptions::default()
+        ..DatasetOptions::default()
     };
     let err = load("synthetic", &options);
     assert!(err.is_ok(), "synthetic does not carve a holdout");
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "trec/TREC.train", "DESC:def a\nDESC:def b\n");
     write(dir.path(), "trec/TREC.test", "DESC:def c\n");
-    let options = LoadOptions {
+    let options = DatasetOptions {
         root: dir.path().to_path_buf(),
         val_fraction: 1.0,
-        ..LoadOptions::default()
+        ..DatasetOptions::default()
     };
     assert_eq!(
         load("trec", &options).unwrap_err().to_string(),

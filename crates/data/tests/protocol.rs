@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ueb_data::rng::{Rng64, SplitMix64, derive_seed};
-use ueb_data::{DataError, Example, Input, Label, LoadOptions, fingerprint, holdout, holdout_indices, val_size};
+use ueb_data::{DataError, DatasetOptions, Example, Input, Label, fingerprint, holdout, holdout_indices, val_size};
 
 #[test]
 fn splitmix64_reference_outputs() {
@@ -102,13 +102,13 @@ fn val_fraction_and_seed_options_reach_the_loaders() {
     std::fs::create_dir_all(dir.path().join("trec")).unwrap();
     std::fs::write(dir.path().join("trec/TREC.train"), train).unwrap();
     std::fs::write(dir.path().join("trec/TREC.test"), "NUM:date When ?\n").unwrap();
-    let options = |seed, val_fraction| LoadOptions {
+    let options = |seed, val_fraction| DatasetOptions {
         root: dir.path().to_path_buf(),
         seed,
         val_fraction,
-        ..LoadOptions::default()
+        ..DatasetOptions::default()
     };
-    let ids = |o: &LoadOptions| -> Vec<String> {
+    let ids = |o: &DatasetOptions| -> Vec<String> {
         let d = ueb_data::load("trec", o).unwrap();
         d.split("val")
             .unwrap()

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{ids, labels, options, sizes, text, write, write_gz};
-use ueb_data::{Input, Label, LoadOptions, NewsgroupsPart, Task, load, stats};
+use ueb_data::{DatasetOptions, Input, Label, NewsgroupsPart, Task, load, stats};
 
 fn pairs(v: &[(&str, usize)]) -> Vec<(String, usize)> {
     v.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect()
@@ -346,7 +346,7 @@ fn toxigen_test_holdout_without_the_test_file() {
         csv += &toxigen_row(&format!("b'text {k}'"), "3", if k % 2 == 0 { "4" } else { "1" });
     }
     write(dir.path(), "toxigen/toxigen_annotated_train.csv", &csv);
-    let opts = LoadOptions {
+    let opts = DatasetOptions {
         test_holdout: Some(3),
         ..options(dir.path())
     };
@@ -360,7 +360,7 @@ fn toxigen_test_holdout_without_the_test_file() {
     assert_eq!(ids(&d, "val"), ["toxigen:train:3", "toxigen:train:4"]);
     assert!(d.notes()[0].contains("not comparable"), "{:?}", d.notes());
     // Too many rows, another dataset, and an unused holdout are all said.
-    let too_many = LoadOptions {
+    let too_many = DatasetOptions {
         test_holdout: Some(10),
         ..options(dir.path())
     };

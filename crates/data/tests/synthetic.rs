@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use ueb_data::{
-    DataError, Input, Label, LoadOptions, SyntheticConfig, SyntheticModel, generate, load, write_oracle_csv,
+    DataError, DatasetOptions, Input, Label, SyntheticConfig, SyntheticModel, generate, load, write_oracle_csv,
 };
 
 fn small() -> SyntheticConfig {
@@ -42,9 +42,9 @@ fn deterministic_for_a_seed_and_different_across_seeds() {
         assert_ne!(sa.examples(), sc.examples());
     }
     // The registry entry uses the options' seed and config.
-    let options = LoadOptions {
+    let options = DatasetOptions {
         synthetic: small(),
-        ..LoadOptions::default()
+        ..DatasetOptions::default()
     };
     let d = load("synthetic", &options).unwrap();
     assert_eq!(d.split("test").unwrap().examples(), a.split("test").unwrap().examples());

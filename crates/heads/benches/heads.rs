@@ -24,11 +24,9 @@ use std::time::Duration;
 
 use burn::tensor::Device;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use ueb_cache::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
 use ueb_heads::trainable::{GridConfig, TrainableConfig};
-use ueb_heads::{
-    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, FitContext, Head, HeadSpec,
-    SplitData, Task,
-};
+use ueb_heads::{FitContext, Head, HeadSpec};
 use ueb_rng::{Rng64, Xoshiro256};
 
 const BATCHES: [usize; 3] = [1, 32, 128];
@@ -203,7 +201,7 @@ fn inference(cr: &mut Criterion) {
             let batch = prefix(&cache.test, b);
             g.throughput(Throughput::Elements(b as u64));
             for head in &heads {
-                ueb_heads::simd::clear_upper_state();
+                ueb_kernels::clear_upper_state();
                 g.bench_with_input(BenchmarkId::new(head.name(), b), &batch, |bch, s| {
                     bch.iter(|| head.score(black_box(s)).expect("scoring a batch"))
                 });

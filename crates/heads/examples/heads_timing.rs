@@ -37,7 +37,7 @@
 //! `private-gemm-x86`) return without `vzeroupper`. Until something clears the upper halves of
 //! the vector registers, every call into glibc's libm (`exp`, `ln`, `ln_1p`, ...) on that
 //! thread pays an SSE/AVX transition penalty: on the build machine `exp` went from 5 to 160 ns.
-//! The heads clear that state themselves (`ueb_heads::simd::clear_upper_state`: after their own
+//! The heads clear that state themselves (`ueb_kernels::clear_upper_state`: after their own
 //! products, and before the libm calls of the classical heads). Each configuration is still
 //! timed twice, to show it: `ms` from a clean state and `ms_after_product` right after a faer
 //! product run by this tool, the state a head finds after other code (the caller's, a training
@@ -52,12 +52,12 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use serde_json::{Value, json};
+use ueb_cache::{
+    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, ScorePrecision, SplitData, Task,
+};
 use ueb_heads::mahalanobis::MahalanobisConfig;
 use ueb_heads::trainable::{Engine, GridConfig, TrainableConfig};
-use ueb_heads::{
-    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, FitContext, Head, HeadSpec,
-    ScorePrecision, SplitData, Task,
-};
+use ueb_heads::{FitContext, Head, HeadSpec};
 use ueb_rng::{Rng64, Xoshiro256};
 
 /// Batch sizes of the inference timings.
@@ -486,7 +486,7 @@ fn main() {
                     let mut call = || {
                         black_box(head.score(black_box(&batch)).ok());
                     };
-                    ueb_heads::simd::clear_upper_state();
+                    ueb_kernels::clear_upper_state();
                     let (ms, calls) = time_per_call(&mut call, args.repeats, args.min_ms);
                     dirty_upper_state();
                     let (ms_after_product, _) = time_per_call(&mut call, args.repeats, args.min_ms);
@@ -527,7 +527,7 @@ fn main() {
             let mut summary = Value::Null;
             let mut curve = Value::Null;
             for i in 0..=args.train_repeats {
-                ueb_heads::simd::clear_upper_state();
+                ueb_kernels::clear_upper_state();
                 let t = Instant::now();
                 let head = fit(&spec, &cache, device);
                 let ms = t.elapsed().as_secs_f64() * 1e3;

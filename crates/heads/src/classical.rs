@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use ueb_metrics::{BuiltinScore, log_softmax_normaliser};
 
-use crate::cache::SplitData;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
+use ueb_cache::SplitData;
 
 /// `sr`, `entropy` or `margin` of the model's own probabilities: nothing to fit.
 #[derive(Debug, Clone, Copy)]
@@ -56,10 +56,10 @@ const PARALLEL_VALUES: usize = 1 << 11;
 fn by_rows(z: &[f64], c: usize, f: impl Fn(&[f64]) -> Vec<f64> + Sync) -> Vec<f64> {
     use rayon::prelude::*;
     let run = |z: &[f64]| {
-        crate::simd::clear_upper_state();
+        ueb_kernels::clear_upper_state();
         f(z)
     };
-    let threads = crate::host::threads();
+    let threads = ueb_kernels::threads();
     if z.len() < PARALLEL_VALUES || threads == 1 {
         return run(z);
     }

@@ -16,10 +16,10 @@ use serde_json::json;
 use ueb_metrics::{BuiltinScore, log_softmax_normaliser};
 use ueb_rng::{Rng64, Xoshiro256};
 
-use crate::cache::{FeatureCache, SplitData};
 use crate::classical::{TemperatureConfig, TemperatureHead, minimise_log_t};
 use crate::error::HeadError;
 use crate::head::{FitContext, Head, check_classes, parse_json, write_json};
+use ueb_cache::{FeatureCache, SplitData};
 
 const NAME: &str = "mc_kl_temperature";
 

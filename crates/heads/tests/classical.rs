@@ -8,12 +8,13 @@
 use std::path::Path;
 
 use serde_json::Value;
+use ueb_cache::{
+    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, ScorePrecision, Split, SplitData,
+    Task,
+};
 use ueb_heads::classical::{TemperatureConfig, TemperatureHead};
 use ueb_heads::mahalanobis::{FeatureSpace, MahalanobisConfig};
-use ueb_heads::{
-    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, FitContext, HeadError, HeadSpec,
-    ScorePrecision, Split, SplitData, Task,
-};
+use ueb_heads::{FitContext, HeadError, HeadSpec};
 use ueb_rng::{Rng64, Xoshiro256};
 
 fn fixture() -> Value {
@@ -223,7 +224,7 @@ fn singular_covariance_uses_the_pseudo_inverse() {
             .iter()
             .map(|(n, v, s)| (n.as_str(), &v[..], s.clone()))
             .collect();
-        ueb_heads::cache::write_safetensors(&path, &[], &[], &refs, None).unwrap();
+        ueb_cache::write_safetensors(&path, &[], &[], &refs, None).unwrap();
         let old = ueb_heads::load(dir.path()).unwrap().score(&cache.test).unwrap();
         let scale = u.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         for (a, b) in old.iter().zip(&u) {

@@ -5,11 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use burn::tensor::Device;
-use ueb_heads::trainable::{GridConfig, Method, Precision, TrainableConfig, TrainedHead, fit_adue, fit_alien};
-use ueb_heads::{
-    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, FitContext, Head, HeadError,
-    HeadSpec, Split, SplitData, Task,
+use ueb_cache::{
+    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, Split, SplitData, Task,
 };
+use ueb_heads::trainable::{GridConfig, Method, Precision, TrainableConfig, TrainedHead, fit_adue, fit_alien};
+use ueb_heads::{FitContext, Head, HeadError, HeadSpec};
 use ueb_metrics::{BuiltinScore, ErrorDetection};
 use ueb_rng::{Rng64, Xoshiro256};
 
@@ -334,11 +334,11 @@ fn bad_inputs_are_errors() {
     );
     assert!(serde_json::from_str::<HeadSpec>(r#"{"adue": {"learning_rate": 1}}"#).is_err());
     // The scoring precision: f64 unless asked, `f32` or `f64` only.
-    assert_eq!(rc.score_precision, ueb_heads::ScorePrecision::F64);
+    assert_eq!(rc.score_precision, ueb_cache::ScorePrecision::F64);
     let spec: HeadSpec = serde_json::from_str(r#"{"adue": {"score_precision": "f32"}}"#).unwrap();
-    assert!(matches!(&spec, HeadSpec::Adue(c) if c.score_precision == ueb_heads::ScorePrecision::F32));
+    assert!(matches!(&spec, HeadSpec::Adue(c) if c.score_precision == ueb_cache::ScorePrecision::F32));
     let spec: HeadSpec = serde_json::from_str(r#"{"mahalanobis": {"score_precision": "f32"}}"#).unwrap();
-    assert!(matches!(&spec, HeadSpec::Mahalanobis(c) if c.score_precision == ueb_heads::ScorePrecision::F32));
+    assert!(matches!(&spec, HeadSpec::Mahalanobis(c) if c.score_precision == ueb_cache::ScorePrecision::F32));
     assert!(serde_json::from_str::<HeadSpec>(r#"{"alien": {"score_precision": "f16"}}"#).is_err());
     let rc = TrainableConfig::default()
         .resolve(Method::Adue, ClassifierKind::Linear)

@@ -4,8 +4,9 @@
 //! The stored logits come from an independent f64 forward pass written in this file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use ueb_cache::{Activation, Classifier, ClassifierKind, ScorePrecision, SplitData};
+use ueb_heads::Head;
 use ueb_heads::trainable::{Method, TrainedHead};
-use ueb_heads::{Activation, Classifier, ClassifierKind, Head, ScorePrecision, SplitData};
 use ueb_metrics::BuiltinScore;
 use ueb_rng::{Rng64, Xoshiro256};
 

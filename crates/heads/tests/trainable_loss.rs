@@ -12,10 +12,12 @@ use std::path::Path;
 use burn::tensor::Device;
 use safetensors::SafeTensors;
 use serde_json::Value;
+use ueb_cache::{Activation, Classifier, ClassifierKind, SplitData};
+use ueb_heads::Head;
 use ueb_heads::trainable::{
-    Engine, HeadParams, LossTerms, Method, OneCycle, Precision, ScheduleStep, TrainedHead, Trainer, TrainerOptions,
+    Engine, HeadParams, HeadTrainer, HeadTrainerOptions, LossTerms, Method, OneCycle, Precision, ScheduleStep,
+    TrainedHead,
 };
-use ueb_heads::{Activation, Classifier, ClassifierKind, Head, SplitData};
 
 const KEYS: [&str; 4] = ["dense.weight", "dense.bias", "out_proj.weight", "out_proj.bias"];
 
@@ -111,8 +113,8 @@ impl Fixture {
     }
 }
 
-fn options(precision: Precision, meta: &Value, engine: Engine) -> TrainerOptions {
-    TrainerOptions {
+fn options(precision: Precision, meta: &Value, engine: Engine) -> HeadTrainerOptions {
+    HeadTrainerOptions {
         lambda: meta["lambda"].as_f64().unwrap(),
         alpha: meta["alpha"].as_f64().unwrap(),
         beta: meta["beta"].as_f64().unwrap(),
@@ -137,7 +139,7 @@ fn deviation(got: &[f64], want: &[f64]) -> f64 {
 
 /// One trainer step on batch `b` (rows `b·batch..(b+1)·batch`) of `split`.
 fn step_on_batch(
-    trainer: &mut Trainer,
+    trainer: &mut HeadTrainer,
     split: &SplitData,
     (errors, anchors): (&[bool], &[f64]),
     (b, batch): (usize, usize),
@@ -175,7 +177,7 @@ fn check_loss(device: &Device, precision: Precision, engine: Engine, tol: f64) -
             assert!(anchor_dev < 1e-12, "{case}/{mname}: anchors deviate by {anchor_dev:e}");
 
             let mut trainer =
-                Trainer::new(method, &theta, &init, options(precision, &fx.meta, engine), device).unwrap();
+                HeadTrainer::new(method, &theta, &init, options(precision, &fx.meta, engine), device).unwrap();
             assert_eq!(trainer.on_host(), engine == Engine::Auto);
             let (terms, grads) = trainer.loss_and_gradients(&split.features, &errors, &anchors).unwrap();
             let mut devs = vec![];
@@ -316,7 +318,7 @@ fn trajectory(engine: Engine) -> f64 {
         for mname in ["adue", "alien"] {
             let method = method_of(mname);
             let anchors = method.anchors(&split);
-            let mut trainer = Trainer::new(
+            let mut trainer = HeadTrainer::new(
                 method,
                 &theta,
                 &init,
@@ -383,7 +385,7 @@ fn host_and_burn_engines_train_alike_with_dropout() {
                     let mut opts = options(precision, &fx.meta, engine);
                     opts.dropout = 0.3;
                     opts.dropout_seed = 7;
-                    let mut trainer = Trainer::new(method, &theta, &init, opts, &Device::flex()).unwrap();
+                    let mut trainer = HeadTrainer::new(method, &theta, &init, opts, &Device::flex()).unwrap();
                     assert_eq!(trainer.on_host(), engine == Engine::Auto);
                     let batch = 8;
                     let steps = 3 * (n / batch);

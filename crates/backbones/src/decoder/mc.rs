@@ -9,7 +9,7 @@
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use ueb_heads::{Activation, Classifier, ClassifierKind, FeatureCache, SplitData};
+use ueb_cache::{Activation, Classifier, ClassifierKind, FeatureCache, SplitData};
 
 use super::model::CausalLm;
 use crate::error::{BackboneError, Result};
@@ -179,6 +179,60 @@ pub struct McItemSplits<'a> {
     pub val: &'a [McItem<'a>],
     /// Test split.
     pub test: &'a [McItem<'a>],
+}
+
+/// One multiple-choice question of the data, with its subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectQuestion {
+    /// The subject, in words (MMLU's file names with spaces for underscores).
+    pub subject: String,
+    /// The question.
+    pub question: McQuestion,
+}
+
+/// The questions of a split with their subjects' solved examples (none for 0-shot).
+pub fn mc_items<'a>(
+    questions: &'a [SubjectQuestion],
+    shots: &'a std::collections::HashMap<String, Vec<McQuestion>>,
+) -> Vec<McItem<'a>> {
+    questions
+        .iter()
+        .map(|q| McItem {
+            subject: &q.subject,
+            shots: shots.get(&q.subject).map_or(&[], |v| &v[..]),
+            question: &q.question,
+        })
+        .collect()
+}
+
+/// Drops solved examples from the end of k-shot prompts that reach `max_length` until they fit,
+/// as the MMLU authors' evaluation does (`while crop(prompt) != prompt: k -= 1`); returns how
+/// many prompts were shortened. A 0-shot prompt that does not fit is left for the export to
+/// report.
+pub fn fit_shots(tokenizer: &TextTokenizer, items: &mut [McItem<'_>]) -> Result<usize> {
+    let mut todo: Vec<usize> = (0..items.len()).filter(|&i| !items[i].shots.is_empty()).collect();
+    let mut shortened = std::collections::BTreeSet::new();
+    while !todo.is_empty() {
+        let prompts: Vec<String> = todo
+            .iter()
+            .map(|&i| mc_prompt(items[i].subject, items[i].shots, items[i].question))
+            .collect();
+        let inputs: Vec<TextInput<'_>> = prompts.iter().map(|p| TextInput::Single(p)).collect();
+        let encoded = tokenizer.encode(&inputs)?;
+        let mut next = Vec::new();
+        for (&i, e) in todo.iter().zip(&encoded) {
+            if e.len() >= tokenizer.max_length() {
+                let k = items[i].shots.len() - 1;
+                items[i].shots = &items[i].shots[..k];
+                shortened.insert(i);
+                if k > 0 {
+                    next.push(i);
+                }
+            }
+        }
+        todo = next;
+    }
+    Ok(shortened.len())
 }
 
 /// Prompts and tokenizes `questions`, checking that no prompt reaches `max_length` (a

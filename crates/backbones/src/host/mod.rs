@@ -19,8 +19,6 @@
 //! The weights are copied out of the burn modules once per [`HostEncoder`] (row-major
 //! `[d_in, d_out]`, burn's `Linear` layout).
 
-mod kernels;
-
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
@@ -30,7 +28,8 @@ use crate::encoder::{Encoder, SequenceHead};
 use crate::error::{BackboneError, Result};
 use crate::extract::to_host;
 use crate::tokenize::{Encoded, Positions, position_id};
-use ueb_heads::gemm::{Operand, matmul};
+use ueb_kernels::elem32 as kernels;
+use ueb_kernels::gemm::{Operand, matmul};
 
 /// Products with fewer multiply–adds than this run on one thread (the pool's start-up costs
 /// more than it saves).

@@ -356,8 +356,8 @@ impl DatasetSpec {
     }
 
     /// The options `ueb_data` loads this dataset with.
-    pub fn load_options(&self, data_root: &Path) -> ueb_data::LoadOptions {
-        let mut opts = ueb_data::LoadOptions {
+    pub fn load_options(&self, data_root: &Path) -> ueb_data::DatasetOptions {
+        let mut opts = ueb_data::DatasetOptions {
             root: self.root.clone().unwrap_or_else(|| data_root.to_path_buf()),
             remove: self.remove.clone(),
             test_holdout: self.test_holdout,

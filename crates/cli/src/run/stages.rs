@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use ueb_backbones::decoder::is_decoder;
-use ueb_backbones::decoder::mc::{McItem, McItemSplits, McQuestion, export_mc_items, mc_prompt};
+use ueb_backbones::decoder::mc::{McItemSplits, McQuestion, SubjectQuestion, export_mc_items, fit_shots, mc_items};
 use ueb_backbones::scratch::{tokenizer_from_json, word_level_tokenizer_json};
 use ueb_backbones::{
     ClassifierModel, DecoderClassifier, Encoded, ExportMeta, ExportSplits, FeatureSplit, FeatureSplits, FinetuneConfig,
@@ -18,8 +18,9 @@ use ueb_backbones::{
     export_cache, export_cache_from_features, finetune, finetune_on_features, load_causal_lm, load_decoder_classifier,
     load_sequence_classifier,
 };
-use ueb_heads::cache::write_safetensors;
-use ueb_heads::{FeatureCache, FitContext, Split};
+use ueb_cache::write_safetensors;
+use ueb_cache::{FeatureCache, Split};
+use ueb_heads::FitContext;
 
 use super::parquet::{Column, to_bytes};
 use super::plan::{Backbone, Cell, DatasetSpec, FEWSHOT, McSettings, Plan, PlanHead, Source, reference_backbone};
@@ -283,12 +284,6 @@ fn mc_cache_stage(
     Ok((CacheRef { dir, hash }, true))
 }
 
-/// One multiple-choice question of the data, with its subject.
-struct SubjectQuestion {
-    subject: String,
-    question: McQuestion,
-}
-
 /// The questions of one split, in order.
 fn mc_questions(data: &ueb_data::Dataset, dataset: &str, split: &str) -> Result<Vec<SubjectQuestion>> {
     let s = data.split(split)?;
@@ -318,51 +313,6 @@ fn mc_questions(data: &ueb_data::Dataset, dataset: &str, split: &str) -> Result<
             })
         })
         .collect()
-}
-
-/// The questions of a split with their subjects' solved examples (none for 0-shot).
-fn mc_items<'a>(
-    questions: &'a [SubjectQuestion],
-    shots: &'a std::collections::HashMap<String, Vec<McQuestion>>,
-) -> Vec<McItem<'a>> {
-    questions
-        .iter()
-        .map(|q| McItem {
-            subject: &q.subject,
-            shots: shots.get(&q.subject).map_or(&[], |v| &v[..]),
-            question: &q.question,
-        })
-        .collect()
-}
-
-/// Drops solved examples from the end of k-shot prompts that reach `max_length` until they fit,
-/// as the MMLU authors' evaluation does (`while crop(prompt) != prompt: k -= 1`); returns how
-/// many prompts were shortened. A 0-shot prompt that does not fit is left for the export to
-/// report.
-fn fit_shots(tokenizer: &TextTokenizer, items: &mut [McItem<'_>]) -> Result<usize> {
-    let mut todo: Vec<usize> = (0..items.len()).filter(|&i| !items[i].shots.is_empty()).collect();
-    let mut shortened = std::collections::BTreeSet::new();
-    while !todo.is_empty() {
-        let prompts: Vec<String> = todo
-            .iter()
-            .map(|&i| mc_prompt(items[i].subject, items[i].shots, items[i].question))
-            .collect();
-        let inputs: Vec<TextInput<'_>> = prompts.iter().map(|p| TextInput::Single(p)).collect();
-        let encoded = tokenizer.encode(&inputs)?;
-        let mut next = Vec::new();
-        for (&i, e) in todo.iter().zip(&encoded) {
-            if e.len() >= tokenizer.max_length() {
-                let k = items[i].shots.len() - 1;
-                items[i].shots = &items[i].shots[..k];
-                shortened.insert(i);
-                if k > 0 {
-                    next.push(i);
-                }
-            }
-        }
-        todo = next;
-    }
-    Ok(shortened.len())
 }
 
 /// Loads the causal LM and scores every question of the three splits, each prompted with its

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::Value;
-use ueb_heads::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+use ueb_cache::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
 
 pub fn fixture() -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../heads/tests/fixtures/classical.json");

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ueb_data::{Dataset, Input, Label, LoadOptions};
+use ueb_data::{Dataset, DatasetOptions, Input, Label};
 
 /// Writes `content` to `root/rel`, creating folders.
 pub fn write(root: &Path, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
@@ -23,10 +23,10 @@ pub fn write_gz(root: &Path, rel: &str, content: &str) -> PathBuf {
 }
 
 /// Options with `root` and the protocol's defaults.
-pub fn options(root: &Path) -> LoadOptions {
-    LoadOptions {
+pub fn options(root: &Path) -> DatasetOptions {
+    DatasetOptions {
         root: root.to_path_buf(),
-        ..LoadOptions::default()
+        ..DatasetOptions::default()
     }
 }
 

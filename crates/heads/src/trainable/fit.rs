@@ -11,12 +11,12 @@ use ueb_rng::{Rng64, Xoshiro256};
 use super::schedule::OneCycle;
 use super::score::Method;
 use super::trainer::{
-    HostBatch, Kept, Trainer, TrainerOptions, check_classifier, runs_on_host, upload_index, upload1, upload2,
+    HeadTrainer, HeadTrainerOptions, HostBatch, Kept, check_classifier, runs_on_host, upload_index, upload1, upload2,
 };
 use super::{ResolvedConfig, TrainableConfig, TrainedHead};
-use crate::cache::{Classifier, SplitData};
 use crate::error::HeadError;
 use crate::head::FitContext;
+use ueb_cache::{Classifier, SplitData};
 
 /// Stream of the epoch shuffles within the fit seed (dropout masks use another).
 const SHUFFLE_STREAM: u64 = 0x5348_5546; // "SHUF"
@@ -112,7 +112,7 @@ fn check_split(name: &str, which: &str, split: &SplitData, cls: &Classifier) -> 
 /// diverged).
 fn select_auc(
     method: Method,
-    trainer: &mut Trainer,
+    trainer: &mut HeadTrainer,
     data: &FitData<'_>,
     lambda: f64,
     c: usize,
@@ -160,7 +160,7 @@ fn run(
     seed: u64,
     device: &Device,
 ) -> Result<Run, HeadError> {
-    let opts = TrainerOptions {
+    let opts = HeadTrainerOptions {
         lambda: rc.lambda,
         alpha: hp.alpha,
         beta: hp.beta,
@@ -172,7 +172,7 @@ fn run(
         dropout_seed: seed,
         engine: rc.engine,
     };
-    let mut trainer = Trainer::new(method, cls, cls, opts, device)?;
+    let mut trainer = HeadTrainer::new(method, cls, cls, opts, device)?;
     let n = data.n;
     let steps_per_epoch = n.div_ceil(rc.batch_size);
     let total_steps = hp.epochs * steps_per_epoch;

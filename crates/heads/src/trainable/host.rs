@@ -24,10 +24,10 @@ use rayon::prelude::*;
 use super::net::Slot;
 use super::score::Method;
 use super::trainer::{HeadParams, LossTerms};
-use crate::cache::{Activation, Classifier, ClassifierKind};
-use crate::gemm::{Element, Operand, ShapeError, matmul};
-use crate::host::transpose;
-use crate::simd::{Arch, Simd, WithSimd};
+use ueb_cache::{Activation, Classifier, ClassifierKind};
+use ueb_kernels::gemm::{Element, Operand, ShapeError, matmul};
+use ueb_kernels::product::transpose;
+use ueb_kernels::{Arch, Simd, WithSimd};
 
 /// Multiply–adds from which a product is split over the thread pool (about 8 rows of a
 /// 768-wide dense layer; below, waking the pool costs more than the second core brings).
@@ -220,7 +220,7 @@ impl<T: Element> WithSimd for ActivationPass<'_, T> {
         match self.activation {
             Activation::Tanh => {
                 for w in self.wide.iter_mut() {
-                    *w = crate::simd::tanh(*w);
+                    *w = ueb_kernels::elem::tanh(*w);
                 }
                 for ((y, k), &w) in self.value.iter_mut().zip(self.slope.iter_mut()).zip(self.wide.iter()) {
                     *y = T::from_f64(w);
@@ -229,7 +229,7 @@ impl<T: Element> WithSimd for ActivationPass<'_, T> {
             }
             Activation::Gelu => {
                 for ((y, k), &x) in self.value.iter_mut().zip(self.slope.iter_mut()).zip(self.wide.iter()) {
-                    *y = T::from_f64(crate::simd::gelu(x));
+                    *y = T::from_f64(ueb_kernels::elem::gelu(x));
                     *k = T::from_f64(gelu_derivative(x));
                 }
             }

@@ -26,14 +26,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use net::gelu_exact;
 pub use schedule::{OneCycle, ScheduleStep};
 pub use score::{ADUE_CLAMP, ALIEN_CLAMP, Method};
-pub use trainer::{Engine, HeadParams, LossTerms, Precision, Trainer, TrainerOptions};
+pub use trainer::{Engine, HeadParams, HeadTrainer, HeadTrainerOptions, LossTerms, Precision};
 
-use crate::cache::{Classifier, ClassifierKind, ClassifierMeta, SplitData};
 use crate::error::HeadError;
-use crate::head::{FitContext, Head, ScorePrecision};
+use crate::head::{FitContext, Head};
+use ueb_cache::ScorePrecision;
+use ueb_cache::{Classifier, ClassifierKind, ClassifierMeta, SplitData};
 
 /// The hyperparameter grid; a list left out takes the method's default (the reference grids,
 /// in the reference's order, which decides ties: the first best grid point wins).
@@ -313,7 +313,7 @@ pub struct TrainedHead {
     weights: Classifier,
     score_precision: ScorePrecision,
     /// `weights` ready for scoring (widened once to score in f64).
-    host: crate::host::HostHead,
+    host: ueb_cache::HostClassifier,
     summary: serde_json::Value,
 }
 
@@ -395,7 +395,7 @@ impl TrainedHead {
         Self {
             method,
             lambda,
-            host: crate::host::HostHead::with_precision(&weights, score_precision),
+            host: ueb_cache::HostClassifier::with_precision(&weights, score_precision),
             weights,
             score_precision,
             summary,
@@ -445,9 +445,9 @@ impl TrainedHead {
         }
         let (d, c) = (saved.dim, saved.num_classes);
         let st_path = dir.join("head.safetensors");
-        let bytes = crate::cache::read_bytes(&st_path)?;
-        let t = crate::cache::Tensors::parse(&st_path, &bytes)?;
-        let weights = crate::cache::classifier_from_tensors(&t, saved.classifier, d, c)?;
+        let bytes = ueb_cache::tensors::read_bytes(&st_path)?;
+        let t = ueb_cache::tensors::Tensors::parse(&st_path, &bytes)?;
+        let weights = ueb_cache::classifier::classifier_from_tensors(&t, saved.classifier, d, c)?;
         trainer::check_classifier(saved.head.name(), &weights).map_err(|e| meta_err(e.to_string()))?;
         if !(saved.lambda.is_finite() && saved.lambda > 0.0) {
             return Err(meta_err(format!("lambda {} is not finite and positive", saved.lambda)));
@@ -481,7 +481,7 @@ impl Head for TrainedHead {
     fn save(&self, dir: &Path) -> Result<(), HeadError> {
         std::fs::create_dir_all(dir).map_err(|e| HeadError::io(dir, e))?;
         let w = &self.weights;
-        crate::cache::write_tensors(&dir.join("head.safetensors"), &w.tensors(), &[], &[])?;
+        ueb_cache::tensors::write_tensors(&dir.join("head.safetensors"), &w.tensors(), &[], &[])?;
         let saved = SavedHead {
             head: self.method,
             version: SAVED_VERSION,

@@ -9,7 +9,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::score::Method;
-use crate::cache::{Activation, ClassifierKind};
+use ueb_cache::{Activation, ClassifierKind};
 
 /// The architecture of a head (what the parameter tensors mean).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl HeadNet {
                 let h = dense.forward(x);
                 let h = match self.activation {
                     Activation::Tanh => tanh_once(h),
-                    Activation::Gelu => gelu_exact(h),
+                    Activation::Gelu => ueb_kernels::burn_ops::gelu_exact(h),
                     Activation::None => h,
                 };
                 match masks.and_then(|m| m.hidden.as_ref()) {
@@ -167,17 +167,6 @@ fn tanh_once<const D: usize>(h: Tensor<D>) -> Tensor<D> {
     let k = (y.clone() * y.clone()).neg().add_scalar(1.0);
     let frozen = h.clone().detach();
     (h - frozen) * k + y
-}
-
-/// GELU in the exact erf form, `x·(1 + erf(x/√2))/2`, composed from `erf` so that its gradient
-/// is exact on every backend: burn 0.22.1's default `gelu_backward` (used by ndarray and the
-/// CubeCL backends; flex overrides it) is the derivative of the tanh approximation, 0.3 off at
-/// |x| ≈ 1.
-///
-/// Shapes: any → same.
-pub fn gelu_exact<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let half_x = x.clone().mul_scalar(0.5);
-    half_x * x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0)
 }
 
 /// The score `u` of every row of logits `z`, in the cancellation-free form of `score.rs`.

@@ -14,7 +14,7 @@
 
 use ueb_metrics::BuiltinScore;
 
-use crate::cache::SplitData;
+use ueb_cache::SplitData;
 
 /// Lower/upper clamp of the AdUE score (`[1e-8, 1 − 1e-8]`, the reference's later code).
 pub const ADUE_CLAMP: f64 = 1e-8;

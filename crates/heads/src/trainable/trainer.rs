@@ -11,9 +11,9 @@ use super::host::{Adam, HostMasks, HostTrainer, LossWeights, Targets};
 use super::net::{DropoutMasks, HeadNetConfig, LossTensors, ParamSet, Slot, l2sp, l2sp_gradient, loss, scores};
 use super::schedule::ScheduleStep;
 use super::score::Method;
-use crate::cache::{Classifier, ClassifierKind};
 use crate::error::HeadError;
-use crate::host::transpose;
+use ueb_cache::{Classifier, ClassifierKind};
+use ueb_kernels::product::transpose;
 
 /// Floating-point type of training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -89,7 +89,7 @@ impl HeadParams {
 
     /// These parameters rounded to f32, as a classifier of `template`'s architecture.
     pub fn to_classifier(&self, template: &Classifier) -> Classifier {
-        let narrow = |v: &Vec<f64>| crate::simd::narrow(v);
+        let narrow = |v: &Vec<f64>| ueb_kernels::convert::narrow(v);
         Classifier {
             kind: template.kind,
             activation: template.activation,
@@ -116,9 +116,9 @@ pub struct LossTerms {
     pub total: f64,
 }
 
-/// Settings of a [`Trainer`].
+/// Settings of a [`HeadTrainer`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TrainerOptions {
+pub struct HeadTrainerOptions {
     /// λ of SmoothMax (AdUE).
     pub lambda: f64,
     /// Weight α of the anchor term.
@@ -158,10 +158,10 @@ const DROPOUT_STREAM: u64 = 0x4452_4f50; // "DROP"
 
 /// A head being trained: its parameters and Adam's moments, on a burn device or on the host
 /// (see [`Engine`]).
-pub struct Trainer {
+pub struct HeadTrainer {
     method: Method,
     template: Classifier,
-    opts: TrainerOptions,
+    opts: HeadTrainerOptions,
     rng: Xoshiro256,
     engine: State,
 }
@@ -312,7 +312,7 @@ pub(crate) fn check_classifier(head: &str, c: &Classifier) -> Result<(), HeadErr
     Ok(())
 }
 
-impl Trainer {
+impl HeadTrainer {
     /// A trainer whose head starts at `start` and is anchored (L2-SP) to `init`; both must have
     /// the same architecture. `device` may or may not have autodiff enabled: the trainer keeps
     /// its state on the plain device (or on the host, see [`Engine`]) and enables autodiff per
@@ -325,7 +325,7 @@ impl Trainer {
         method: Method,
         start: &Classifier,
         init: &Classifier,
-        opts: TrainerOptions,
+        opts: HeadTrainerOptions,
         device: &Device,
     ) -> Result<Self, HeadError> {
         let name = method.name();
@@ -736,7 +736,7 @@ pub(crate) struct HostBatch {
 
 /// Whether a trainer with `engine` on `device` runs on the host.
 pub(crate) fn runs_on_host(engine: Engine, device: &Device) -> bool {
-    engine == Engine::Auto && crate::is_cpu_device(device)
+    engine == Engine::Auto && ueb_kernels::burn_ops::is_cpu_device(device)
 }
 
 /// Reads a parameter set (device layout) back into PyTorch layout, widened to f64.

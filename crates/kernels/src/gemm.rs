@@ -1,5 +1,6 @@
 //! The one call into the `gemm` crate, behind a safe signature, for f32 and f64: the host
-//! encoder pass (`ueb-backbones`) and the host training of the trainable heads use it.
+//! encoder pass (`ueb-backbones`), the heads' host products ([`crate::product`]) and the host
+//! training of the trainable heads use it.
 //!
 //! `gemm::gemm` takes raw pointers and strides. [`matmul`] takes slices and checks, before the
 //! call, that every element the strides reach lies inside its slice, so no caller can make it

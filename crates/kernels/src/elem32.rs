@@ -1,9 +1,9 @@
 //! Vectorised f32 element passes of the host encoder: `exp` (for the attention softmax), the two
-//! GELU forms, and LayerNorm.
+//! GELU forms, ReLU, the softmax rows, LayerNorm and the bias rows.
 //!
 //! The element functions are branch-free (selects instead of branches) so that LLVM vectorises
-//! the loops over them; the loops run inside pulp's `Arch::dispatch` (`ueb_heads::map_in_place!`), which
-//! compiles them for the best instruction set the CPU offers, as `ueb_heads::simd` does for the
+//! the loops over them; the loops run inside pulp's `Arch::dispatch` ([`map_in_place!`](crate::map_in_place)), which
+//! compiles them for the best instruction set the CPU offers, as [`crate::elem`] does for the
 //! f64 scoring functions. Separate multiplies and adds, never fused ones, so that the bits do not
 //! depend on the instruction set. transformers computes these in f32 with its own vectorised
 //! `exp`/`erf`. Here (tested against `libm` in f64): `exp` within 2 ulp; the GELU forms within
@@ -14,8 +14,7 @@
 // Published digits are kept as published, so that they can be checked against their sources.
 #![allow(clippy::excessive_precision)]
 
-use ueb_heads::map_in_place;
-use ueb_heads::simd::{Arch, Simd, WithSimd};
+use crate::{Arch, Simd, WithSimd, map_in_place};
 
 /// 1.5·2²³: adding it to an f32 below 2²² in magnitude rounds to an integer held in the low
 /// mantissa bits.
@@ -33,7 +32,7 @@ const EXP_MAX: f32 = 88.7;
 /// 2 ulp of the exact value for normal results; 0 below [`EXP_MIN`], `e^{EXP_MAX}` above
 /// [`EXP_MAX`].
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub fn exp(x: f32) -> f32 {
     let xc = x.clamp(EXP_MIN, EXP_MAX);
     let shifted = xc * std::f32::consts::LOG2_E + ROUND_SHIFT;
     let n = shifted - ROUND_SHIFT;
@@ -74,7 +73,7 @@ const ERFC_P: [f32; 10] = [
 /// directly (no cancellation, so small negative outputs keep their relative accuracy), for
 /// x ≥ 0 as `1 − ½·erfc(x/√2)`.
 #[inline(always)]
-pub(crate) fn gelu(x: f32) -> f32 {
+pub fn gelu(x: f32) -> f32 {
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * z);
     let mut p = ERFC_P[9];
@@ -93,7 +92,7 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 /// `u = √(2/π)(x + 0.044715x³)`, computed as `x / (1 + e^{−2u})` (the same function, with no
 /// cancellation near u = 0).
 #[inline(always)]
-pub(crate) fn gelu_tanh(x: f32) -> f32 {
+pub fn gelu_tanh(x: f32) -> f32 {
     let u = SQRT_2_OVER_PI * (x + 0.044_715 * (x * x * x));
     x / (1.0 + exp(-2.0 * u))
 }
@@ -103,17 +102,17 @@ map_in_place!(GeluTanhInPlace, f32, gelu_tanh);
 map_in_place!(ReluInPlace, f32, |x: f32| x.max(0.0));
 
 /// GELU (erf form) of every value.
-pub(crate) fn gelu_in_place(v: &mut [f32]) {
+pub fn gelu_in_place(v: &mut [f32]) {
     Arch::new().dispatch(GeluInPlace(v));
 }
 
 /// GELU (tanh form) of every value.
-pub(crate) fn gelu_tanh_in_place(v: &mut [f32]) {
+pub fn gelu_tanh_in_place(v: &mut [f32]) {
     Arch::new().dispatch(GeluTanhInPlace(v));
 }
 
 /// ReLU of every value.
-pub(crate) fn relu_in_place(v: &mut [f32]) {
+pub fn relu_in_place(v: &mut [f32]) {
     Arch::new().dispatch(ReluInPlace(v));
 }
 
@@ -143,7 +142,7 @@ impl WithSimd for SoftmaxRows<'_> {
 }
 
 /// Softmax over each `width`-long row of `rows` (row-major), in place.
-pub(crate) fn softmax_rows(rows: &mut [f32], width: usize) {
+pub fn softmax_rows(rows: &mut [f32], width: usize) {
     Arch::new().dispatch(SoftmaxRows { rows, width });
 }
 
@@ -168,7 +167,7 @@ fn sum_wide(row: &[f32], f: impl Fn(f64) -> f64) -> f64 {
 /// LayerNorm of every `gamma.len()`-wide row of `x` in place over `x + bias + add` (`bias` one
 /// row, `add` row-aligned with `x`; both optional, added in that order), with f64 moments:
 /// `(x − mean)/√(var + eps)·gamma + beta`, the biased variance as transformers uses.
-pub(crate) struct LayerNormRows<'a> {
+pub struct LayerNormRows<'a> {
     /// The rows, row-major.
     pub x: &'a mut [f32],
     /// The residual, row-aligned with `x`.
@@ -212,7 +211,7 @@ impl WithSimd for LayerNormRows<'_> {
 }
 
 /// [`LayerNormRows`], compiled for the CPU's best instruction set.
-pub(crate) fn layer_norm_rows(op: LayerNormRows<'_>) {
+pub fn layer_norm_rows(op: LayerNormRows<'_>) {
     Arch::new().dispatch(op);
 }
 
@@ -236,7 +235,7 @@ impl WithSimd for AddBias<'_> {
 }
 
 /// Adds `bias` to every row of `rows` (row-major, rows `bias.len()` wide).
-pub(crate) fn add_bias(rows: &mut [f32], bias: &[f32]) {
+pub fn add_bias(rows: &mut [f32], bias: &[f32]) {
     Arch::new().dispatch(AddBias { rows, bias });
 }
 

@@ -10,13 +10,15 @@ use faer::{Mat, MatRef, Side};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::cache::{
-    Classifier, ClassifierKind, ClassifierMeta, SplitData, Tensors, classifier_from_tensors, read_bytes, write_tensors,
-};
+use ueb_cache::classifier::classifier_from_tensors;
+use ueb_cache::tensors::{Tensors, read_bytes, write_tensors};
+use ueb_cache::{Classifier, ClassifierKind, ClassifierMeta, HostClassifier, ScorePrecision, SplitData};
+use ueb_kernels::gemm::{Operand, ShapeError};
+
 use crate::error::HeadError;
-use crate::gemm::{Operand, ShapeError};
-use crate::head::{FitContext, Head, ScorePrecision, parse_json, write_json};
-use crate::host::HostHead;
+use crate::head::{FitContext, Head, parse_json, write_json};
+
+mod distance;
 
 /// Which representation the distances are computed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -125,14 +127,14 @@ impl Chunk<'_> {
     fn wide(&self) -> Cow<'_, [f64]> {
         match self {
             Chunk::Wide(x) => Cow::Borrowed(x),
-            Chunk::Narrow(x) => Cow::Owned(crate::simd::widen(x)),
+            Chunk::Narrow(x) => Cow::Owned(ueb_kernels::convert::widen(x)),
         }
     }
 
     /// The rows in f32 (f64 rows rounded).
     fn narrow(&self) -> Cow<'_, [f32]> {
         match self {
-            Chunk::Wide(x) => Cow::Owned(crate::simd::narrow(x)),
+            Chunk::Wide(x) => Cow::Owned(ueb_kernels::convert::narrow(x)),
             Chunk::Narrow(x) => Cow::Borrowed(x),
         }
     }
@@ -150,7 +152,7 @@ impl Rows<'_> {
     /// Every row in f64 (the fit's arithmetic).
     fn wide(&self) -> Cow<'_, [f64]> {
         match self {
-            Rows::Cached(f) => Cow::Owned(crate::simd::widen(f)),
+            Rows::Cached(f) => Cow::Owned(ueb_kernels::convert::widen(f)),
             Rows::Computed(x) => Cow::Borrowed(x),
         }
     }
@@ -160,8 +162,8 @@ impl Rows<'_> {
         let range = start * d..(start + n) * d;
         match (self, narrow) {
             (Rows::Cached(f), true) => Chunk::Narrow(Cow::Borrowed(&f[range])),
-            (Rows::Cached(f), false) => Chunk::Wide(Cow::Owned(crate::simd::widen(&f[range]))),
-            (Rows::Computed(x), true) => Chunk::Narrow(Cow::Owned(crate::simd::narrow(&x[range]))),
+            (Rows::Cached(f), false) => Chunk::Wide(Cow::Owned(ueb_kernels::convert::widen(&f[range]))),
+            (Rows::Computed(x), true) => Chunk::Narrow(Cow::Owned(ueb_kernels::convert::narrow(&x[range]))),
             (Rows::Computed(x), false) => Chunk::Wide(Cow::Borrowed(&x[range])),
         }
     }
@@ -170,13 +172,13 @@ impl Rows<'_> {
 /// The feature rows a head with `cfg` works on.
 fn representation<'a>(
     cfg: &MahalanobisConfig,
-    classifier: Option<&(Classifier, HostHead)>,
+    classifier: Option<&(Classifier, HostClassifier)>,
     split: &'a SplitData,
     head: &str,
 ) -> Result<Rows<'a>, HeadError> {
     let mut x = match cfg.features {
         FeatureSpace::Input if !cfg.l2_normalize => return Ok(Rows::Cached(&split.features)),
-        FeatureSpace::Input => crate::simd::widen(&split.features),
+        FeatureSpace::Input => ueb_kernels::convert::widen(&split.features),
         FeatureSpace::Dense => match classifier {
             Some((c, host)) if c.kind == ClassifierKind::Mlp => {
                 let mut out = Vec::with_capacity(split.features.len());
@@ -286,8 +288,8 @@ impl Factor {
     }
 
     /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
-    /// products that stream the factor once ([`crate::simd::ColumnDots`]), larger ones with
-    /// [`crate::host::product`] into a column-major destination (a row-major one made faer's
+    /// products that stream the factor once ([`ueb_kernels::dots::ColumnDots`]), larger ones with
+    /// [`ueb_kernels::product::product`] into a column-major destination (a row-major one made faer's
     /// product pack the whole factor on every call, 2× slower at d = 4096, and the `gemm`
     /// crate's 1.8× slower at d = 768).
     fn map(&self, x: &[f64]) -> Result<Vec<f64>, ShapeError> {
@@ -296,7 +298,7 @@ impl Factor {
         let n = x.len() / d.max(1);
         let work = if f.lower { n * d * (d + 1) / 2 } else { n * d * r };
         let threads = if work >= PARALLEL_DOTS_WORK {
-            crate::host::threads()
+            ueb_kernels::threads()
         } else {
             1
         };
@@ -306,7 +308,7 @@ impl Factor {
             2 => self.map_by_dots::<2>(x, threads, &mut out),
             3 => self.map_by_dots::<3>(x, threads, &mut out),
             4 => self.map_by_dots::<4>(x, threads, &mut out),
-            _ => crate::host::product(Operand::rows(x, n, d, d), &f.values, r, f.lower, &mut out)?,
+            _ => ueb_kernels::product::product(Operand::rows(x, n, d, d), &f.values, r, f.lower, &mut out)?,
         }
         Ok(out)
     }
@@ -316,9 +318,9 @@ impl Factor {
     fn map_by_dots<const R: usize>(&self, x: &[f64], threads: usize, out: &mut [f64]) {
         let (d, r) = (self.dim, self.rank);
         let rows: [&[f64]; R] = std::array::from_fn(|i| &x[i * d..(i + 1) * d]);
-        let bounds = crate::simd::balanced_runs(r, d, self.lower, threads, 1);
+        let bounds = ueb_kernels::dots::balanced_runs(r, d, self.lower, threads, 1);
         let op = |first: usize, out: &mut [f64]| {
-            crate::simd::column_dots(crate::simd::ColumnDots::<R> {
+            ueb_kernels::dots::column_dots(ueb_kernels::dots::ColumnDots::<R> {
                 rows,
                 factor: &self.values,
                 dim: d,
@@ -384,9 +386,9 @@ impl Whitening {
         let narrow = match precision {
             ScorePrecision::F64 => None,
             ScorePrecision::F32 => {
-                let values = crate::simd::narrow(&factor.values);
+                let values = ueb_kernels::convert::narrow(&factor.values);
                 let rounded = Factor {
-                    values: crate::simd::widen(&values),
+                    values: ueb_kernels::convert::widen(&values),
                     saved: false,
                     ..factor
                 };
@@ -424,9 +426,9 @@ impl Whitening {
         }
         let mut best = vec![f64::INFINITY; n];
         // The nearest centre of each mapped row, `y` column-major `[n, r]` (f64 or f32).
-        fn distances<Y: crate::gemm::Element>(y: &[Y], centres: &[f64], best: &mut [f64]) {
+        fn distances<Y: ueb_kernels::gemm::Element>(y: &[Y], centres: &[f64], best: &mut [f64]) {
             let (n, r) = (best.len(), y.len() / best.len().max(1));
-            crate::simd::min_sq_distances(crate::simd::MinSqDistances {
+            distance::min_sq_distances(distance::MinSqDistances {
                 y,
                 rows: n,
                 centres,
@@ -461,7 +463,7 @@ impl Narrow {
         let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
         let mut rows = vec![0.0; n * r];
-        crate::simd::factor_dots(x, &self.values, d, f.lower, &mut rows);
+        ueb_kernels::dots::factor_dots(x, &self.values, d, f.lower, &mut rows);
         (0..n * r).map(|e| rows[(e % n) * r + e / n]).collect()
     }
 
@@ -470,7 +472,7 @@ impl Narrow {
         let (d, r) = (f.dim, f.rank);
         let n = x.len() / d.max(1);
         let mut y = vec![0.0f32; n * r];
-        crate::host::product(Operand::rows(x, n, d, d), &self.values, r, f.lower, &mut y)?;
+        ueb_kernels::product::product(Operand::rows(x, n, d, d), &self.values, r, f.lower, &mut y)?;
         Ok(y)
     }
 }
@@ -490,7 +492,7 @@ pub struct MahalanobisHead {
     /// Σ₀⁻¹ factored, with the global mean mapped (relative variant only).
     global_whitening: Option<Whitening>,
     /// The classifier, for `features: dense`, and its weights widened once for scoring.
-    classifier: Option<(Classifier, HostHead)>,
+    classifier: Option<(Classifier, HostClassifier)>,
     pseudo_inverse: bool,
     fit_rows: usize,
 }
@@ -511,7 +513,7 @@ impl MahalanobisHead {
         let with = |precision| {
             (cfg.features == FeatureSpace::Dense).then(|| {
                 let c = &ctx.cache.classifier;
-                (c.clone(), HostHead::with_precision(c, precision))
+                (c.clone(), HostClassifier::with_precision(c, precision))
             })
         };
         let rows = representation(cfg, with(ScorePrecision::F64).as_ref(), split, head)?;
@@ -609,7 +611,7 @@ impl MahalanobisHead {
         let classifier = match s.classifier {
             Some(meta) => {
                 let classifier = classifier_from_tensors(&t, meta, d, c)?;
-                let host = HostHead::with_precision(&classifier, s.config.score_precision);
+                let host = HostClassifier::with_precision(&classifier, s.config.score_precision);
                 Some((classifier, host))
             }
             None => None,
@@ -700,7 +702,7 @@ impl Head for MahalanobisHead {
             }
         }
         // The product kernels leave the upper vector state dirty; the caller's libm calls would pay.
-        crate::simd::clear_upper_state();
+        ueb_kernels::clear_upper_state();
         Ok(u)
     }
 
@@ -743,7 +745,7 @@ impl Head for MahalanobisHead {
         }
         let f32s = self.classifier.as_ref().map(|(c, _)| c.tensors()).unwrap_or_default();
         let f64_refs: Vec<(&str, &[f64], Vec<usize>)> = f64s.iter().map(|(n, v, s)| (*n, &v[..], s.clone())).collect();
-        write_tensors(&dir.join("head.safetensors"), &f32s, &[], &f64_refs)
+        Ok(write_tensors(&dir.join("head.safetensors"), &f32s, &[], &f64_refs)?)
     }
 }
 
@@ -810,7 +812,7 @@ mod tests {
                 let got = w32.min_sq_distances(&rows.chunk(0, n, d, w32.takes_narrow(n))).unwrap();
                 // Rows that f32 holds exactly (cached features) give the same bits in either
                 // form; so do computed rows for the f32 product, which rounds them either way.
-                let x32 = crate::simd::narrow(&x[..n * d]);
+                let x32 = ueb_kernels::convert::narrow(&x[..n * d]);
                 let cached = Rows::Cached(&x32);
                 let forms = |rows: &Rows<'_>| {
                     [true, false].map(|narrow| w32.min_sq_distances(&rows.chunk(0, n, d, narrow)).unwrap())

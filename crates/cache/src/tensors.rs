@@ -1,0 +1,210 @@
+//! safetensors and JSON I/O of the cache and of fitted heads: typed, shape-checked reads that
+//! name the file and tensor, and atomic writes (temporary file, then rename).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use serde::Deserialize;
+
+use crate::error::CacheError;
+
+/// Reads and parses a JSON file, naming it on error.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CacheError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CacheError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| CacheError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a safetensors file into memory.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CacheError> {
+    std::fs::read(path).map_err(|e| CacheError::io(path, e))
+}
+
+/// A tensor read from safetensors, widened.
+pub struct Tensors<'a> {
+    path: &'a Path,
+    st: SafeTensors<'a>,
+}
+
+impl<'a> Tensors<'a> {
+    /// Parses the safetensors file `path` held in `bytes`.
+    pub fn parse(path: &'a Path, bytes: &'a [u8]) -> Result<Self, CacheError> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| CacheError::Safetensors {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { path, st })
+    }
+
+    /// Whether the file holds tensor `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.st.names().contains(&name)
+    }
+
+    fn view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'a>, CacheError> {
+        self.st.tensor(name).map_err(|_| {
+            let mut present: Vec<&str> = self.st.names();
+            present.sort_unstable();
+            CacheError::MissingTensor {
+                path: self.path.to_path_buf(),
+                name: name.to_string(),
+                present: present.join(", "),
+            }
+        })
+    }
+
+    pub(crate) fn bad(&self, name: &str, found: String, expected: String) -> CacheError {
+        CacheError::BadTensor {
+            path: self.path.to_path_buf(),
+            name: name.to_string(),
+            found,
+            expected,
+        }
+    }
+
+    /// A float tensor of exactly `shape`, as f32 (f16/bf16 widen exactly; f64 is refused
+    /// because the cache stores f32 and narrowing would silently change the numbers).
+    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, CacheError> {
+        let t = self.view(name)?;
+        let found = format!("{:?} {:?}", t.dtype(), t.shape());
+        if t.shape() != shape {
+            return Err(self.bad(name, found, format!("F32 {shape:?}")));
+        }
+        let raw = t.data();
+        Ok(match t.dtype() {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => return Err(self.bad(name, found, format!("F32 {shape:?} (F16/BF16 also accepted)"))),
+        })
+    }
+
+    /// An f64 tensor of exactly `shape` (fitted heads store their statistics in f64).
+    pub fn f64(&self, name: &str, shape: &[usize]) -> Result<Vec<f64>, CacheError> {
+        let t = self.view(name)?;
+        let found = format!("{:?} {:?}", t.dtype(), t.shape());
+        if t.shape() != shape || t.dtype() != Dtype::F64 {
+            return Err(self.bad(name, found, format!("F64 {shape:?}")));
+        }
+        Ok(t.data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect())
+    }
+
+    /// An integer tensor of exactly `shape`, as i64 (I32 widens).
+    pub fn i64(&self, name: &str, shape: &[usize]) -> Result<Vec<i64>, CacheError> {
+        let t = self.view(name)?;
+        let found = format!("{:?} {:?}", t.dtype(), t.shape());
+        if t.shape() != shape {
+            return Err(self.bad(name, found, format!("I64 {shape:?}")));
+        }
+        let raw = t.data();
+        Ok(match t.dtype() {
+            Dtype::I64 => raw
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect(),
+            Dtype::I32 => raw
+                .chunks_exact(4)
+                .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            _ => return Err(self.bad(name, found, format!("I64 {shape:?} (I32 also accepted)"))),
+        })
+    }
+
+    /// The first dimension of tensor `name`.
+    pub fn rows(&self, name: &str) -> Result<usize, CacheError> {
+        let t = self.view(name)?;
+        t.shape()
+            .first()
+            .copied()
+            .ok_or_else(|| self.bad(name, format!("{:?} []", t.dtype()), "a tensor with rows".into()))
+    }
+}
+
+/// Writes f32/i64/f64 tensors as a safetensors file, atomically (temp file + rename).
+pub fn write_tensors(
+    path: &Path,
+    f32s: &[(&str, &[f32], Vec<usize>)],
+    i64s: &[(&str, &[i64], Vec<usize>)],
+    f64s: &[(&str, &[f64], Vec<usize>)],
+) -> Result<(), CacheError> {
+    write_safetensors(path, f32s, i64s, f64s, None)
+}
+
+/// Writes f32/i64/f64 tensors (name, row-major values, shape) and optional string metadata as
+/// a safetensors file, atomically (temp file in the same directory, then rename).
+///
+/// # Errors
+/// A shape that does not match its values, or an I/O error naming the file.
+pub fn write_safetensors(
+    path: &Path,
+    f32s: &[(&str, &[f32], Vec<usize>)],
+    i64s: &[(&str, &[i64], Vec<usize>)],
+    f64s: &[(&str, &[f64], Vec<usize>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), CacheError> {
+    use safetensors::tensor::TensorView;
+    let f32_bytes: Vec<Vec<u8>> = f32s
+        .iter()
+        .map(|(_, v, _)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let f64_bytes: Vec<Vec<u8>> = f64s
+        .iter()
+        .map(|(_, v, _)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let i64_bytes: Vec<Vec<u8>> = i64s
+        .iter()
+        .map(|(_, v, _)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let bad = |e: safetensors::SafeTensorError| CacheError::Safetensors {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
+    for ((name, _, shape), bytes) in f32s.iter().zip(&f32_bytes) {
+        views.push((
+            name.to_string(),
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(bad)?,
+        ));
+    }
+    for ((name, _, shape), bytes) in i64s.iter().zip(&i64_bytes) {
+        views.push((
+            name.to_string(),
+            TensorView::new(Dtype::I64, shape.clone(), bytes).map_err(bad)?,
+        ));
+    }
+    for ((name, _, shape), bytes) in f64s.iter().zip(&f64_bytes) {
+        views.push((
+            name.to_string(),
+            TensorView::new(Dtype::F64, shape.clone(), bytes).map_err(bad)?,
+        ));
+    }
+    let data = safetensors::serialize(views, metadata).map_err(bad)?;
+    write_atomic(path, &data)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let tmp: PathBuf = {
+        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!(".tmp-{}", std::process::id()));
+        path.with_file_name(name)
+    };
+    std::fs::write(&tmp, bytes).map_err(|e| CacheError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| CacheError::io(path, e))
+}

@@ -1,0 +1,8 @@
+//! The heads' integration tests, in one binary: each module was a test target of its own, and every binary that
+//! links burn is a link of its own (decision B11).
+
+mod classical;
+mod devices;
+mod trainable_fit;
+mod trainable_init;
+mod trainable_loss;
