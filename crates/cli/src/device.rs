@@ -1,7 +1,9 @@
-//! `--device`: the burn backend a command runs on.
+//! `--device`: the burn backend a command runs on (the name's syntax and the backends this
+//! binary has are checked by `ueb_runner::DeviceName`).
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow};
 use burn::tensor::Device;
+use ueb_runner::DeviceName;
 
 /// Backends this binary was built with, for messages.
 pub fn available() -> Vec<&'static str> {
@@ -21,57 +23,50 @@ pub fn available() -> Vec<&'static str> {
     out
 }
 
-/// The device named by `--device` (`flex`, `ndarray`, `wgpu`, `cuda`, `cuda:N`).
+/// The device named by `--device` (`flex`, `ndarray`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`).
 pub fn parse(name: &str) -> Result<Device> {
-    let (backend, index) = match name.split_once(':') {
-        Some((b, i)) => (b, Some(i)),
-        None => (name, None),
-    };
-    let index: usize = match index {
-        None => 0,
-        Some(i) => match i.parse() {
-            Ok(v) => v,
-            Err(_) => bail!("--device {name}: `{i}` is not a device index"),
-        },
-    };
-    // Only the GPU backends take an index.
-    let _ = index;
-    let missing = |feature: &str| {
-        anyhow::anyhow!(
-            "--device {name}: this ueb was built without the `{feature}` backend (built with: {}); rebuild with `cargo build --release -p ueb-cli --features {feature}`",
-            available().join(", ")
+    let device = DeviceName::parse(name, Some(&available()))?;
+    // `parse` refused the backends this binary lacks, so a branch of one is never taken.
+    let missing = || {
+        anyhow!(
+            "--device {name}: this ueb was built without the `{}` backend",
+            device.feature()
         )
     };
-    match backend {
-        "flex" | "cpu" => {
+    match device {
+        DeviceName::Flex => {
             #[cfg(feature = "flex")]
             return Ok(Device::flex());
             #[cfg(not(feature = "flex"))]
-            return Err(missing("flex"));
+            return Err(missing());
         }
-        "ndarray" => {
+        DeviceName::NdArray => {
             #[cfg(feature = "ndarray")]
             #[allow(deprecated)] // burn 0.22 deprecates ndarray for flex; ueb still offers both
             return Ok(Device::ndarray());
             #[cfg(not(feature = "ndarray"))]
-            return Err(missing("ndarray"));
+            return Err(missing());
         }
-        "wgpu" => {
+        DeviceName::Wgpu(index) => {
             #[cfg(feature = "wgpu")]
-            return Ok(if name.contains(':') {
-                Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index))
-            } else {
-                Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+            return Ok(match index {
+                Some(i) => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)),
+                None => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
             });
             #[cfg(not(feature = "wgpu"))]
-            return Err(missing("wgpu"));
+            {
+                let _ = index;
+                return Err(missing());
+            }
         }
-        "cuda" => {
+        DeviceName::Cuda(index) => {
             #[cfg(feature = "cuda")]
             return Ok(Device::cuda(index));
             #[cfg(not(feature = "cuda"))]
-            return Err(missing("cuda"));
+            {
+                let _ = index;
+                return Err(missing());
+            }
         }
-        _ => bail!("--device {name}: unknown device (expected flex, ndarray, wgpu or cuda[:N])"),
     }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail, message};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,8 +22,8 @@ use ueb_cache::write_safetensors;
 use ueb_cache::{FeatureCache, Split};
 use ueb_heads::FitContext;
 
-use super::parquet::{Column, to_bytes};
-use super::plan::{Backbone, Cell, DatasetSpec, FEWSHOT, McSettings, Plan, PlanHead, Source, reference_backbone};
+use crate::parquet::{Column, to_bytes};
+use crate::plan::{Backbone, Cell, DatasetSpec, FEWSHOT, McSettings, Plan, PlanHead, Source, reference_backbone};
 
 /// Bump when a stage's output format or meaning changes: old outputs are then redone.
 const STAGE_VERSION: u32 = 1;
@@ -342,7 +342,7 @@ fn build_mc_cache(
         .iter()
         .max_by_key(|(k, n)| (**n, std::cmp::Reverse(**k)))
         .map(|(k, _)| *k)
-        .ok_or_else(|| anyhow::anyhow!("{name}: no questions"))?;
+        .ok_or_else(|| message!("{name}: no questions"))?;
     let mut left_out = serde_json::Map::new();
     for (split, qs) in SPLITS.iter().zip(splits.iter_mut()) {
         let before = qs.len();
@@ -913,7 +913,7 @@ fn reference_cache(cell: &Cell, head: &PlanHead, plan: &Plan, out: &Path, device
             .iter()
             .find(|c| c.backbone == name && c.dataset == cell.dataset && c.seed == cell.seed)
             .ok_or_else(|| {
-                anyhow::anyhow!(
+                message!(
                     "head {}: the reference backbone {name} has no cell for {}/seed-{}",
                     head.label,
                     cell.dataset,
@@ -1027,7 +1027,7 @@ pub fn head_stage(
 
 /// Reads back a finished head stage.
 pub fn read_head(dir: &Path) -> Result<HeadScores> {
-    let rows = super::parquet::read_rows(&dir.join(SCORES_FILE))?;
+    let rows = crate::parquet::read_rows(&dir.join(SCORES_FILE))?;
     let mut labels = Vec::with_capacity(rows.len());
     let mut score = Vec::with_capacity(rows.len());
     for r in &rows {

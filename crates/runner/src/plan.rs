@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail, message};
 use serde::{Deserialize, Serialize};
 use ueb_backbones::FinetuneConfig;
 use ueb_backbones::scratch::ScratchConfig;
@@ -764,6 +764,9 @@ pub struct Overrides {
     pub device: Option<String>,
     /// `--data-root`.
     pub data_root: Option<PathBuf>,
+    /// The backends the binary was built with: a plan naming another device is refused
+    /// (`None`: any backend name is accepted).
+    pub backends: Option<Vec<&'static str>>,
 }
 
 impl Plan {
@@ -783,7 +786,7 @@ impl Plan {
     /// # Errors
     /// As [`Plan::from_file`].
     pub fn from_str(text: &str, origin: &str, overrides: &Overrides) -> Result<Self> {
-        let raw: RawExperiment = serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let raw: RawExperiment = serde_yaml_ng::from_str(text).map_err(|e| message!("{origin}: {e}"))?;
         Self::resolve(raw, overrides).with_context(|| origin.to_string())
     }
 
@@ -854,7 +857,7 @@ impl Plan {
             .map(str::to_string)
             .or(raw.device.clone())
             .unwrap_or_else(|| "flex".into());
-        crate::device::parse(&device)?;
+        crate::device::DeviceName::parse(&device, overrides.backends.as_deref())?;
         let data_root = raw
             .data_root
             .clone()
@@ -949,7 +952,7 @@ impl Plan {
             let name = c
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| anyhow::anyhow!("caches: {} has no directory name", c.display()))?;
+                .ok_or_else(|| message!("caches: {} has no directory name", c.display()))?;
             check_name("cache directory", &name)?;
             if !cnames.insert(name.clone()) {
                 bail!("caches: two caches are named {name}; rename one directory");
@@ -983,5 +986,129 @@ impl Plan {
             .filter(|(k, _)| k % n == i - 1)
             .map(|(_, c)| c)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{:#}` of an error chain, as the binary prints it.
+    fn chain(e: &crate::RunnerError) -> String {
+        let mut s = e.to_string();
+        let mut cur = std::error::Error::source(e);
+        while let Some(c) = cur {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cur = c.source();
+        }
+        s
+    }
+
+    const SCRATCH: &str = "backbones:\n  - name: tiny\n    model: scratch\n    scratch: {hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 40}\n    finetune: {epochs: 1, lr: 1.0e-3, batch_size: 32, max_length: 40}\n";
+
+    fn resolve(text: &str) -> Result<Plan> {
+        Plan::from_str(text, "test.yaml", &Overrides::default())
+    }
+
+    fn error(text: &str) -> String {
+        match resolve(text) {
+            Ok(_) => panic!("resolved:\n{text}"),
+            Err(e) => chain(&e),
+        }
+    }
+
+    fn synthetic(heads: &str) -> String {
+        format!(
+            "name: x\n{SCRATCH}datasets:\n  - {{name: synthetic, synthetic: {{train: 60, val: 30, test: 30}}}}\nheads: {heads}\n"
+        )
+    }
+
+    #[test]
+    fn a_malformed_head_is_an_error_with_its_line() {
+        let e = error(&synthetic("[sr, nonsense]"));
+        assert!(
+            e.starts_with("test.yaml: ") && e.contains("nonsense") && e.contains("line 9"),
+            "{e}"
+        );
+        let e = error(&synthetic("[{mahalanobis: {featurs: dense}}]"));
+        assert!(e.contains("featurs"), "{e}");
+        let e = error(&synthetic("[{temperature: {}, as: sr}]"));
+        assert!(e.contains("`as: sr` is the name of a head"), "{e}");
+        let e = error(&synthetic("[{temperature: {}, as: \"../x\"}]"));
+        assert!(e.contains("head label"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_head_needs_a_label_and_labels_make_it_run_twice() {
+        let e = error(&synthetic("[alien, alien]"));
+        assert!(e.contains("heads: alien appears twice") && e.contains("as:"), "{e}");
+        let plan = resolve(&synthetic("[alien, {alien: {grid: {alpha: [0.0]}}, as: alien-bce}]")).unwrap();
+        let labels: Vec<&str> = plan.heads.iter().map(|h| h.label.as_str()).collect();
+        assert_eq!(labels, ["alien", "alien-bce"]);
+        let e = error(&synthetic("[{sr: null, as: a}, {entropy: null, as: a}]"));
+        assert!(e.contains("heads: a appears twice"), "{e}");
+    }
+
+    #[test]
+    fn every_form_of_a_dataset_entry_resolves_or_says_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // A registry name: the dataset's files are looked for under the data root.
+        let text = format!(
+            "name: x\ndata_root: {}\n{SCRATCH}datasets: [sst2]\nheads: [sr]\n",
+            root.display()
+        );
+        let e = error(&text);
+        assert!(e.contains("sst2") && e.contains(&root.display().to_string()), "{e}");
+        // A map with the synthetic task's sizes.
+        let plan = resolve(&synthetic("[sr]")).unwrap();
+        assert_eq!(plan.cells.len(), 1);
+        assert_eq!(plan.cells[0].dataset, "synthetic");
+        // Your own files through an inline column mapping, and the same mapping in a file.
+        let rows = "text,label\n".to_string()
+            + &(0..40)
+                .map(|i| format!("text number {i},{}\n", i % 2))
+                .collect::<String>();
+        std::fs::write(root.join("train.csv"), &rows).unwrap();
+        std::fs::write(root.join("test.csv"), &rows).unwrap();
+        let mapping = "{text: text, label: label, splits: {train: train.csv, test: test.csv}}";
+        let inline = format!(
+            "name: x\n{SCRATCH}datasets:\n  - {{name: mine, root: {}, generic: {mapping}}}\nheads: [sr]\n",
+            root.display()
+        );
+        let plan = resolve(&inline).unwrap();
+        assert_eq!(plan.cells[0].dataset, "mine");
+        std::fs::write(root.join("mapping.yaml"), mapping).unwrap();
+        let in_file = format!(
+            "name: x\n{SCRATCH}datasets:\n  - {{name: mine, root: {}, generic: {}}}\nheads: [sr]\n",
+            root.display(),
+            root.join("mapping.yaml").display()
+        );
+        let from_file = resolve(&in_file).unwrap();
+        assert_eq!(from_file.cells.len(), plan.cells.len());
+        // The same dataset twice.
+        let twice = format!(
+            "name: x\n{SCRATCH}datasets:\n  - {{name: synthetic, synthetic: {{train: 60, val: 30, test: 30}}}}\n  - {{name: synthetic, synthetic: {{train: 60, val: 30, test: 30}}}}\nheads: [sr]\n"
+        );
+        assert!(error(&twice).contains("datasets: synthetic appears twice"));
+    }
+
+    #[test]
+    fn seeds_devices_and_shards_are_checked() {
+        let e = error(&synthetic("[sr]").replace("name: x\n", "name: x\nseeds: [1, 1]\n"));
+        assert!(e.contains("seeds: 1 appears twice"), "{e}");
+        let e = error(&synthetic("[sr]").replace("name: x\n", "name: x\ndevice: tpu\n"));
+        assert!(e.contains("unknown device"), "{e}");
+        let only_flex = Overrides {
+            device: Some("wgpu".into()),
+            backends: Some(vec!["flex"]),
+            ..Overrides::default()
+        };
+        let e = Plan::from_str(&synthetic("[sr]"), "test.yaml", &only_flex).unwrap_err();
+        assert!(chain(&e).contains("built without the `wgpu` backend"), "{}", chain(&e));
+        let plan = resolve(&synthetic("[sr]").replace("name: x\n", "name: x\nseeds: [0, 1, 2, 3, 4]\n")).unwrap();
+        let shards: Vec<usize> = (1..=2).map(|i| plan.shard(i, 2).len()).collect();
+        assert_eq!(shards, [3, 2]);
     }
 }

@@ -1,0 +1,289 @@
+//! `ueb run`: the command line of the experiment runner (`ueb-runner`): arguments, logging,
+//! progress bars, `--jobs` processes and the printed summary (`docs/runner.md`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ueb_runner::plan::{Cell, Source};
+use ueb_runner::run::{BuildInfo, Observer, Work, cache_dirs, finished_stages, parse_shard, total_stages};
+use ueb_runner::stages::CacheRef;
+use ueb_runner::{Overrides, Plan};
+
+use crate::device;
+
+/// The embedded default experiment.
+pub const QUICKSTART: &str = include_str!("../../../experiments/quickstart.yaml");
+
+/// Arguments of `ueb run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The experiment file (YAML); without one, the embedded quickstart
+    /// (`experiments/quickstart.yaml`: synthetic task, an encoder trained from scratch, every
+    /// head, 3 seeds; offline).
+    #[arg(value_name = "EXPERIMENT.yaml")]
+    experiment: Option<PathBuf>,
+    /// Results directory (default `results/<name>`).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Backend: flex, ndarray, wgpu, cuda[:N] (overrides the file's `device`).
+    #[arg(long, value_name = "D")]
+    device: Option<String>,
+    /// Where registry datasets are read from (overrides the file's `data_root`; default `data`).
+    #[arg(long, value_name = "DIR")]
+    data_root: Option<PathBuf>,
+    /// Run only shard i of n (1-based): every n-th cell from the i-th.
+    #[arg(long, value_name = "i/n")]
+    shard: Option<String>,
+    /// Run the cells in N processes at once (each a sub-shard of this run's cells).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    jobs: usize,
+    /// Log every stage (`-v`), or also library details (`-vv`).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Resolve the experiment (reading every dataset, checking every model directory), print
+    /// the resolved plan and what would run, and stop: nothing is trained or written.
+    #[arg(long)]
+    dry_run: bool,
+    /// Set by `--jobs` on its children: no progress bars (the parent draws one for all), no
+    /// metrics, and a one-line JSON count of the work done on stdout.
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+/// What built this binary (its build script records it), for `env.json`.
+fn build_info() -> BuildInfo {
+    BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        git_sha: option_env!("UEB_GIT_SHA"),
+        git_dirty: option_env!("UEB_GIT_DIRTY").map(|d| d == "true"),
+        rustc: option_env!("UEB_RUSTC_VERSION"),
+    }
+}
+
+fn progress_bar(len: u64, template: &str, visible: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    if !visible {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+/// `--jobs N`: shard i/n splits into the N shards i + n·k of n·N (k = 0..N), one child process
+/// each (processes, not threads: burn's random generator is per process, so each cell stays
+/// bit-identical to a sequential run); then the metrics, once all have finished.
+fn run_jobs(args: &RunArgs, plan: &Plan, out: &std::path::Path, (i, n): (usize, usize), t0: Instant) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the ueb executable")?;
+    let total = n * args.jobs;
+    let mut children = Vec::new();
+    for k in 0..args.jobs {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("run");
+        if let Some(e) = &args.experiment {
+            cmd.arg(e);
+        }
+        cmd.arg("--out").arg(out).arg("--device").arg(&plan.device);
+        cmd.arg("--data-root").arg(&plan.data_root);
+        cmd.arg("--shard").arg(format!("{}/{total}", i + n * k)).arg("--child");
+        for _ in 0..args.verbose {
+            cmd.arg("-v");
+        }
+        cmd.stdout(std::process::Stdio::piped());
+        children.push(cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?);
+    }
+    let cells = plan.shard(i, n);
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = progress_bar(
+        total_stages(plan, &cells),
+        "{msg} [{bar:30}] {pos}/{len} stages, {elapsed_precise} ETA {eta_precise}",
+        show,
+    );
+    bar.set_message(format!("{} jobs", args.jobs));
+    let before = finished_stages(plan, &cells, out);
+    bar.set_position(before);
+    bar.reset_eta();
+    let mut statuses = vec![None; children.len()];
+    while statuses.iter().any(Option::is_none) {
+        for (c, st) in children.iter_mut().zip(statuses.iter_mut()) {
+            if st.is_none() {
+                *st = c.try_wait().context("waiting for a job")?;
+            }
+        }
+        if show {
+            bar.set_position(finished_stages(plan, &cells, out));
+        }
+        if statuses.iter().any(Option::is_none) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    bar.finish_and_clear();
+    let mut work = Work::default();
+    let mut failed = 0;
+    for (mut c, st) in children.into_iter().zip(statuses) {
+        let mut text = String::new();
+        if let Some(mut so) = c.stdout.take() {
+            std::io::Read::read_to_string(&mut so, &mut text).context("reading a job's report")?;
+        }
+        let ok = st.is_some_and(|s| s.success());
+        match text.lines().rev().find_map(|l| serde_json::from_str::<Work>(l).ok()) {
+            Some(w) if ok => work += w,
+            _ => failed += 1,
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} jobs failed (see their messages above); rerun to resume",
+            args.jobs
+        );
+    }
+    eprintln!("{}", work_line(plan, work, (i, n), Some(args.jobs), t0));
+    finish(plan, out)
+}
+
+/// The line that says what a run did and skipped.
+fn work_line(plan: &Plan, w: Work, (i, n): (usize, usize), jobs: Option<usize>, t0: Instant) -> String {
+    let heads = w.cells * plan.heads.len();
+    format!(
+        "{}: {} cell(s){}{}; {} cache(s) built, {} of {heads} head fit(s) run, the rest up to date ({:.1} s)",
+        plan.name,
+        w.cells,
+        if n > 1 {
+            format!(" of shard {i}/{n}")
+        } else {
+            String::new()
+        },
+        jobs.map(|j| format!(" in {j} jobs")).unwrap_or_default(),
+        w.built,
+        w.fitted,
+        t0.elapsed().as_secs_f64()
+    )
+}
+
+/// Writes `metrics.parquet` and prints the summary when every cell of the plan is done.
+fn finish(plan: &Plan, out: &std::path::Path) -> Result<()> {
+    match ueb_runner::results::collect_metrics(plan, out)? {
+        Some(rows) => {
+            ueb_runner::results::write_metrics(&rows, &out.join("metrics.parquet"))?;
+            println!("{}", ueb_runner::results::summary(plan, &rows));
+            // The metrics are the run's result; a report that cannot be drawn (no font, say)
+            // is a warning with the command to redo it, not a failed run.
+            match ueb_report::write_report(out, ueb_report::Formats::default()) {
+                Ok(r) => eprintln!(
+                    "report: {} and {} figures in {}",
+                    out.join("index.html").display(),
+                    r.figures.len(),
+                    out.join("figures").display()
+                ),
+                Err(e) => eprintln!(
+                    "warning: the report was not written ({e}); fix that and run `ueb report {}`",
+                    out.display()
+                ),
+            }
+            eprintln!("results in {}", out.display());
+        }
+        None => eprintln!("metrics.parquet is written once every shard has finished"),
+    }
+    Ok(())
+}
+
+/// The progress bar of a sequential run, hidden while a cache stage draws its own.
+struct Bar(indicatif::ProgressBar);
+
+impl Observer for Bar {
+    fn cell(&mut self, cell: &Cell) {
+        self.0.set_message(format!("{}", cell.rel_dir().display()));
+    }
+
+    fn cache_stage(
+        &mut self,
+        stage: &mut dyn FnMut() -> ueb_runner::Result<(CacheRef, bool)>,
+    ) -> ueb_runner::Result<(CacheRef, bool)> {
+        self.0.suspend(stage)
+    }
+
+    fn head_done(&mut self) {
+        self.0.inc(1);
+    }
+}
+
+/// Runs `ueb run`.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let level = match args.verbose {
+        0 => "warn",
+        1 => "ueb=info",
+        _ => "info",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let t0 = Instant::now();
+    let overrides = Overrides {
+        device: args.device.clone(),
+        data_root: args.data_root.clone(),
+        backends: Some(device::available()),
+    };
+    let plan = match &args.experiment {
+        Some(path) => Plan::from_file(path, &overrides)?,
+        None => Plan::from_str(QUICKSTART, "experiments/quickstart.yaml (embedded)", &overrides)?,
+    };
+    let (i, n) = match &args.shard {
+        Some(s) => parse_shard(s)?,
+        None => (1, 1),
+    };
+    if args.dry_run {
+        print!("{}", serde_yaml_ng::to_string(&plan)?);
+        let cells = plan.shard(i, n);
+        let models = cells
+            .iter()
+            .filter(|c| matches!(c.source, Source::Model { .. }) && !c.is_multiple_choice())
+            .count();
+        let mc = cache_dirs(&cells).len() - models;
+        let mc = if mc > 0 {
+            format!(", {mc} multiple-choice cache(s) to score, each shared by its seeds")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{} cell(s) ({models} to fine-tune and export{mc}), {} head fit(s); nothing was run",
+            cells.len(),
+            cells.len() * plan.heads.len()
+        );
+        return Ok(());
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&plan.name));
+    let stale = ueb_runner::run::prepare(&plan, &out, &build_info())?;
+    if stale > 0 {
+        tracing::info!("removed {stale} temporary file(s) of an interrupted run");
+    }
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    if args.jobs > 1 {
+        return run_jobs(args, &plan, &out, (i, n), t0);
+    }
+    let device = device::parse(&plan.device)?;
+    let cells = plan.shard(i, n);
+    let show = !args.child && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut bar = Bar(progress_bar(
+        (cells.len() * plan.heads.len()) as u64,
+        "{msg:30} [{bar:30}] {pos}/{len} head fits, {elapsed_precise} ETA {eta_precise}",
+        show,
+    ));
+    let work = ueb_runner::run_cells(&plan, &cells, &out, &device, show, &mut bar)?;
+    bar.0.finish_and_clear();
+    if args.child {
+        // The parent sums these and writes the metrics once every job has finished.
+        println!("{}", serde_json::to_string(&work)?);
+        return Ok(());
+    }
+    eprintln!("{}", work_line(&plan, work, (i, n), None, t0));
+    finish(&plan, &out)
+}

@@ -1,0 +1,160 @@
+//! A run's results once every cell is done: `metrics.parquet` (every metric of every head
+//! stage, one definition shared with `ueb report`) and the end-of-run summary table.
+
+use std::path::Path;
+
+use crate::error::{Context, Result};
+use crate::parquet::{Column, to_bytes};
+use crate::plan::Plan;
+use crate::stages::{SCORES_FILE, read_head};
+
+/// One row of `metrics.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    /// The backbone (`cache` for bring-your-own caches).
+    pub backbone: String,
+    /// The dataset (or cache directory).
+    pub dataset: String,
+    /// The seed.
+    pub seed: u64,
+    /// The head's label.
+    pub head: String,
+    /// The metric's §11 name.
+    pub metric: String,
+    /// Its value (`None` when undefined).
+    pub value: Option<f64>,
+    /// The bootstrap interval's lower end.
+    pub ci_low: Option<f64>,
+    /// The bootstrap interval's upper end.
+    pub ci_high: Option<f64>,
+}
+
+/// Metrics of every (cell, head), or `None` when some cell of the plan is not finished yet.
+///
+/// # Errors
+/// A scores file that cannot be read, or a metric that cannot be computed, naming the stage.
+pub fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>> {
+    let mut rows = Vec::new();
+    for cell in &plan.cells {
+        for spec in &plan.heads {
+            let dir = out.join("cells").join(cell.rel_dir()).join(&spec.label);
+            if !dir.join(SCORES_FILE).is_file() {
+                return Ok(None);
+            }
+            let h = read_head(&dir)?;
+            let data = ueb_report::HeadData {
+                labels: h.labels,
+                probs: h.probs,
+                num_classes: h.num_classes,
+                score: h.score,
+            };
+            let settings = ueb_report::MetricSettings {
+                bins: plan.metrics.bins,
+                bootstrap: plan.metrics.bootstrap,
+            };
+            // One definition of a head stage's metrics, shared with `ueb report` (which
+            // recomputes them for shards whose metrics.parquet is missing or stale).
+            let values =
+                ueb_report::head_metrics(&data, settings, cell.seed).with_context(|| format!("{}", dir.display()))?;
+            for v in values {
+                rows.push(MetricRow {
+                    backbone: cell.backbone.clone(),
+                    dataset: cell.dataset.clone(),
+                    seed: cell.seed,
+                    head: spec.label.clone(),
+                    metric: v.metric,
+                    value: v.value,
+                    ci_low: v.ci_low,
+                    ci_high: v.ci_high,
+                });
+            }
+        }
+    }
+    Ok(Some(rows))
+}
+
+/// Writes `rows` as `metrics.parquet` at `path`, atomically.
+///
+/// # Errors
+/// I/O or Parquet errors naming the file.
+pub fn write_metrics(rows: &[MetricRow], path: &Path) -> Result<()> {
+    let col = |f: fn(&MetricRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let (b, d, h, m) = (
+        col(|r| r.backbone.clone()),
+        col(|r| r.dataset.clone()),
+        col(|r| r.head.clone()),
+        col(|r| r.metric.clone()),
+    );
+    let seed: Vec<i64> = rows.iter().map(|r| r.seed as i64).collect();
+    let value: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
+    let lo: Vec<Option<f64>> = rows.iter().map(|r| r.ci_low).collect();
+    let hi: Vec<Option<f64>> = rows.iter().map(|r| r.ci_high).collect();
+    let bytes = to_bytes(&[
+        Column::Str("backbone", &b),
+        Column::Str("dataset", &d),
+        Column::I64("seed", &seed),
+        Column::Str("head", &h),
+        Column::Str("metric", &m),
+        Column::OptF64("value", &value),
+        Column::OptF64("ci_low", &lo),
+        Column::OptF64("ci_high", &hi),
+    ])?;
+    crate::write_atomic(path, &bytes)
+}
+
+/// Mean ± std (sample) of the values, or `–` when none is defined.
+fn mean_std(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "–".into();
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() == 1 {
+        return format!("{mean:.2}");
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    format!("{mean:.2} ± {:.2}", var.sqrt())
+}
+
+/// The end-of-run table: ROC-AUC × 100 and ECE × 100 per head and backbone × dataset.
+pub fn summary(plan: &Plan, rows: &[MetricRow]) -> String {
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for c in &plan.cells {
+        let g = (c.backbone.clone(), c.dataset.clone());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut s = String::from("| head |");
+    for (b, d) in &groups {
+        s.push_str(&format!(" {b} / {d}: ROC-AUC×100 | ECE×100 |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|---|".repeat(groups.len()));
+    for spec in &plan.heads {
+        s.push_str(&format!("\n| {} |", spec.label));
+        for (b, d) in &groups {
+            for metric in ["roc_auc", "ece"] {
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| &r.backbone == b && &r.dataset == d && r.head == spec.label && r.metric == metric)
+                    .filter_map(|r| r.value.map(|x| 100.0 * x))
+                    .collect();
+                s.push_str(&format!(" {} |", mean_std(&v)));
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std_with_two_decimals() {
+        assert_eq!(mean_std(&[]), "–");
+        assert_eq!(mean_std(&[81.234]), "81.23");
+        assert_eq!(mean_std(&[1.0, 2.0, 3.0]), "2.00 ± 1.00");
+    }
+}
