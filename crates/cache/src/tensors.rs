@@ -198,10 +198,12 @@ pub fn write_safetensors(
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
-/// reader never sees a half-written file.
+/// reader never sees a half-written file. The temporary file is hidden and carries the process
+/// id (`.NAME.tmp-PID`): the runner removes those of killed runs.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let tmp: PathBuf = {
-        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = std::ffi::OsString::from(".");
+        name.push(path.file_name().unwrap_or_default());
         name.push(format!(".tmp-{}", std::process::id()));
         path.with_file_name(name)
     };
