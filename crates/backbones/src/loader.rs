@@ -175,7 +175,7 @@ pub fn read_header(path: &Path) -> Result<BTreeMap<String, TensorInfo>> {
 
 /// Which task's head to read from the checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Task {
+enum HeadKeys {
     Backbone,
     Sequence,
     Token,
@@ -232,19 +232,19 @@ impl LoadReport {
     }
 }
 
-fn remapper(family: Family, task: Task, drop_out_proj: bool) -> KeyRemapper {
+fn remapper(family: Family, task: HeadKeys, drop_out_proj: bool) -> KeyRemapper {
     let mut rules: Vec<(String, String)> = COMMON_RULES
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     match (task, family) {
-        (Task::Sequence, Family::Bert) => {
+        (HeadKeys::Sequence, Family::Bert) => {
             rules.push((r"^(?:backbone\.)?pooler\.dense\.".into(), "head.dense.".into()));
             rules.push((r"^classifier\.".into(), "head.out_proj.".into()));
         }
-        (Task::Sequence, _) => rules.push((r"^classifier\.(dense|out_proj)\.".into(), "head.$1.".into())),
-        (Task::Token, _) => rules.push((r"^classifier\.".into(), "token_head.".into())),
-        (Task::Backbone, _) => {}
+        (HeadKeys::Sequence, _) => rules.push((r"^classifier\.(dense|out_proj)\.".into(), "head.$1.".into())),
+        (HeadKeys::Token, _) => rules.push((r"^classifier\.".into(), "token_head.".into())),
+        (HeadKeys::Backbone, _) => {}
     }
     if drop_out_proj {
         rules.push((r"^head\.out_proj\.".into(), format!("{DROPPED}head.out_proj.")));
@@ -265,7 +265,7 @@ fn load_into<M: Module + ModuleSnapshot>(
     model: &mut M,
     dir: &ModelDir,
     family: Family,
-    task: Task,
+    task: HeadKeys,
     drop_out_proj: bool,
 ) -> Result<(LoadReport, Vec<String>)> {
     let header = read_header(&dir.weights)?;
@@ -424,7 +424,7 @@ pub fn load_sequence_classifier(
         config = config.with_labels(labels.clone());
     }
     let mut model = config.init_sequence_classifier(device);
-    let (mut report, missing) = load_into(&mut model, dir, config.family, Task::Sequence, note.is_some())?;
+    let (mut report, missing) = load_into(&mut model, dir, config.family, HeadKeys::Sequence, note.is_some())?;
     if let Some(n) = note {
         report.head_note = Some(n);
     }
@@ -446,7 +446,7 @@ pub fn load_token_classifier(
         config = config.with_labels(labels.clone());
     }
     let mut model = config.init_token_classifier(device);
-    let (report, missing) = load_into(&mut model, dir, config.family, Task::Token, false)?;
+    let (report, missing) = load_into(&mut model, dir, config.family, HeadKeys::Token, false)?;
     let report = settle_missing(report, missing, &["token_head."], &dir.weights)?;
     Ok((model, config, report))
 }
@@ -464,7 +464,7 @@ pub fn load_encoder(dir: &ModelDir, device: &Device) -> Result<(Encoder, Encoder
     let mut model = Wrapper {
         backbone: config.init_encoder(device),
     };
-    let (report, missing) = load_into(&mut model, dir, config.family, Task::Backbone, false)?;
+    let (report, missing) = load_into(&mut model, dir, config.family, HeadKeys::Backbone, false)?;
     let report = settle_missing(report, missing, &[], &dir.weights)?;
     Ok((model.backbone, config, report))
 }

@@ -48,8 +48,7 @@ impl ScorePrecision {
 /// Rows per block (bounds the f64 scratch to a few `BLOCK_ROWS · d` values).
 const BLOCK_ROWS: usize = 4096;
 /// Batches up to this many rows run an `mlp` head through [`dots::row_dots`] on the f32
-/// weights: the product then streams the weights once, and f32 halves the bytes (a 768-wide
-/// `dense` is 2.4 MB, read in ~40 µs, against ~80 µs for a widened copy).
+/// weights: the product then streams the weights once, and f32 halves the bytes (decision T14).
 const DOT_ROWS: usize = 4;
 
 /// A classifier's weights, in PyTorch layout, ready for repeated forward passes: the f32 values as
@@ -96,9 +95,9 @@ fn to_row_major(src: &[f64], rows: usize, cols: usize, dst: &mut [f64]) {
 }
 
 /// The buffers of [`HostClassifier::forward_blocks`], kept between its calls on a thread (up to
-/// [`SCRATCH_KEPT_BYTES`]): allocating and zeroing the 1.2 MB of a 128-row batch at d = 768
-/// afresh, and writing to memory that is not in the cache, cost ~25 µs per buffer and call on
-/// the build machine. Every value a call reads it has written first.
+/// [`SCRATCH_KEPT_BYTES`]): allocating and zeroing a batch's buffers afresh on every call, and
+/// writing to memory that is not in the cache, cost more than the dense layer's epilogue
+/// (decision T15). Every value a call reads it has written first.
 #[derive(Debug, Default)]
 struct Scratch {
     hidden_cm: Vec<f64>,

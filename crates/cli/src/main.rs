@@ -13,8 +13,8 @@ mod score;
 use clap::{Parser, Subcommand};
 
 // Metrics allocate and free large scratch buffers (sort keys, histograms) per score and class;
-// glibc hands such blocks back to the kernel and pays page faults again on the next one, which
-// measured ~10% of a report's time. mimalloc keeps them.
+// glibc hands such blocks back to the kernel and pays page faults again on the next one
+// (decision B13). mimalloc keeps them.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -36,7 +36,7 @@
 //! **Vector-register state.** faer 0.24's AVX-512 matrix kernels (the hand-written assembly of
 //! `private-gemm-x86`) return without `vzeroupper`. Until something clears the upper halves of
 //! the vector registers, every call into glibc's libm (`exp`, `ln`, `ln_1p`, ...) on that
-//! thread pays an SSE/AVX transition penalty: on the build machine `exp` went from 5 to 160 ns.
+//! thread pays an SSE/AVX transition penalty (decision H12).
 //! The heads clear that state themselves (`ueb_kernels::clear_upper_state`: after their own
 //! products, and before the libm calls of the classical heads). Each configuration is still
 //! timed twice, to show it: `ms` from a clean state and `ms_after_product` right after a faer

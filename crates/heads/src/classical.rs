@@ -46,13 +46,13 @@ fn score_rows(score: BuiltinScore, probs: &[f64], c: usize) -> Vec<f64> {
 }
 
 /// Values (rows × classes) from which the per-row softmax work is split between the rayon
-/// pool's threads: its libm `exp` calls are most of it (128 rows × 20 classes are ~5 000 calls,
-/// ~30 µs on one core of the build machine).
+/// pool's threads: its libm `exp` calls are most of it (128 rows × 20 classes are ~5 000 calls;
+/// measured: `docs/performance-log.md`).
 const PARALLEL_VALUES: usize = 1 << 11;
 
 /// `f` on runs of whole rows of the row-major `z` `[n, c]`, the outputs concatenated in order; a
 /// row's numbers do not depend on the run it falls in. Each run first clears the upper vector
-/// state, which a faer product may have left dirty on its thread (libm calls would pay ~25×).
+/// state, which a faer product may have left dirty on its thread (decision H12).
 fn by_rows(z: &[f64], c: usize, f: impl Fn(&[f64]) -> Vec<f64> + Sync) -> Vec<f64> {
     use rayon::prelude::*;
     let run = |z: &[f64]| {

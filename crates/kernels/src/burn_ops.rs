@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 /// Whether `device` is one of burn's CPU devices (flex or ndarray, with or without autodiff).
 /// On these, ueb runs its own host kernels instead of burn's per-operation passes where it has
 /// them (the encoder's feature extraction, the trainable heads' training): the same functions,
-/// without a pass and an allocation per element-wise operation (`docs/decisions.md`).
+/// without a pass and an allocation per element-wise operation (decisions EN10, T17).
 ///
 /// burn names its devices' variants only in builds that enable their backends, and library
 /// crates enable none (the binary does), so the variant is read from the device's `Debug`

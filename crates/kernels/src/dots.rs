@@ -223,8 +223,8 @@ pub fn balanced_runs(m: usize, dim: usize, lower: bool, threads: usize, align: u
     bounds
 }
 
-/// Multiply–adds from which [`row_dots`] splits its work between threads (a rayon task is
-/// a few microseconds; 2²⁰ multiply–adds are ~100 µs on one core).
+/// Multiply–adds from which [`row_dots`] splits its work between threads: several times a rayon
+/// task's start-up (decision T16).
 const PARALLEL_ROW_DOTS: usize = 1 << 18;
 
 /// `out = x · wᵀ` in f64 (see [`RowDots`]) for `x` `[n, d]`, `w` `[m, d]`, `out` `[n, m]`, all

@@ -8,14 +8,14 @@
 //! use separate multiplies and adds, never fused ones, so the results are the same bits
 //! whichever instruction set runs them (Rust never contracts `a * b + c` on its own).
 //!
-//! `libm::tanh` is scalar and costs 12–19 ns per value on the build machine; a 128-row batch of
-//! a 768-wide `mlp` head evaluates 98 304 of them, more time than PyTorch's whole forward pass.
+//! `libm::tanh` is scalar, and a 128-row batch of a 768-wide `mlp` head evaluates 98 304 of them
+//! (decision T18; measured: `docs/performance-log.md`).
 //!
 //! **Upper vector-register state.** faer 0.24's AVX-512 matrix kernels (the hand-written
 //! assembly of `private-gemm-x86`) return without `vzeroupper`. Until something clears the upper
 //! halves of the vector registers, every SSE-encoded instruction on that thread pays a
-//! transition penalty, which makes glibc's scalar `exp`/`ln`/`ln_1p` ~25× slower (`exp`: 5–9 →
-//! 160–230 ns on the build machine). [`clear_upper_state`] clears it; the score paths call it
+//! transition penalty, which makes glibc's scalar `exp`/`ln`/`ln_1p` many times slower (decision
+//! H12). [`clear_upper_state`] clears it; the score paths call it
 //! after their faer products so that the next head on the thread (or the caller's own libm
 //! calls) runs at full speed.
 
@@ -55,7 +55,7 @@ pub fn clear_upper_state() {
 }
 
 /// Values from which an element function runs on the rayon pool's threads, in equal runs
-/// (~30 µs of one core's tanh; a task starts in a few microseconds). Each value's result does
+/// long enough to outweigh a task's start-up (decision T16). Each value's result does
 /// not depend on the run it falls in: the vector and scalar forms give the same bits.
 pub(crate) const PARALLEL_ELEMENTS: usize = 1 << 15;
 

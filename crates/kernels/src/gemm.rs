@@ -5,7 +5,7 @@
 //! `gemm::gemm` takes raw pointers and strides. [`matmul`] takes slices and checks, before the
 //! call, that every element the strides reach lies inside its slice, so no caller can make it
 //! read or write out of bounds; the output is a `&mut` borrow, so it cannot alias an input. This
-//! module is the workspace's only `unsafe` code (`docs/decisions.md`).
+//! module is the workspace's only `unsafe` code (decision B8).
 #![allow(unsafe_code)]
 
 /// The element types the products run in (f32 and f64; the trait is sealed, because

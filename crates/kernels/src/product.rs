@@ -10,23 +10,21 @@ use faer::{Accum, MatMut, MatRef, Par};
 use crate::gemm::{Element, Operand, ShapeError, matmul};
 
 /// Columns per task of [`product`] with a rectangular right factor: 192 splits a 768-wide
-/// product into four equal tasks (two per core), and blocks of 128–384 columns ran within 10%
-/// of each other on the build machine.
+/// product into four equal tasks, two per core (decision T16).
 const PRODUCT_BLOCK: usize = 192;
 /// Columns per task with a lower-triangular right factor: the tasks' work falls from the first
 /// block to the last, so more, narrower ones balance the threads.
 const TRIANGULAR_BLOCK: usize = 128;
-/// Multiply–adds from which [`product`] hands blocks to the rayon pool (~25 µs of one core's
-/// work, several times a task's start-up).
+/// Multiply–adds from which [`product`] hands blocks to the rayon pool: several times a task's
+/// start-up (decision T16).
 const PARALLEL_WORK: usize = 1 << 21;
 /// Multiply–adds from which a rectangular product is one call to the `gemm` crate split over
-/// the pool inside (it packs the left factor once, where each block packs it again): level
-/// with the blocks at 128 × 768 × 768 on the build machine, 10–30% faster at d = 4096.
+/// the pool inside (it packs the left factor once, where each block packs it again; decisions
+/// T16, B9).
 const WHOLE_WORK: usize = 1 << 25;
-/// Multiply–adds from which a triangular product is faer's parallel triangular product: at
-/// 128 × 4096 × 4096 it took 6.1–6.2 ms against 8.3–8.4 ms in blocks; at 32 × 4096 × 4096
-/// (≈ 2²⁸) the two were level, and below it the blocks were faster (128 × 768 × 768:
-/// 0.26–0.32 ms against 0.29–0.38 ms for f32).
+/// Multiply–adds from which a triangular product is faer's parallel triangular product: from
+/// about 32 × 4096 × 4096 it overtakes the blocks (decision B9; measured:
+/// `docs/performance-log.md`).
 const WHOLE_TRIANGULAR_WORK: usize = 1 << 28;
 
 /// How [`product`] shares its work between threads: one sequential call, column blocks on the
@@ -72,9 +70,9 @@ pub fn transpose<T: Copy + Default>(w: &[T], out: usize, inp: usize) -> Vec<T> {
 /// as `Wᵀ`. With `lower`, `rhs` is square and lower-triangular, and its upper triangle is never
 /// read.
 ///
-/// The rectangular products are the `gemm` crate's: at 32–128 × 768 × 768 and 32 × 4096 × 4096
-/// they ran 10–25% faster than faer's on the build machine, in f32 and f64. Small products are
-/// one sequential call, large ones (from [`WHOLE_WORK`]) one call split over the pool inside.
+/// The rectangular products are the `gemm` crate's, faster than faer's here (decision B9). Small
+/// products are one sequential call, large ones (from [`WHOLE_WORK`]) one call split over the
+/// pool inside.
 /// Between the two the columns are cut into fixed blocks, each one sequential product, that
 /// the rayon pool's threads take: independent blocks need no synchronisation inside the
 /// product. For a triangular factor, block `[a, b)` is `x[:, a..b]·F[a..b, a..b]`, faer's

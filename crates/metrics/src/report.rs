@@ -114,7 +114,7 @@ const PARALLEL_SAMPLES: usize = 1 << 14;
 
 /// Independent pieces of the report, so that they can run on several cores.
 #[derive(Debug, Clone, Copy)]
-enum Task {
+enum Piece {
     /// `accuracy`, `nll`, `brier`, `ece`, `ece_em`, `mce`, `rmsce`.
     Calibration,
     /// `classwise_ece`.
@@ -126,10 +126,10 @@ enum Task {
 }
 
 /// The tasks of a report with `n_scores` scores, the longest first.
-fn tasks(n_scores: usize) -> Vec<Task> {
-    [Task::Ace, Task::Classwise, Task::Calibration]
+fn tasks(n_scores: usize) -> Vec<Piece> {
+    [Piece::Ace, Piece::Classwise, Piece::Calibration]
         .into_iter()
-        .chain((0..n_scores).map(Task::Score))
+        .chain((0..n_scores).map(Piece::Score))
         .collect()
 }
 
@@ -138,7 +138,7 @@ type ScoreSource<'a> = &'a (dyn Fn(usize, &mut Vec<f64>) + Sync);
 
 /// Runs one task; returns `(position in report order, value)` pairs.
 fn run_task(
-    task: Task,
+    task: Piece,
     pred: &Predictions,
     errors: &[bool],
     custom: ScoreSource<'_>,
@@ -146,7 +146,7 @@ fn run_task(
     buf: &mut Vec<f64>,
 ) -> Result<Vec<(usize, Outcome)>, MetricsError> {
     Ok(match task {
-        Task::Calibration => {
+        Piece::Calibration => {
             let top = top_label_bins(pred, bins);
             let n = pred.len();
             let values = [
@@ -160,9 +160,9 @@ fn run_task(
             ];
             values.into_iter().enumerate().map(|(k, v)| (k, Ok(v))).collect()
         }
-        Task::Classwise => vec![(7, Ok(classwise_ece(pred, bins)))],
-        Task::Ace => vec![(8, Ok(ace(pred, bins)))],
-        Task::Score(k) => {
+        Piece::Classwise => vec![(7, Ok(classwise_ece(pred, bins)))],
+        Piece::Ace => vec![(8, Ok(ace(pred, bins)))],
+        Piece::Score(k) => {
             match BuiltinScore::ALL.get(k) {
                 Some(b) => b.compute_into(pred, buf),
                 None => custom(k - BuiltinScore::ALL.len(), buf),

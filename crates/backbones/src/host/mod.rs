@@ -5,8 +5,8 @@
 //!
 //! Why not burn on the CPU: burn 0.22's CPU backends run each element-wise operation (bias adds,
 //! GELU's erf, the attention's scale, mask and softmax, residual adds, the head transposes) as
-//! its own scalar, single-threaded pass; on a RoBERTa-base-sized model those took as long as all
-//! the matrix products together (`docs/performance.md`). Here:
+//! its own scalar, single-threaded pass, which on an encoder costs as much as all its matrix
+//! products (decision EN10; measured: `docs/performance.md`). Here:
 //!
 //! - a sub-layer's element work is one pass over its output, rows in parallel;
 //! - Q, K and V come from one product with the three weights side by side;

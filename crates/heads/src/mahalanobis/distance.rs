@@ -12,8 +12,7 @@ use ueb_kernels::{Arch, Simd, WithSimd};
 ///
 /// Tiles of 8 rows against 4 centres keep 32 sums in registers, each load of `y` serving 4
 /// centres; the plain loop kept one row of sums in memory and ran on SSE2, outside any
-/// dispatch (it is what grows with the number of centres: 20 centres cost about 0.9 ms more
-/// than 2 at batch 128, r = 768, in an earlier measurement).
+/// dispatch (it is what grows with the number of centres; measured: `docs/performance-log.md`).
 pub(crate) struct MinSqDistances<'a, Y = f64> {
     /// The mapped rows, column-major `[n, r]`, f64 or f32 (widened exactly as they are read).
     pub y: &'a [Y],

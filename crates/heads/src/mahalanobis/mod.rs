@@ -289,9 +289,8 @@ impl Factor {
 
     /// `x·F` `[n, r]`, column-major, for row-major `x` `[n, d]`: batches of up to 4 rows as dot
     /// products that stream the factor once ([`ueb_kernels::dots::ColumnDots`]), larger ones with
-    /// [`ueb_kernels::product::product`] into a column-major destination (a row-major one made faer's
-    /// product pack the whole factor on every call, 2× slower at d = 4096, and the `gemm`
-    /// crate's 1.8× slower at d = 768).
+    /// [`ueb_kernels::product::product`] into a column-major destination (a row-major one is
+    /// slower with both faer and gemm: decision B9).
     fn map(&self, x: &[f64]) -> Result<Vec<f64>, ShapeError> {
         let f = self;
         let (d, r) = (f.dim, f.rank);

@@ -7,7 +7,7 @@
 //! Why not burn on the CPU: burn 0.22's CPU backends run every element-wise operation of the
 //! forward pass, of its autodiff backward pass and of Adam as its own pass over a fresh buffer;
 //! in a profile of the `alien` fit those passes, not the products, were the time
-//! (`docs/performance.md`). Here a step is two products of the `d × d` weight's size (the
+//! (decision T17). Here a step is two products of the `d × d` weight's size (the
 //! forward pass and `∂W_dense`; the input needs no gradient), two small ones for `out_proj`,
 //! and a few fused passes.
 //!

@@ -12,7 +12,7 @@
 //! the classifier's dropout active, and pick the grid point with the best ROC-AUC of `u`
 //! against the errors on the selection split. Training runs on any burn device (through burn's
 //! autodiff), or, on a CPU device, on ueb's host kernels (`host.rs`, [`Engine`]); scoring runs
-//! on the host (f64 forward pass and score). Decisions are listed in
+//! on the host (f64 forward pass and score). Decisions: the `T` entries of
 //! `docs/decisions.md` (section "Trainable heads").
 
 mod fit;

@@ -149,8 +149,8 @@ impl HeadNet {
 /// `tanh`, evaluated once per element also when the tensor is tracked.
 ///
 /// burn 0.22.1's autodiff `tanh` checkpoints its input and evaluates `tanh` again in the
-/// backward pass to form `1 − y²`; on the CPU backends `tanh` is a scalar libm call per element
-/// (25 ns on the build machine), and the two passes took a quarter of a training step. Here `y`
+/// backward pass to form `1 − y²`; on the CPU backends `tanh` is a scalar libm call per element,
+/// and the two passes were a large share of a training step (decision T23). Here `y`
 /// and `k = 1 − y²` are computed once, off the graph, and the tracked value is
 /// `(h − detach(h))·k + y`: its forward value is exactly `y` (`h − h = 0` for finite `h`) and
 /// its gradient `grad·k`, the same operations in the same order as burn's `Tanh` backward
@@ -205,7 +205,7 @@ pub(crate) fn scores(method: Method, z: Tensor<2>, lambda: f64, dtype: FloatDTyp
     };
     let eps = method.clamp();
     // In f32, 1 − ε (ε = 1e-8 or 1e-9) rounds to 1.0, where log(1 − u) is −∞ and its gradient
-    // NaN; the largest f32 below 1 keeps the BCE finite (see docs/decisions.md).
+    // NaN; the largest f32 below 1 keeps the BCE finite (decision T10).
     let upper = if dtype == FloatDType::F64 {
         1.0 - eps
     } else {

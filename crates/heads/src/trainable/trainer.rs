@@ -218,7 +218,7 @@ fn draw_masks(rng: &mut Xoshiro256, p: f64, rows: usize, d: usize, mlp: bool) ->
     // element.
     let below = (p * (1u64 << 53) as f64).ceil() as u64;
     // A local generator stays in registers; through `&mut` it is reloaded and stored per draw
-    // (about 4% of a training step for the 2·128·768 draws of a batch).
+    // (measured: `docs/performance-log.md`).
     let mut local = rng.clone();
     let mut draw = || -> Vec<f32> {
         (0..rows * d)
