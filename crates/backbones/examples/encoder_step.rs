@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use burn::tensor::Device;
-use ueb_backbones::finetune::Trainer;
+use ueb_backbones::Trainer;
 use ueb_backbones::{
     Encoded, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, TextTokenizer, load_sequence_classifier,
 };

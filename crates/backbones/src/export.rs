@@ -1,53 +1,15 @@
 //! Export to the feature cache: features, logits and labels per split, and the classifier in
 //! PyTorch layout (`docs/cache-format.md`).
 
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::ProgressBar;
 use ueb_cache::{CACHE_FORMAT, CACHE_VERSION, CacheMeta, Classifier, ClassifierMeta, FeatureCache, SplitData, Task};
 
 use crate::encoder::SequenceClassifier;
 use crate::error::{BackboneError, Result};
-use crate::extract::to_host;
 use crate::finetune::{ClassifierModel, FeatureSplit, LabeledSplit};
+use crate::readback::to_host;
 use crate::tokenize::TextTokenizer;
-
-/// A `Linear` as PyTorch stores it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TorchLinear {
-    /// `[out, in]`, row-major.
-    pub weight: Vec<f32>,
-    /// `[out]`.
-    pub bias: Option<Vec<f32>>,
-    /// Input width.
-    pub d_in: usize,
-    /// Output width.
-    pub d_out: usize,
-}
-
-/// A burn `Linear` (`[in, out]`) in PyTorch layout.
-///
-/// # Errors
-/// A tensor that cannot be read back.
-pub fn linear_to_torch(linear: &Linear) -> Result<TorchLinear> {
-    let w = linear.weight.val();
-    let [d_in, d_out] = w.dims();
-    let w = to_host(w.transpose())?;
-    let b = match &linear.bias {
-        Some(b) => {
-            let v = b.val();
-            let [n] = v.dims();
-            Some(to_host(v.reshape([1, n]))?)
-        }
-        None => None,
-    };
-    Ok(TorchLinear {
-        weight: w,
-        bias: b,
-        d_in,
-        d_out,
-    })
-}
 
 /// The head of an encoder classifier as the cache's `mlp` classifier (tanh for BERT and
 /// RoBERTa, GELU for ELECTRA).

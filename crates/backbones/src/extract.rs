@@ -8,6 +8,7 @@ use crate::decoder::{CausalLm, Decoder, DecoderClassifier, last_token};
 use crate::encoder::{Encoder, SequenceClassifier, first_token};
 use crate::error::{BackboneError, Result};
 use crate::host::HostEncoder;
+use crate::readback::to_host;
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// A model to extract from: a classifier (features and logits) or a bare backbone (features).
@@ -54,14 +55,6 @@ impl Extracted {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Reads a tensor back to the host, row-major.
-pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| BackboneError::Invalid(format!("reading a tensor back: {e:?}")))
 }
 
 impl Extractor {

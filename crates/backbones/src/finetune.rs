@@ -22,8 +22,9 @@ use crate::config::Family;
 use crate::decoder::DecoderClassifier;
 use crate::encoder::{EncoderInput, SequenceClassifier, SequenceHead, SequenceOutput};
 use crate::error::{BackboneError, Result};
-use crate::export::linear_to_torch;
-use crate::extract::{Extractor, to_host};
+use crate::extract::Extractor;
+use crate::readback::linear_to_torch;
+use crate::readback::to_host;
 use crate::tokenize::{Encoded, TextTokenizer};
 use ueb_cache::{Activation, Classifier, ClassifierKind};
 

@@ -5,37 +5,41 @@
 //! The expensive model pass lives here; everything downstream (heads, metrics) reads the
 //! feature cache it writes (`ueb_cache::FeatureCache`).
 
-pub mod config;
-pub mod decoder;
-pub mod encoder;
-pub mod error;
-pub mod export;
-pub mod extract;
-pub mod finetune;
-pub mod host;
-pub mod hub;
-pub mod loader;
+mod config;
+mod decoder;
+mod encoder;
+mod error;
+mod export;
+mod extract;
+mod finetune;
+mod host;
+mod hub;
+mod loader;
+mod readback;
 pub mod scratch;
-pub mod tokenize;
+mod tokenize;
 
 pub use config::{EncoderConfig, Family, HiddenAct, RawConfig};
 pub use decoder::{
-    CausalLm, Decoder, DecoderClassifier, DecoderConfig, DecoderFamily, load_causal_lm, load_decoder,
-    load_decoder_classifier,
+    CausalLm, Decoder, DecoderClassifier, DecoderConfig, DecoderFamily, checkpoint_score_classes, is_decoder,
+    last_token, load_causal_lm, load_decoder, load_decoder_classifier, multiple_choice,
 };
 pub use encoder::{
-    Encoder, EncoderInput, SequenceClassifier, SequenceHead, SequenceOutput, TokenClassifier, TokenOutput,
+    Attention, Embeddings, Encoder, EncoderInput, Intermediate, Layer, LayerStack, ResidualOutput, SelfAttention,
+    SequenceClassifier, SequenceHead, SequenceOutput, TokenClassifier, TokenOutput, first_token,
 };
 pub use error::{BackboneError, Result};
 pub use export::{ExportMeta, ExportSplits, FeatureSplits, classifier_of, export_cache, export_cache_from_features};
 pub use extract::{Extracted, Extractor};
 pub use finetune::{
-    ClassifierModel, EpochRecord, FeatureSplit, FinetuneConfig, FinetuneMode, FinetuneReport, LabeledSplit, finetune,
-    finetune_on_features,
+    ClassifierModel, EpochRecord, FeatureSplit, FinetuneConfig, FinetuneMode, FinetuneReport, LabeledSplit, Trainer,
+    finetune, finetune_on_features, linear_schedule,
 };
 pub use host::{HostEncoder, HostOutput};
 pub use hub::ModelRef;
 pub use loader::{
-    LoadOptions, LoadReport, ModelDir, load_encoder, load_sequence_classifier, load_token_classifier, read_header,
+    LoadOptions, LoadReport, ModelDir, TensorInfo, checkpoint_classes, load_encoder, load_sequence_classifier,
+    load_token_classifier, read_header,
 };
-pub use tokenize::{Encoded, Positions, TextInput, TextTokenizer, TokenizerTarget};
+pub use readback::{TorchLinear, linear_to_torch};
+pub use tokenize::{Encoded, Positions, TextInput, TextTokenizer, TokenizerTarget, collate};

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use ueb_backbones::decoder::mc::{McPrompting, McQuestion, McSplits, export_mc_cache};
-use ueb_backbones::export::{ExportMeta, ExportSplits};
+use ueb_backbones::multiple_choice::{McPrompting, McQuestion, McSplits, export_mc_cache};
 use ueb_backbones::{
     DecoderClassifier, Encoded, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, TextInput,
     TextTokenizer, export_cache, finetune, load_causal_lm, load_decoder_classifier,
 };
+use ueb_backbones::{ExportMeta, ExportSplits};
 use ueb_cache::{ClassifierKind, FeatureCache};
 use ueb_rng::{Rng64, Xoshiro256};
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use serde::Deserialize;
-use ueb_backbones::decoder::mc::{McQuestion, letter_token_ids, mc_prompt};
+use ueb_backbones::multiple_choice::{McQuestion, letter_token_ids, mc_prompt};
 use ueb_backbones::{
     DecoderFamily, Extractor, LoadOptions, ModelDir, TextInput, TextTokenizer, load_causal_lm, load_decoder,
     load_decoder_classifier,

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use ueb_backbones::export::{ExportMeta, ExportSplits};
 use ueb_backbones::{
     Encoded, Extractor, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, SequenceClassifier,
     TextInput, TextTokenizer, export_cache, finetune, load_sequence_classifier,
 };
+use ueb_backbones::{ExportMeta, ExportSplits};
 use ueb_cache::FeatureCache;
 use ueb_rng::{Rng64, Xoshiro256};
 

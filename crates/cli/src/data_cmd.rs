@@ -13,7 +13,7 @@ use ueb_data::{Dataset, DatasetOptions, DatasetStats, GenericSpec, NewsgroupsPar
 
 /// Arguments of `ueb data`.
 #[derive(Debug, Args)]
-pub struct DataArgs {
+pub(crate) struct DataArgs {
     #[command(subcommand)]
     command: DataCommand,
 }
@@ -105,7 +105,7 @@ impl SourceArgs {
 }
 
 /// Runs `ueb data`.
-pub fn run(args: &DataArgs) -> Result<()> {
+pub(crate) fn run(args: &DataArgs) -> Result<()> {
     match &args.command {
         DataCommand::List { json } => list(*json),
         DataCommand::Stats { source, json } => {

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use ueb_runner::DeviceName;
 
 /// Backends this binary was built with, for messages.
-pub fn available() -> Vec<&'static str> {
+pub(crate) fn available() -> Vec<&'static str> {
     let mut out = Vec::new();
     if cfg!(feature = "flex") {
         out.push("flex");
@@ -24,7 +24,7 @@ pub fn available() -> Vec<&'static str> {
 }
 
 /// The device named by `--device` (`flex`, `ndarray`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`).
-pub fn parse(name: &str) -> Result<Device> {
+pub(crate) fn parse(name: &str) -> Result<Device> {
     let device = DeviceName::parse(name, Some(&available()))?;
     // `parse` refused the backends this binary lacks, so a branch of one is never taken.
     let missing = || {

@@ -16,7 +16,7 @@ detected), .parquet, .safetensors (tensors `probs`/`logits`/`labels`/`scores`). 
 read as P(class 1) of a binary classifier, a 1-D --logits file as its logit.
 SCORES: higher = more uncertain; each is reported under its file stem, or under NAME with \
 `--scores NAME=FILE`. The built-in scores sr, entropy and margin are always reported.")]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// Predicted probabilities, [N, C]; rows must sum to 1 within 1e-4.
     #[arg(
         long,
@@ -66,7 +66,7 @@ struct ScoreInput {
 }
 
 /// Runs `ueb eval`.
-pub fn run(args: &EvalArgs) -> Result<()> {
+pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     let (matrix_arg, role) = match (&args.probs, &args.logits) {
         (Some(p), None) => (p, Role::Probs),
         (None, Some(l)) => (l, Role::Logits),

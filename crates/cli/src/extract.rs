@@ -7,12 +7,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use ueb_backbones::decoder::{checkpoint_score_classes, is_decoder};
-use ueb_backbones::loader::checkpoint_classes;
+use ueb_backbones::checkpoint_classes;
 use ueb_backbones::{
     Extractor, LoadOptions, ModelRef, TextInput, TextTokenizer, load_decoder, load_decoder_classifier, load_encoder,
     load_sequence_classifier, read_header,
 };
+use ueb_backbones::{checkpoint_score_classes, is_decoder};
 
 use crate::device;
 
@@ -24,7 +24,7 @@ or a .txt file (every line is one text, empty lines included).
 Output: `features` f32 [N, d] (the last hidden state of an encoder's first token, of a decoder's \
 (LLaMA, Qwen2, Qwen3) last non-pad token) and, when the checkpoint has a sequence-classification \
 head, `logits` f32 [N, C], rows in input order.")]
-pub struct ExtractArgs {
+pub(crate) struct ExtractArgs {
     /// A Hugging Face model directory, or hf:OWNER/NAME@REVISION.
     #[arg(long, value_name = "DIR")]
     model: String,
@@ -52,7 +52,7 @@ pub struct ExtractArgs {
 }
 
 /// The texts of `path`, in order: (text, optional pair).
-pub fn read_texts(path: &Path, field: &str, pair_field: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
+pub(crate) fn read_texts(path: &Path, field: &str, pair_field: Option<&str>) -> Result<Vec<(String, Option<String>)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let ext = path
         .extension()
@@ -99,7 +99,7 @@ pub fn read_texts(path: &Path, field: &str, pair_field: Option<&str>) -> Result<
 }
 
 /// Runs `ueb extract`.
-pub fn run(args: &ExtractArgs) -> Result<()> {
+pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 
 /// What an input file provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// `[N, C]` probabilities.
     Probs,
     /// `[N, C]` logits.
@@ -50,16 +50,16 @@ impl fmt::Display for Role {
 
 /// A file argument: a path and an optional column/tensor selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
+pub(crate) struct Source {
     /// The file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Column(s) or tensor after `#`.
-    pub select: Option<String>,
+    pub(crate) select: Option<String>,
 }
 
 impl Source {
     /// Parses `PATH` or `PATH#SELECT`.
-    pub fn parse(arg: &str) -> Self {
+    pub(crate) fn parse(arg: &str) -> Self {
         match arg.rsplit_once('#') {
             Some((path, sel)) if !sel.is_empty() && !path.is_empty() => Self {
                 path: PathBuf::from(path),
@@ -85,15 +85,15 @@ impl fmt::Display for Source {
 
 /// A row-major array widened to f64. Vectors have `cols == 1`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Array {
+pub(crate) struct Array {
     /// Rows (samples).
-    pub rows: usize,
+    pub(crate) rows: usize,
     /// Columns (classes); 1 for a vector.
-    pub cols: usize,
+    pub(crate) cols: usize,
     /// Whether the file stored one dimension only (`[N]`).
-    pub one_dimensional: bool,
+    pub(crate) one_dimensional: bool,
     /// Values, row-major.
-    pub data: Vec<f64>,
+    pub(crate) data: Vec<f64>,
 }
 
 impl Array {
@@ -108,7 +108,7 @@ impl Array {
 }
 
 /// Reads the array that `src` provides for `role`, checking its shape.
-pub fn read(src: &Source, role: Role) -> Result<Array> {
+pub(crate) fn read(src: &Source, role: Role) -> Result<Array> {
     let path = &src.path;
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let array = match ext.as_deref() {
@@ -142,7 +142,7 @@ pub fn read(src: &Source, role: Role) -> Result<Array> {
 }
 
 /// Reads labels: integer values, or floats that are whole numbers.
-pub fn read_labels(src: &Source) -> Result<Vec<i64>> {
+pub(crate) fn read_labels(src: &Source) -> Result<Vec<i64>> {
     let a = read(src, Role::Labels)?;
     a.data
         .iter()
@@ -433,7 +433,7 @@ mod npy {
     const MAGIC: &[u8] = b"\x93NUMPY";
 
     /// Parses a whole `.npy` file into an [`super::Array`] widened to f64.
-    pub fn parse(bytes: &[u8]) -> Result<super::Array> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<super::Array> {
         ensure!(
             bytes.len() >= 10 && &bytes[..6] == MAGIC,
             "missing the \\x93NUMPY magic string"

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 
 /// Writes `values` as a one-column file named `column` (CSV header, Parquet column), chosen by
 /// the extension; via a temporary file and a rename, so a crash never leaves half a file.
-pub fn write_column(path: &Path, column: &str, values: &[f64]) -> Result<()> {
+pub(crate) fn write_column(path: &Path, column: &str, values: &[f64]) -> Result<()> {
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let bytes = match ext.as_deref() {
         Some("npy") => npy_f64(values),

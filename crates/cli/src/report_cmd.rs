@@ -8,7 +8,7 @@ use ueb_report::{Formats, ReportOptions, TableOptions, write_report_with};
 
 /// Arguments of `ueb report`.
 #[derive(Debug, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// The results directory of `ueb run` (every shard's cells are merged).
     #[arg(value_name = "RESULTS_DIR")]
     dir: PathBuf,
@@ -24,7 +24,7 @@ pub struct ReportArgs {
 }
 
 /// Runs `ueb report`.
-pub fn run(args: &ReportArgs) -> Result<()> {
+pub(crate) fn run(args: &ReportArgs) -> Result<()> {
     let options = ReportOptions {
         formats: Formats::parse(&args.formats)?,
         tables: TableOptions { ci: args.ci },

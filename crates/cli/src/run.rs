@@ -14,11 +14,11 @@ use ueb_runner::{Overrides, Plan};
 use crate::device;
 
 /// The embedded default experiment.
-pub const QUICKSTART: &str = include_str!("../../../experiments/quickstart.yaml");
+pub(crate) const QUICKSTART: &str = include_str!("../../../experiments/quickstart.yaml");
 
 /// Arguments of `ueb run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The experiment file (YAML); without one, the embedded quickstart
     /// (`experiments/quickstart.yaml`: synthetic task, an encoder trained from scratch, every
     /// head, 3 seeds; offline).
@@ -211,7 +211,7 @@ impl Observer for Bar {
 }
 
 /// Runs `ueb run`.
-pub fn run(args: &RunArgs) -> Result<()> {
+pub(crate) fn run(args: &RunArgs) -> Result<()> {
     let level = match args.verbose {
         0 => "warn",
         1 => "ueb=info",

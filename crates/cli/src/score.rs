@@ -17,7 +17,7 @@ Splits: by default calibrators (temperature, vector_scaling) fit on val; the dis
 train with gold labels; adue and alien train on train and select hyperparameters on val.
 The --config file holds the head's settings, e.g. for mahalanobis `features: dense` and \
 `l2_normalize: true`, for alien `grid: {lr: [1.0e-4], alpha: [0.1], beta: [0.01]}`; `score_precision: f32` (mahalanobis, relative_mahalanobis, adue, alien) runs the scoring's matrix products (and an mlp head's whole dense layer) in f32, as PyTorch float32 does (default f64).")]
-pub struct ScoreArgs {
+pub(crate) struct ScoreArgs {
     /// Feature cache directory (docs/cache-format.md).
     #[arg(long, value_name = "DIR")]
     cache: PathBuf,
@@ -75,7 +75,7 @@ fn spec(name: &str, config: Option<&PathBuf>) -> Result<HeadSpec> {
 }
 
 /// Runs `ueb score`.
-pub fn run(args: &ScoreArgs) -> Result<()> {
+pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
     let spec = spec(&args.head, args.config.as_ref())?;
     let device = device::parse(&args.device)?;
     let (cache, report) = FeatureCache::load(&args.cache)?;

@@ -26,7 +26,7 @@ mod split;
 mod stats;
 mod synthetic;
 
-pub use dataset::{Dataset, Example, Input, Label, Split, SplitParts, Task, fingerprint};
+pub use dataset::{Dataset, Example, Input, Label, Oracle, Split, SplitParts, Task, fingerprint};
 pub use error::{DataError, Location, Result};
 pub use export::{example_json, write_jsonl};
 pub use generic::{Column, Format, GenericSpec, GenericSplits, load_generic};
@@ -40,4 +40,4 @@ pub use split::{DEFAULT_SEED, DEFAULT_VAL_FRACTION, holdout, holdout_indices, va
 pub use stats::{
     DatasetStats, LabelCounts, LengthStats, OracleStats, SplitMap, SplitStats, nearest_rank, split_stats, stats,
 };
-pub use synthetic::{Oracle, SyntheticConfig, SyntheticModel, generate, write_oracle_csv};
+pub use synthetic::{SyntheticConfig, SyntheticModel, generate, write_oracle_csv};

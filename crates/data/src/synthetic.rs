@@ -31,7 +31,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Dataset, Example, Input, Label, Split, SplitParts, Task};
+use crate::dataset::{Dataset, Example, Input, Label, Oracle, Split, SplitParts, Task};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng64, SplitMix64, derive_seed};
 
@@ -85,43 +85,6 @@ impl Default for SyntheticConfig {
             test: 2000,
         }
     }
-}
-
-/// The Bayes-optimal answer for each example of a generated split.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Oracle {
-    /// `P(observed label | x)` per example: `(1 − ρ) · clean + ρ / C`.
-    pub posterior: Vec<Vec<f64>>,
-    /// `P(latent class | x)` per example.
-    pub clean_posterior: Vec<Vec<f64>>,
-    /// The latent class before label noise.
-    pub clean_labels: Vec<usize>,
-    /// The document's mixing level `λ`.
-    pub mixing: Vec<f64>,
-}
-
-impl Oracle {
-    /// Accuracy of the Bayes classifier (argmax of [`Oracle::posterior`], first maximum on
-    /// ties) against the observed labels.
-    pub fn bayes_accuracy(&self, examples: &[Example]) -> f64 {
-        let correct = self
-            .posterior
-            .iter()
-            .zip(examples)
-            .filter(|(p, e)| e.label == Label::Class(argmax(p)))
-            .count();
-        correct as f64 / examples.len().max(1) as f64
-    }
-}
-
-fn argmax(p: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &v) in p.iter().enumerate() {
-        if v > p[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// What a word is to the model.

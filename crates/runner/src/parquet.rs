@@ -1,13 +1,12 @@
-//! Writing and reading the runner's small Parquet tables (scores, metrics) with typed columns.
+//! Writing the runner's small Parquet tables (scores, metrics) with typed columns; `ueb-report`
+//! reads them back.
 
 use std::sync::Arc;
 
-use crate::error::{Context, Result, bail};
+use crate::error::{Result, bail};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::record::Field;
 use parquet::schema::parser::parse_message_type;
 
 /// One column: a name and its values.
@@ -97,16 +96,4 @@ pub fn to_bytes(columns: &[Column<'_>]) -> Result<Vec<u8>> {
         writer.close()?;
     }
     Ok(buf)
-}
-
-/// Reads every row of a Parquet file as fields (small tables only).
-pub fn read_rows(path: &std::path::Path) -> Result<Vec<Vec<(String, Field)>>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let reader = SerializedFileReader::new(file).with_context(|| format!("{}: not a Parquet file", path.display()))?;
-    let mut out = Vec::new();
-    for row in reader.get_row_iter(None)? {
-        let row = row?;
-        out.push(row.get_column_iter().map(|(n, f)| (n.clone(), f.clone())).collect());
-    }
-    Ok(out)
 }

@@ -671,7 +671,7 @@ fn check_backbone_datasets(b: &RawBackbone, datasets: &[(DatasetSpec, bool)]) ->
         ueb_backbones::ModelRef::parse(&b.model).with_context(|| format!("backbone {}", b.name))?
     {
         let md = ueb_backbones::ModelDir::open(&dir).with_context(|| format!("backbone {}", b.name))?;
-        if !ueb_backbones::decoder::is_decoder(&md).with_context(|| format!("backbone {}", b.name))? {
+        if !ueb_backbones::is_decoder(&md).with_context(|| format!("backbone {}", b.name))? {
             bail!(
                 "backbone {} on dataset {}: {} is not a causal LM (LLaMA, Qwen2, Qwen3); multiple-choice datasets need one",
                 b.name,

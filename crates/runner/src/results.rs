@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::{Context, Result};
 use crate::parquet::{Column, to_bytes};
 use crate::plan::Plan;
-use crate::stages::{SCORES_FILE, read_head};
+use ueb_report::results::SCORES_FILE;
 
 /// One row of `metrics.parquet`.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,13 +41,8 @@ pub fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>
             if !dir.join(SCORES_FILE).is_file() {
                 return Ok(None);
             }
-            let h = read_head(&dir)?;
-            let data = ueb_report::HeadData {
-                labels: h.labels,
-                probs: h.probs,
-                num_classes: h.num_classes,
-                score: h.score,
-            };
+            // One reader of a head stage's files, the report's.
+            let data = ueb_report::HeadData::load(&dir)?;
             let settings = ueb_report::MetricSettings {
                 bins: plan.metrics.bins,
                 bootstrap: plan.metrics.bootstrap,

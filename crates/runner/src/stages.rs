@@ -9,8 +9,8 @@ use crate::error::{Context, Result, bail, message};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use ueb_backbones::decoder::is_decoder;
-use ueb_backbones::decoder::mc::{McItemSplits, McQuestion, SubjectQuestion, export_mc_items, fit_shots, mc_items};
+use ueb_backbones::is_decoder;
+use ueb_backbones::multiple_choice::{McItemSplits, McQuestion, SubjectQuestion, export_mc_items, fit_shots, mc_items};
 use ueb_backbones::scratch::{tokenizer_from_json, word_level_tokenizer_json};
 use ueb_backbones::{
     ClassifierModel, DecoderClassifier, Encoded, ExportMeta, ExportSplits, FeatureSplit, FeatureSplits, FinetuneConfig,
@@ -24,6 +24,7 @@ use ueb_heads::FitContext;
 
 use crate::parquet::{Column, to_bytes};
 use crate::plan::{Backbone, Cell, DatasetSpec, FEWSHOT, McSettings, Plan, PlanHead, Source, reference_backbone};
+use ueb_report::results::SCORES_FILE;
 
 /// Bump when a stage's output format or meaning changes: old outputs are then redone.
 const STAGE_VERSION: u32 = 1;
@@ -887,22 +888,6 @@ impl Drop for StageLock {
     }
 }
 
-/// What a head stage leaves in its directory besides `stage.json`.
-pub const SCORES_FILE: &str = "scores.parquet";
-
-/// The scores of one head on the test split, in row order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeadScores {
-    /// Gold labels.
-    pub labels: Vec<i64>,
-    /// The head's probabilities `[N, C]` (calibrated ones for calibrating heads).
-    pub probs: Vec<f64>,
-    /// Number of classes.
-    pub num_classes: usize,
-    /// `u`, higher = more uncertain.
-    pub score: Vec<f64>,
-}
-
 /// The cache a head's `reference` names, with its identity: `backbone:NAME` is that
 /// backbone's cache for the cell's dataset and seed (built here if no process has built it
 /// yet, e.g. when it belongs to another shard), a directory is hashed by its files.
@@ -1023,41 +1008,4 @@ pub fn head_stage(
         Ok(())
     })?;
     Ok(true)
-}
-
-/// Reads back a finished head stage.
-pub fn read_head(dir: &Path) -> Result<HeadScores> {
-    let rows = crate::parquet::read_rows(&dir.join(SCORES_FILE))?;
-    let mut labels = Vec::with_capacity(rows.len());
-    let mut score = Vec::with_capacity(rows.len());
-    for r in &rows {
-        for (name, f) in r {
-            match (name.as_str(), f) {
-                ("label", parquet::record::Field::Long(v)) => labels.push(*v),
-                ("score", parquet::record::Field::Double(v)) => score.push(*v),
-                _ => {}
-            }
-        }
-    }
-    let p = dir.join("probs.safetensors");
-    let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("{}", p.display()))?;
-    let t = st
-        .tensor("probs")
-        .with_context(|| format!("{}: no probs", p.display()))?;
-    let num_classes = t.shape().get(1).copied().unwrap_or(0);
-    let probs = t
-        .data()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-        .collect();
-    if labels.len() != score.len() {
-        bail!("{}: columns of different lengths", dir.join(SCORES_FILE).display());
-    }
-    Ok(HeadScores {
-        labels,
-        probs,
-        num_classes,
-        score,
-    })
 }

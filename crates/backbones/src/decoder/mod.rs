@@ -2,10 +2,10 @@
 //! (Qwen2's q/k/v biases, Qwen3's QK-norm, tied embeddings), HF loading, sequence
 //! classification at the last real token and multiple-choice scoring with a causal LM.
 
-pub mod config;
-pub mod loader;
-pub mod mc;
-pub mod model;
+mod config;
+mod loader;
+mod model;
+pub mod multiple_choice;
 
 pub use config::{DecoderConfig, DecoderFamily};
 pub use loader::{checkpoint_score_classes, is_decoder, load_causal_lm, load_decoder, load_decoder_classifier};

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use crate::config::{Family, HiddenAct};
 use crate::encoder::{Encoder, SequenceHead};
 use crate::error::{BackboneError, Result};
-use crate::extract::to_host;
+use crate::readback::to_host;
 use crate::tokenize::{Encoded, Positions, position_id};
 use ueb_kernels::elem32 as kernels;
 use ueb_kernels::gemm::{Operand, matmul};

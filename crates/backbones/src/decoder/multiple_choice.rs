@@ -13,7 +13,8 @@ use ueb_cache::{Activation, Classifier, ClassifierKind, FeatureCache, SplitData}
 
 use super::model::CausalLm;
 use crate::error::{BackboneError, Result};
-use crate::extract::{Extractor, to_host};
+use crate::extract::Extractor;
+use crate::readback::to_host;
 use crate::tokenize::{Encoded, TextInput, TextTokenizer};
 
 /// Option letters, in order (at most 8 options).
