@@ -26,47 +26,61 @@ pub(crate) fn available() -> Vec<&'static str> {
 /// The device named by `--device` (`flex`, `ndarray`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`).
 pub(crate) fn parse(name: &str) -> Result<Device> {
     let device = DeviceName::parse(name, Some(&available()))?;
-    // `parse` refused the backends this binary lacks, so a branch of one is never taken.
-    let missing = || {
+    // `parse` refused the backends this binary lacks, so `None` is never returned here.
+    let built = match device {
+        DeviceName::Flex => flex(),
+        DeviceName::NdArray => ndarray(),
+        DeviceName::Wgpu(index) => wgpu(index),
+        DeviceName::Cuda(index) => cuda(index),
+    };
+    built.ok_or_else(|| {
         anyhow!(
             "--device {name}: this ueb was built without the `{}` backend",
             device.feature()
         )
-    };
-    match device {
-        DeviceName::Flex => {
-            #[cfg(feature = "flex")]
-            return Ok(Device::flex());
-            #[cfg(not(feature = "flex"))]
-            return Err(missing());
-        }
-        DeviceName::NdArray => {
-            #[cfg(feature = "ndarray")]
-            #[allow(deprecated)] // burn 0.22 deprecates ndarray for flex; ueb still offers both
-            return Ok(Device::ndarray());
-            #[cfg(not(feature = "ndarray"))]
-            return Err(missing());
-        }
-        DeviceName::Wgpu(index) => {
-            #[cfg(feature = "wgpu")]
-            return Ok(match index {
-                Some(i) => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)),
-                None => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-            });
-            #[cfg(not(feature = "wgpu"))]
-            {
-                let _ = index;
-                return Err(missing());
-            }
-        }
-        DeviceName::Cuda(index) => {
-            #[cfg(feature = "cuda")]
-            return Ok(Device::cuda(index));
-            #[cfg(not(feature = "cuda"))]
-            {
-                let _ = index;
-                return Err(missing());
-            }
-        }
-    }
+    })
+}
+
+#[cfg(feature = "flex")]
+fn flex() -> Option<Device> {
+    Some(Device::flex())
+}
+
+#[cfg(not(feature = "flex"))]
+fn flex() -> Option<Device> {
+    None
+}
+
+#[cfg(feature = "ndarray")]
+fn ndarray() -> Option<Device> {
+    #[allow(deprecated)] // burn 0.22 deprecates ndarray for flex; ueb still offers both
+    Some(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray() -> Option<Device> {
+    None
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu(index: Option<usize>) -> Option<Device> {
+    Some(match index {
+        Some(i) => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)),
+        None => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    })
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu(_index: Option<usize>) -> Option<Device> {
+    None
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(index: usize) -> Option<Device> {
+    Some(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_index: usize) -> Option<Device> {
+    None
 }

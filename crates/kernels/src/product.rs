@@ -50,10 +50,6 @@ impl Partition {
     }
 }
 
-/// A head's weights, in PyTorch layout, ready for repeated forward passes: the f32 values as
-/// saved (streamed by the dot kernel for small batches, and the operands of f32 products) and,
-/// for `mlp` heads scoring in f64, copies widened to f64 once (the products of larger batches).
-
 /// A row-major `[out, in]` matrix as `[in, out]` (row-major transposes; also the way back,
 /// with the dimensions swapped).
 pub fn transpose<T: Copy + Default>(w: &[T], out: usize, inp: usize) -> Vec<T> {
