@@ -117,21 +117,22 @@ macro_rules! bail {
 
 pub(crate) use {bail, message};
 
+/// `{:#}` of an error chain, as anyhow prints it in the binary.
+#[cfg(test)]
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `{:#}` of the chain, as anyhow prints it in the binary.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut s = e.to_string();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            cur = c.source();
-        }
-        s
-    }
 
     #[test]
     fn contexts_print_outermost_first_like_anyhow() {

@@ -993,17 +993,7 @@ impl Plan {
 mod tests {
     use super::*;
 
-    /// `{:#}` of an error chain, as the binary prints it.
-    fn chain(e: &crate::RunnerError) -> String {
-        let mut s = e.to_string();
-        let mut cur = std::error::Error::source(e);
-        while let Some(c) = cur {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
-            cur = c.source();
-        }
-        s
-    }
+    use crate::error::chain;
 
     const SCRATCH: &str = "backbones:\n  - name: tiny\n    model: scratch\n    scratch: {hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 40}\n    finetune: {epochs: 1, lr: 1.0e-3, batch_size: 32, max_length: 40}\n";
 
