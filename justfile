@@ -68,8 +68,8 @@ reproduce-ablations data="data" out="results/paper-ablations":
     cargo run --release -p ueb-cli --features cuda -- run experiments/paper-ablations.yaml --data-root {{data}} --out {{out}}
 
 # 2310.11732 on MMLU: Llama-2-7b base vs chat (0- and 5-shot), temperature fitted against the base.
-reproduce-mc-calibration data="data" out="results/mc-calibration":
-    cargo run --release -p ueb-cli --features cuda -- run experiments/mc-calibration.yaml --data-root {{data}} --out {{out}}
+reproduce-multiple-choice-calibration data="data" out="results/multiple-choice-calibration":
+    cargo run --release -p ueb-cli --features cuda -- run experiments/multiple-choice-calibration.yaml --data-root {{data}} --out {{out}}
 
 # The CPU-sized real reproduction committed under results/minilm-cpu (MiniLM-L6, frozen).
 reproduce-minilm-cpu data="data" out="results/minilm-cpu":

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::ProgressBar;
-use ueb_cache::{CACHE_FORMAT, CACHE_VERSION, CacheMeta, Classifier, ClassifierMeta, FeatureCache, SplitData, Task};
+use ueb_cache::{CACHE_FORMAT, CACHE_VERSION, CacheMeta, Classifier, ClassifierMeta, FeatureCache, RowUnit, SplitData};
 
 use crate::encoder::SequenceClassifier;
 use crate::error::{BackboneError, Result};
@@ -108,7 +108,7 @@ pub(crate) fn assemble_cache(
     let meta = CacheMeta {
         format: CACHE_FORMAT.to_string(),
         version: CACHE_VERSION,
-        task: Task::Sequence,
+        task: RowUnit::Sequence,
         num_classes: classifier.num_classes,
         feature_dim: classifier.dim,
         classifier: ClassifierMeta {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use ueb_backbones::multiple_choice::{McPrompting, McQuestion, McSplits, export_mc_cache};
+use ueb_backbones::multiple_choice::{ChoicePrompting, ChoiceQuestion, ChoiceSplits, export_choice_cache};
 use ueb_backbones::{
     DecoderClassifier, Encoded, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, TextInput,
     TextTokenizer, export_cache, finetune, load_causal_lm, load_decoder_classifier,
@@ -176,8 +176,8 @@ fn frozen_trains_score_on_fixed_features() {
     );
 }
 
-fn q(question: &str, choices: [&str; 4], answer: usize) -> McQuestion {
-    McQuestion {
+fn q(question: &str, choices: [&str; 4], answer: usize) -> ChoiceQuestion {
+    ChoiceQuestion {
         question: question.into(),
         choices: choices.iter().map(|c| c.to_string()).collect(),
         answer,
@@ -208,17 +208,17 @@ fn multiple_choice_cache_holds_the_letter_rows_of_lm_head() {
         ["50 C", "100 C", "150 C", "200 C"],
         1,
     )];
-    let prompting = McPrompting {
+    let prompting = ChoicePrompting {
         subject: "science",
         shots: &dev,
         num_choices: 4,
     };
-    let splits = McSplits {
+    let splits = ChoiceSplits {
         train: &questions[..2],
         val: &questions[1..],
         test: &questions,
     };
-    let cache = export_mc_cache(lm, &tok, &prompting, splits, 2, &device, None).unwrap();
+    let cache = export_choice_cache(lm, &tok, &prompting, splits, 2, &device, None).unwrap();
     assert_eq!(cache.classifier.kind, ClassifierKind::Linear);
     assert_eq!((cache.classifier.num_classes, cache.classifier.dim), (4, 32));
     assert_eq!(cache.meta.label_names, vec!["A", "B", "C", "D"]);
@@ -229,17 +229,17 @@ fn multiple_choice_cache_holds_the_letter_rows_of_lm_head() {
     assert_eq!(loaded, cache);
 
     // A question with three options in a four-way task is named.
-    let bad = vec![McQuestion {
+    let bad = vec![ChoiceQuestion {
         question: "x".into(),
         choices: vec!["a".into(), "b".into(), "c".into()],
         answer: 0,
     }];
     let (lm, _, _) = load_causal_lm(&dir, &device).unwrap();
-    let err = export_mc_cache(
+    let err = export_choice_cache(
         lm,
         &tok,
         &prompting,
-        McSplits {
+        ChoiceSplits {
             train: &bad,
             val: &questions,
             test: &questions,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use serde::Deserialize;
-use ueb_backbones::multiple_choice::{McQuestion, letter_token_ids, mc_prompt};
+use ueb_backbones::multiple_choice::{ChoiceQuestion, choice_prompt, letter_token_ids};
 use ueb_backbones::{
     DecoderFamily, Extractor, LoadOptions, ModelDir, TextInput, TextTokenizer, load_causal_lm, load_decoder,
     load_decoder_classifier,
@@ -18,7 +18,7 @@ const TOL: f64 = 1e-4;
 #[derive(Deserialize)]
 struct Expected {
     cases: Vec<Case>,
-    mc: Vec<McCase>,
+    multiple_choice: Vec<ChoiceCase>,
 }
 
 #[derive(Deserialize)]
@@ -33,11 +33,11 @@ struct Case {
 }
 
 #[derive(Deserialize)]
-struct McCase {
+struct ChoiceCase {
     name: String,
     subject: String,
-    shots: Vec<McQuestion>,
-    questions: Vec<McQuestion>,
+    shots: Vec<ChoiceQuestion>,
+    questions: Vec<ChoiceQuestion>,
     prompts: Vec<String>,
     letter_ids: Vec<u32>,
     input_ids: Vec<Vec<i64>>,
@@ -175,18 +175,18 @@ fn causal_lm_checkpoint_as_classifier_gets_a_new_score() {
 
 /// Prompts equal the Python template's, letter tokens equal transformers', and the C-way
 /// logits and features at the answer position match within `TOL`.
-fn check_mc(name: &str, device: &Device) -> f64 {
+fn check_multiple_choice(name: &str, device: &Device) -> f64 {
     let (md, exp) = fixture(name);
     let (lm, config, report) = load_causal_lm(&md, device).unwrap();
     assert!(report.unexpected.is_empty(), "{name}: {}", report.summary());
     let tok = TextTokenizer::from_file(&md.tokenizer, &config, Some(512)).unwrap();
     let mut worst = 0.0f64;
-    assert!(!exp.mc.is_empty());
-    for case in &exp.mc {
+    assert!(!exp.multiple_choice.is_empty());
+    for case in &exp.multiple_choice {
         let prompts: Vec<String> = case
             .questions
             .iter()
-            .map(|q| mc_prompt(&case.subject, &case.shots, q))
+            .map(|q| choice_prompt(&case.subject, &case.shots, q))
             .collect();
         assert_eq!(prompts, case.prompts, "{name}/{}: prompts", case.name);
         let letters = letter_token_ids(&tok, &prompts[0], 4).unwrap();
@@ -216,10 +216,10 @@ fn check_mc(name: &str, device: &Device) -> f64 {
 
 #[test]
 fn multiple_choice_tied_qwen2_matches_transformers() {
-    check_mc("qwen2-lm", &Device::flex());
+    check_multiple_choice("qwen2-lm", &Device::flex());
 }
 
 #[test]
 fn multiple_choice_untied_f16_llama_matches_transformers() {
-    check_mc("llama-lm", &Device::flex());
+    check_multiple_choice("llama-lm", &Device::flex());
 }

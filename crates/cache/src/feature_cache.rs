@@ -9,7 +9,7 @@ use crate::classifier::Classifier;
 use crate::classifier::classifier_from_tensors;
 use crate::error::CacheError;
 use crate::forward::HostClassifier;
-use crate::meta::{Activation, CACHE_FORMAT, CACHE_VERSION, CacheMeta, ClassifierKind, Split, Task};
+use crate::meta::{Activation, CACHE_FORMAT, CACHE_VERSION, CacheMeta, ClassifierKind, RowUnit, Split};
 use crate::split::SplitData;
 use crate::tensors::{Tensors, read_bytes, read_json, write_atomic, write_tensors};
 
@@ -165,8 +165,8 @@ impl FeatureCache {
         let logits = t.f32("logits", &[n, c])?;
         let labels = t.i64("labels", &[n])?;
         let group = match meta.task {
-            Task::Token => Some(t.i64("group", &[n])?),
-            Task::Sequence => None,
+            RowUnit::Token => Some(t.i64("group", &[n])?),
+            RowUnit::Sequence => None,
         };
         if let Some(i) = features.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!(

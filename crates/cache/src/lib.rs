@@ -30,6 +30,6 @@ pub use classifier::Classifier;
 pub use error::CacheError;
 pub use feature_cache::{FeatureCache, LogitCheck, LogitTolerance};
 pub use forward::{HostClassifier, ScorePrecision};
-pub use meta::{Activation, CACHE_FORMAT, CACHE_VERSION, CacheMeta, ClassifierKind, ClassifierMeta, Split, Task};
+pub use meta::{Activation, CACHE_FORMAT, CACHE_VERSION, CacheMeta, ClassifierKind, ClassifierMeta, RowUnit, Split};
 pub use split::SplitData;
 pub use tensors::{write_atomic, write_safetensors};

@@ -56,13 +56,16 @@ impl FromStr for Split {
     }
 }
 
-/// Sequence or token classification.
+/// What one row of a cache is, stored as `meta.json`'s `task` (decision H13).
+///
+/// This is the cache's row layout, not the dataset's task (`ueb_data::Task`): a multiple-choice
+/// dataset is cached one row per question, so its cache is `sequence`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// One prediction per example.
+pub enum RowUnit {
+    /// One row per example (text, pair or question).
     Sequence,
-    /// One prediction per token; rows carry a `group` (sentence index).
+    /// One row per token; rows carry a `group` (sentence index).
     Token,
 }
 
@@ -94,8 +97,8 @@ pub struct CacheMeta {
     pub format: String,
     /// Format version (1).
     pub version: u32,
-    /// `sequence` or `token`.
-    pub task: Task,
+    /// `sequence` or `token`: what one row is.
+    pub task: RowUnit,
     /// Number of classes C.
     pub num_classes: usize,
     /// Feature dimension d (the classifier's input).

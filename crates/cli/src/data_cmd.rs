@@ -28,7 +28,7 @@ enum DataCommand {
     },
     /// Rows, label counts, lengths and fingerprints of a dataset's splits.
     #[command(after_help = "\
-Lengths are whitespace tokens (MC: question + options; NER: words); p50/p95 are nearest-rank \
+Lengths are whitespace tokens (multiple choice: question + options; NER: words); p50/p95 are nearest-rank \
 percentiles. Rows of a NER set are sentences and its label counts are tag counts over tokens. \
 The fingerprint is the SHA-256 of the split's ids and labels (docs/datasets.md).")]
     Stats {

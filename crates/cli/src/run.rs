@@ -242,14 +242,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
             .iter()
             .filter(|c| matches!(c.source, Source::Model { .. }) && !c.is_multiple_choice())
             .count();
-        let mc = cache_dirs(&cells).len() - models;
-        let mc = if mc > 0 {
-            format!(", {mc} multiple-choice cache(s) to score, each shared by its seeds")
+        let choice = cache_dirs(&cells).len() - models;
+        let choice = if choice > 0 {
+            format!(", {choice} multiple-choice cache(s) to score, each shared by its seeds")
         } else {
             String::new()
         };
         eprintln!(
-            "{} cell(s) ({models} to fine-tune and export{mc}), {} head fit(s); nothing was run",
+            "{} cell(s) ({models} to fine-tune and export{choice}), {} head fit(s); nothing was run",
             cells.len(),
             cells.len() * plan.heads.len()
         );

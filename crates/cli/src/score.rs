@@ -70,7 +70,7 @@ fn spec(name: &str, config: Option<&PathBuf>) -> Result<HeadSpec> {
         HeadSpec::RelativeMahalanobis(_) => HeadSpec::RelativeMahalanobis(parse(path, &text, name)?),
         HeadSpec::Adue(_) => HeadSpec::Adue(parse(path, &text, name)?),
         HeadSpec::Alien(_) => HeadSpec::Alien(parse(path, &text, name)?),
-        HeadSpec::McKlTemperature(_) => HeadSpec::McKlTemperature(parse(path, &text, name)?),
+        HeadSpec::ChoiceTemperature(_) => HeadSpec::ChoiceTemperature(parse(path, &text, name)?),
     })
 }
 

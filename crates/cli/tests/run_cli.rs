@@ -579,10 +579,10 @@ fn decoder_backbones_fine_tune_and_export_in_the_runner() {
 /// The multiple-choice cases transformers recorded for a tiny causal LM fixture
 /// (`make_decoder_fixtures.py`): `(case name, dev questions, test questions, letter logits)`.
 #[allow(clippy::type_complexity)]
-fn mc_cases(model: &str) -> Vec<(String, Vec<serde_json::Value>, Vec<serde_json::Value>, Vec<Vec<f64>>)> {
+fn choice_cases(model: &str) -> Vec<(String, Vec<serde_json::Value>, Vec<serde_json::Value>, Vec<Vec<f64>>)> {
     let exp: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture_model(model).join("expected.json")).unwrap()).unwrap();
-    exp["mc"]
+    exp["multiple_choice"]
         .as_array()
         .unwrap()
         .iter()
@@ -608,7 +608,7 @@ fn mc_cases(model: &str) -> Vec<(String, Vec<serde_json::Value>, Vec<serde_json:
 /// holds the fixtures' questions, dev their solved examples, val 15 more questions (split 80/20
 /// into train and val by the dataset's protocol).
 fn write_mmlu(root: &Path, with_dev: bool) {
-    let (_, shots, questions, _) = mc_cases("qwen2-lm").remove(1);
+    let (_, shots, questions, _) = choice_cases("qwen2-lm").remove(1);
     let row = |q: &serde_json::Value| -> String {
         let c: Vec<String> = q["choices"]
             .as_array()
@@ -646,19 +646,19 @@ fn write_mmlu(root: &Path, with_dev: bool) {
     std::fs::write(dir.join("val.csv"), val).unwrap();
 }
 
-fn mc_experiment(dir: &Path, base_mc: &str) -> PathBuf {
+fn choice_experiment(dir: &Path, base_choice: &str) -> PathBuf {
     // The instruct model is listed first: the runner must still build the base's cache
     // before the head that reads it.
     let text = format!(
-        "name: mc\nseeds: [0, 1]\nbackbones:\n  - {{name: instruct, model: {instruct}}}\n  - {{name: base, model: {base}, mc: {base_mc}}}\n\
+        "name: multiple-choice\nseeds: [0, 1]\nbackbones:\n  - {{name: instruct, model: {instruct}}}\n  - {{name: base, model: {base}, multiple_choice: {base_choice}}}\n\
          datasets:\n  - {{name: mmlu, root: {root}}}\n\
-         heads:\n  - sr\n  - temperature\n  - {{mc_kl_temperature: {{reference: 'backbone:base', k: 2}}, as: kl-temperature}}\n  - {{mc_kl_temperature: {{objective: nll, k: 2}}, as: nll-temperature}}\n\
+         heads:\n  - sr\n  - temperature\n  - {{choice_temperature: {{reference: 'backbone:base', k: 2}}, as: kl-temperature}}\n  - {{choice_temperature: {{objective: nll, k: 2}}, as: nll-temperature}}\n\
          metrics: {{bins: 10, bootstrap: 0}}\n",
         instruct = fixture_model("llama-lm").display(),
         base = fixture_model("qwen2-lm").display(),
         root = dir.display()
     );
-    let p = dir.join("mc.yaml");
+    let p = dir.join("multiple-choice.yaml");
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -673,10 +673,10 @@ fn max_abs_diff(got: &[f32], want: &[Vec<f64>]) -> f64 {
 }
 
 #[test]
-fn mc_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
+fn multiple_choice_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
     let tmp = tempfile::tempdir().unwrap();
     write_mmlu(tmp.path(), true);
-    let exp = mc_experiment(tmp.path(), "{shots: 2}");
+    let exp = choice_experiment(tmp.path(), "{shots: 2}");
     let out = tmp.path().join("out");
     let e = run_stderr(&exp, &out, &["-v"]);
     // One cache per backbone × dataset, shared by both seeds.
@@ -699,7 +699,7 @@ fn mc_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
         assert_eq!(cache.meta.classifier.kind, ueb_cache::ClassifierKind::Linear);
         let test = cache.split(ueb_cache::Split::Test);
         assert_eq!(test.labels, [0, 1, 0]);
-        let (_, _, _, want) = mc_cases(model).into_iter().find(|c| c.0 == case).unwrap();
+        let (_, _, _, want) = choice_cases(model).into_iter().find(|c| c.0 == case).unwrap();
         let err = max_abs_diff(&test.logits, &want);
         assert!(
             err < 1e-4,
@@ -736,7 +736,7 @@ fn mc_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
 
     // Another base cache (0-shot now) re-runs the heads that read it: the base's own and the
     // instruct model's kl head, not the instruct model's other heads.
-    let exp = mc_experiment(tmp.path(), "{shots: 0}");
+    let exp = choice_experiment(tmp.path(), "{shots: 0}");
     std::fs::remove_file(out.join("plan.yaml")).unwrap();
     let e = run_stderr(&exp, &out, &[]);
     assert!(e.contains("1 cache(s) built, 10 of 16 head fit(s) run"), "{e}");
@@ -745,7 +745,7 @@ fn mc_datasets_are_scored_by_causal_lms_and_kl_heads_follow_their_reference() {
 }
 
 #[test]
-fn mc_plan_errors_name_the_backbone_and_dataset() {
+fn multiple_choice_plan_errors_name_the_backbone_and_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let with_dev = tmp.path().join("d");
     let no_dev = tmp.path().join("n");
@@ -796,7 +796,7 @@ fn mc_plan_errors_name_the_backbone_and_dataset() {
         "{e}"
     );
     let e = case(
-        &format!("  - {{name: lm, model: {lm}, mc: {{shots: 1}}}}"),
+        &format!("  - {{name: lm, model: {lm}, multiple_choice: {{shots: 1}}}}"),
         &reviews,
         "[sr]",
     );
@@ -805,7 +805,7 @@ fn mc_plan_errors_name_the_backbone_and_dataset() {
         "{e}"
     );
     let e = case(
-        &format!("  - {{name: lm, model: {lm}, mc: {{shots: 2}}}}"),
+        &format!("  - {{name: lm, model: {lm}, multiple_choice: {{shots: 2}}}}"),
         &format!("  - {{name: mmlu, root: {}}}", no_dev.display()),
         "[sr]",
     );
@@ -816,16 +816,16 @@ fn mc_plan_errors_name_the_backbone_and_dataset() {
     let e = case(
         &format!("  - {{name: lm, model: {lm}}}"),
         &mmlu,
-        "[{mc_kl_temperature: {reference: 'backbone:llama'}}]",
+        "[{choice_temperature: {reference: 'backbone:llama'}}]",
     );
     assert!(
         e.contains("backbone:llama is not a backbone of this experiment (backbones: lm)"),
         "{e}"
     );
-    let e = case(&format!("  - {{name: lm, model: {lm}}}"), &mmlu, "[mc_kl_temperature]");
-    assert!(e.contains("mc_kl_temperature: objective kl needs `reference`"), "{e}");
+    let e = case(&format!("  - {{name: lm, model: {lm}}}"), &mmlu, "[choice_temperature]");
+    assert!(e.contains("choice_temperature: objective kl needs `reference`"), "{e}");
     let e = case(
-        &format!("  - {{name: lm, model: {lm}, mc: {{shot: 2}}}}"),
+        &format!("  - {{name: lm, model: {lm}, multiple_choice: {{shot: 2}}}}"),
         &mmlu,
         "[sr]",
     );
@@ -833,13 +833,13 @@ fn mc_plan_errors_name_the_backbone_and_dataset() {
 }
 
 #[test]
-fn mc_prompts_that_reach_max_length_drop_solved_examples() {
+fn multiple_choice_prompts_that_reach_max_length_drop_solved_examples() {
     let tmp = tempfile::tempdir().unwrap();
     write_mmlu(tmp.path(), true);
     // The fixture's 0-shot prompts have at most 109 tokens, its 1- and 2-shot ones more than
     // 120: every test prompt falls back to 0-shot, as the MMLU authors' evaluation does.
     let text = format!(
-        "name: short\nbackbones:\n  - {{name: lm, model: {}, mc: {{shots: 2, max_length: 120}}}}\ndatasets:\n  - {{name: mmlu, root: {}}}\nheads: [sr]\nmetrics: {{bins: 10, bootstrap: 0}}\n",
+        "name: short\nbackbones:\n  - {{name: lm, model: {}, multiple_choice: {{shots: 2, max_length: 120}}}}\ndatasets:\n  - {{name: mmlu, root: {}}}\nheads: [sr]\nmetrics: {{bins: 10, bootstrap: 0}}\n",
         fixture_model("qwen2-lm").display(),
         tmp.path().display()
     );
@@ -850,7 +850,10 @@ fn mc_prompts_that_reach_max_length_drop_solved_examples() {
     assert!(e.contains("3 test prompt(s) reach max_length 120"), "{e}");
     let (cache, _) = ueb_cache::FeatureCache::load(&out.join("caches/lm/mmlu/all-seeds")).unwrap();
     assert_eq!(cache.meta.provenance["multiple_choice"]["fewer_shots"]["test"], 3);
-    let (_, _, _, want) = mc_cases("qwen2-lm").into_iter().find(|c| c.0 == "zero_shot").unwrap();
+    let (_, _, _, want) = choice_cases("qwen2-lm")
+        .into_iter()
+        .find(|c| c.0 == "zero_shot")
+        .unwrap();
     let err = max_abs_diff(&cache.split(ueb_cache::Split::Test).logits, &want);
     assert!(err < 1e-4, "0-shot logits differ from transformers' by {err}");
 }

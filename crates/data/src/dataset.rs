@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{DataError, Result};
 
-/// The kind of prediction a dataset asks for; the names match the feature cache's `task`.
+/// The kind of prediction a dataset asks for. A cache's rows follow from it (`ueb_cache::RowUnit`):
+/// token tasks give one row per token, the others one row per example.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use burn::tensor::Device;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use ueb_cache::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+use ueb_cache::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, RowUnit, SplitData};
 use ueb_heads::trainable::{GridConfig, TrainableConfig};
 use ueb_heads::{FitContext, Head, HeadSpec};
 use ueb_rng::{Rng64, Xoshiro256};
@@ -117,7 +117,7 @@ fn cache(d: usize, c: usize, kind: ClassifierKind, n_train: usize, n_val: usize,
         meta: CacheMeta {
             format: "ueb-cache".into(),
             version: 1,
-            task: Task::Sequence,
+            task: RowUnit::Sequence,
             num_classes: c,
             feature_dim: d,
             classifier: ClassifierMeta {

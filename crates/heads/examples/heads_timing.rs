@@ -53,7 +53,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde_json::{Value, json};
 use ueb_cache::{
-    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, ScorePrecision, SplitData, Task,
+    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, RowUnit, ScorePrecision, SplitData,
 };
 use ueb_heads::mahalanobis::MahalanobisConfig;
 use ueb_heads::trainable::{Engine, GridConfig, TrainableConfig};
@@ -219,7 +219,7 @@ fn synthetic_cache(s: &Shape) -> FeatureCache {
         meta: CacheMeta {
             format: "ueb-cache".into(),
             version: 1,
-            task: Task::Sequence,
+            task: RowUnit::Sequence,
             num_classes: s.c,
             feature_dim: s.d,
             classifier: ClassifierMeta {

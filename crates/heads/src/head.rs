@@ -4,10 +4,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::choice_calibration::{ChoiceTemperatureConfig, ChoiceTemperatureHead};
 use crate::classical::{BuiltinHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead};
 use crate::error::HeadError;
 use crate::mahalanobis::{MahalanobisConfig, MahalanobisHead};
-use crate::mc_calibration::{McKlTemperatureConfig, McKlTemperatureHead};
 use crate::trainable::{TrainableConfig, TrainedHead};
 use ueb_cache::{FeatureCache, Split, SplitData};
 use ueb_metrics::BuiltinScore;
@@ -65,11 +65,28 @@ impl FitContext<'_> {
 /// variant (with the configuration type, if any), its default (fit, select) splits, how it is
 /// fitted and how a saved one loads. The enum, [`HEAD_NAMES`], [`HeadSpec::from_name`],
 /// [`HeadSpec::name`], [`HeadSpec::default_splits`], [`HeadSpec::fit`] and [`load`] all derive
-/// from it, so adding a head is one file and one line.
+/// from it, so adding a head is one file and one line. `(formerly "old")` keeps a renamed
+/// head's old name readable in experiments and saved heads.
+macro_rules! settings {
+    ($map:ident, $name:expr, $variant:ident) => {{
+        let settings: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>> = $map.next_value()?;
+        if let Some(key) = settings.unwrap_or_default().into_keys().next() {
+            return Err(<A::Error as serde::de::Error>::custom(format!(
+                "head `{}` has no settings (found `{key}`)",
+                $name
+            )));
+        }
+        HeadSpec::$variant
+    }};
+    ($map:ident, $name:expr, $variant:ident, $config:ty) => {
+        HeadSpec::$variant($map.next_value::<$config>()?)
+    };
+}
+
 macro_rules! registry {
     ($(
         $(#[doc = $doc:literal])*
-        $name:literal => $variant:ident $(($cfg:ident: $config:ty))?,
+        $name:literal $((formerly $old:literal))? => $variant:ident $(($cfg:ident: $config:ty))?,
         splits ($fit_split:ident, $select_split:ident),
         fit |$ctx:ident| $fit:expr,
         load |$dir:ident, $text:ident| $load:expr;
@@ -81,7 +98,7 @@ macro_rules! registry {
         pub enum HeadSpec {
             $(
                 $(#[doc = $doc])*
-                #[serde(rename = $name)]
+                #[serde(rename = $name $(, alias = $old)?)]
                 $variant $((#[serde(default)] $config))?,
             )*
         }
@@ -96,12 +113,28 @@ macro_rules! registry {
             /// An unknown name (the message lists the known ones).
             pub fn from_name(name: &str) -> Result<Self, HeadError> {
                 match name {
-                    $($name => Ok(HeadSpec::$variant $((<$config>::default()))?),)*
+                    $($name $(| $old)? => Ok(HeadSpec::$variant $((<$config>::default()))?),)*
                     other => Err(HeadError::config(
                         other,
                         format!("unknown head (known: {})", HEAD_NAMES.join(", ")),
                     )),
                 }
+            }
+
+            /// The head `name` with its settings read as the next value of `map` (an
+            /// experiment's `name: {settings}`); `None` for an unknown name. A head without
+            /// settings accepts only an empty map or nothing.
+            ///
+            /// # Errors
+            /// Settings that do not parse, naming the offending key.
+            pub fn next_settings<'de, A: serde::de::MapAccess<'de>>(
+                name: &str,
+                map: &mut A,
+            ) -> Result<Option<Self>, A::Error> {
+                Ok(Some(match name {
+                    $($name $(| $old)? => settings!(map, $name, $variant $(, $config)?),)*
+                    _ => return Ok(None),
+                }))
             }
 
             /// The registry name.
@@ -148,7 +181,7 @@ macro_rules! registry {
                 source,
             })?;
             match saved.head.as_str() {
-                $($name => {
+                $($name $(| $old)? => {
                     let ($dir, $text) = (dir, text.as_str());
                     Ok(Box::new($load))
                 })*
@@ -209,10 +242,10 @@ registry! {
         load |dir, _text| TrainedHead::load(dir)?;
     /// One temperature per multiple-choice task from k examples: KL to the pre-trained
     /// counterpart (He et al. 2023), or the NLL / constant baselines.
-    "mc_kl_temperature" => McKlTemperature(cfg: McKlTemperatureConfig),
+    "choice_temperature" (formerly "mc_kl_temperature") => ChoiceTemperature(cfg: ChoiceTemperatureConfig),
         splits (Val, Val),
-        fit |ctx| McKlTemperatureHead::fit(cfg, ctx)?,
-        load |dir, text| McKlTemperatureHead::load(dir, text)?;
+        fit |ctx| ChoiceTemperatureHead::fit(cfg, ctx)?,
+        load |dir, text| ChoiceTemperatureHead::load(dir, text)?;
 }
 
 /// `head.json` of a saved head: its name, then whatever the head stores.
@@ -276,7 +309,7 @@ mod tests {
             assert_eq!(back, spec);
         }
         assert!(HeadSpec::from_name("temprature").is_err());
-        let calibrators = ["temperature", "vector_scaling", "mc_kl_temperature"];
+        let calibrators = ["temperature", "vector_scaling", "choice_temperature"];
         for &name in HEAD_NAMES {
             let (fit, select) = HeadSpec::from_name(name).unwrap().default_splits();
             let want = if calibrators.contains(&name) {
@@ -286,5 +319,20 @@ mod tests {
             };
             assert_eq!((fit, select), (want, Split::Val), "{name}");
         }
+    }
+
+    #[test]
+    fn a_former_name_reads_as_the_renamed_head_and_writes_the_new_name() {
+        let spec = HeadSpec::from_name("mc_kl_temperature").unwrap();
+        assert_eq!(spec.name(), "choice_temperature");
+        let back: HeadSpec = serde_json::from_str(r#"{"mc_kl_temperature": {"k": 3}}"#).unwrap();
+        let HeadSpec::ChoiceTemperature(cfg) = &back else {
+            panic!("{back:?}")
+        };
+        assert_eq!(cfg.k, 3);
+        assert_eq!(
+            serde_json::to_string(&back).unwrap().split('"').nth(1),
+            Some("choice_temperature")
+        );
     }
 }

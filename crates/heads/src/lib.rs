@@ -8,11 +8,11 @@
 //! more uncertain, one value per row in order. Fitted heads save to a directory and [`load`]
 //! back with identical scores.
 
+pub mod choice_calibration;
 pub mod classical;
 mod error;
 pub mod head;
 pub mod mahalanobis;
-pub mod mc_calibration;
 pub mod trainable;
 
 pub use error::HeadError;

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::Value;
 use ueb_cache::{
-    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, ScorePrecision, Split, SplitData,
-    Task,
+    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, RowUnit, ScorePrecision, Split,
+    SplitData,
 };
 use ueb_heads::classical::{TemperatureConfig, TemperatureHead};
 use ueb_heads::mahalanobis::{FeatureSpace, MahalanobisConfig};
@@ -38,7 +38,7 @@ fn meta(c: usize, d: usize, kind: ClassifierKind, activation: Activation) -> Cac
     CacheMeta {
         format: "ueb-cache".into(),
         version: 1,
-        task: Task::Sequence,
+        task: RowUnit::Sequence,
         num_classes: c,
         feature_dim: d,
         classifier: ClassifierMeta { kind, activation },

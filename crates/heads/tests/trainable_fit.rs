@@ -6,7 +6,7 @@
 
 use burn::tensor::Device;
 use ueb_cache::{
-    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, Split, SplitData, Task,
+    Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, RowUnit, Split, SplitData,
 };
 use ueb_heads::trainable::{GridConfig, Method, Precision, TrainableConfig, TrainedHead, fit_adue, fit_alien};
 use ueb_heads::{FitContext, Head, HeadError, HeadSpec};
@@ -103,7 +103,7 @@ fn cache(seed: u64) -> FeatureCache {
         meta: CacheMeta {
             format: "ueb-cache".into(),
             version: 1,
-            task: Task::Sequence,
+            task: RowUnit::Sequence,
             num_classes: C,
             feature_dim: D,
             classifier: ClassifierMeta {

@@ -23,6 +23,15 @@ pub enum ReportError {
         #[source]
         source: polars::error::PolarsError,
     },
+    /// A Parquet table could not be encoded.
+    #[error("{}: {source}", path.display())]
+    Parquet {
+        /// The table being written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     /// `probs.safetensors` is not a valid safetensors file.
     #[error("{}: {source}", path.display())]
     Safetensors {

@@ -18,6 +18,7 @@ mod error;
 pub mod figures;
 pub mod font;
 mod html;
+pub mod parquet;
 pub mod results;
 pub mod stats;
 pub mod tables;

@@ -314,42 +314,6 @@ pub struct HeadData {
     pub score: Vec<f64>,
 }
 
-fn f64_column(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>> {
-    let col = df.column(name).map_err(pl(path))?;
-    let cast = col.cast(&DataType::Float64).map_err(pl(path))?;
-    let ca = cast.f64().map_err(pl(path))?;
-    ca.iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.ok_or_else(|| ReportError::Invalid {
-                path: path.to_path_buf(),
-                reason: format!("column {name}: null in row {i}"),
-            })
-        })
-        .collect()
-}
-
-fn i64_column(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<i64>> {
-    let col = df.column(name).map_err(pl(path))?;
-    let cast = col.cast(&DataType::Int64).map_err(pl(path))?;
-    let ca = cast.i64().map_err(pl(path))?;
-    ca.iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.ok_or_else(|| ReportError::Invalid {
-                path: path.to_path_buf(),
-                reason: format!("column {name}: null in row {i}"),
-            })
-        })
-        .collect()
-}
-
-/// Reads a Parquet file into a DataFrame.
-pub(crate) fn read_parquet(path: &Path) -> Result<DataFrame> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    ParquetReader::new(file).finish().map_err(pl(path))
-}
-
 impl HeadData {
     /// Reads `scores.parquet` (columns `label` and `score`) and `probs.safetensors` of a head
     /// stage directory.
@@ -358,9 +322,7 @@ impl HeadData {
     /// Unreadable files, missing columns or tensors, nulls, or shapes that disagree.
     pub fn load(dir: &Path) -> Result<Self> {
         let scores_path = dir.join(SCORES_FILE);
-        let df = read_parquet(&scores_path)?;
-        let labels = i64_column(&df, "label", &scores_path)?;
-        let score = f64_column(&df, "score", &scores_path)?;
+        let (labels, score) = crate::parquet::read_labels_and_scores(&scores_path)?;
         let probs_path = dir.join(PROBS_FILE);
         let bytes = std::fs::read(&probs_path).map_err(io(&probs_path))?;
         let st_err = |source| ReportError::Safetensors {
@@ -494,26 +456,6 @@ pub struct StoredMetrics {
     pub rows: HashMap<(CellKey, String), Vec<MetricValue>>,
 }
 
-fn opt_f64(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Option<f64>>> {
-    let col = df.column(name).map_err(pl(path))?;
-    let cast = col.cast(&DataType::Float64).map_err(pl(path))?;
-    Ok(cast.f64().map_err(pl(path))?.iter().collect())
-}
-
-fn str_column(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<String>> {
-    let col = df.column(name).map_err(pl(path))?;
-    let ca = col.str().map_err(pl(path))?;
-    ca.iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.map(str::to_string).ok_or_else(|| ReportError::Invalid {
-                path: path.to_path_buf(),
-                reason: format!("column {name}: null in row {i}"),
-            })
-        })
-        .collect()
-}
-
 impl StoredMetrics {
     /// Reads `metrics.parquet` of a results directory; an absent file gives no rows.
     ///
@@ -525,35 +467,9 @@ impl StoredMetrics {
             return Ok(Self::default());
         }
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let df = read_parquet(&path)?;
-        let (b, d, h, m) = (
-            str_column(&df, "backbone", &path)?,
-            str_column(&df, "dataset", &path)?,
-            str_column(&df, "head", &path)?,
-            str_column(&df, "metric", &path)?,
-        );
-        let seed = i64_column(&df, "seed", &path)?;
-        let (v, lo, hi) = (
-            opt_f64(&df, "value", &path)?,
-            opt_f64(&df, "ci_low", &path)?,
-            opt_f64(&df, "ci_high", &path)?,
-        );
         let mut rows: HashMap<(CellKey, String), Vec<MetricValue>> = HashMap::new();
-        for i in 0..df.height() {
-            let key = CellKey {
-                backbone: b[i].clone(),
-                dataset: d[i].clone(),
-                seed: u64::try_from(seed[i]).map_err(|_| ReportError::Invalid {
-                    path: path.clone(),
-                    reason: format!("column seed: negative value in row {i}"),
-                })?,
-            };
-            rows.entry((key, h[i].clone())).or_default().push(MetricValue {
-                metric: m[i].clone(),
-                value: v[i],
-                ci_low: lo[i],
-                ci_high: hi[i],
-            });
+        for (cell, head, value) in crate::parquet::read_metrics(&path)? {
+            rows.entry((cell, head)).or_default().push(value);
         }
         Ok(Self { modified, rows })
     }
@@ -576,8 +492,8 @@ impl StoredMetrics {
 ///
 /// # Errors
 /// A polars error while building the frame.
-pub fn long_frame(rows: &[(CellKey, String, MetricValue)]) -> Result<DataFrame> {
-    let s = |f: &dyn Fn(&(CellKey, String, MetricValue)) -> String| rows.iter().map(f).collect::<Vec<String>>();
+pub fn long_frame(rows: &[crate::parquet::MetricRow]) -> Result<DataFrame> {
+    let s = |f: &dyn Fn(&crate::parquet::MetricRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
     let o = |f: &dyn Fn(&MetricValue) -> Option<f64>| rows.iter().map(|r| f(&r.2)).collect::<Vec<Option<f64>>>();
     let seed: Vec<i64> = rows
         .iter()

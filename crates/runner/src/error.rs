@@ -52,9 +52,6 @@ pub enum RunnerError {
     /// safetensors (a stage's features and probabilities).
     #[error(transparent)]
     Safetensors(#[from] safetensors::SafeTensorError),
-    /// Parquet (scores and metrics).
-    #[error(transparent)]
-    Parquet(#[from] parquet::errors::ParquetError),
 }
 
 /// The runner's results.

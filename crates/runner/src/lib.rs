@@ -9,7 +9,6 @@
 
 pub mod device;
 pub mod error;
-mod parquet;
 pub mod plan;
 pub mod results;
 pub mod run;

@@ -90,26 +90,7 @@ impl<'de> Deserialize<'de> for HeadEntry {
                             first.name()
                         )));
                     }
-                    spec = Some(match name.as_str() {
-                        "sr" | "entropy" | "margin" => {
-                            let settings: Option<std::collections::BTreeMap<String, de::IgnoredAny>> =
-                                m.next_value()?;
-                            if let Some(key) = settings.unwrap_or_default().into_keys().next() {
-                                return Err(de::Error::custom(format!(
-                                    "head `{name}` has no settings (found `{key}`)"
-                                )));
-                            }
-                            HeadSpec::from_name(&name).map_err(|_| unknown::<A::Error>(&name))?
-                        }
-                        "temperature" => HeadSpec::Temperature(m.next_value()?),
-                        "vector_scaling" => HeadSpec::VectorScaling(m.next_value()?),
-                        "mahalanobis" => HeadSpec::Mahalanobis(m.next_value()?),
-                        "relative_mahalanobis" => HeadSpec::RelativeMahalanobis(m.next_value()?),
-                        "adue" => HeadSpec::Adue(m.next_value()?),
-                        "alien" => HeadSpec::Alien(m.next_value()?),
-                        "mc_kl_temperature" => HeadSpec::McKlTemperature(m.next_value()?),
-                        other => return Err(unknown(other)),
-                    });
+                    spec = Some(HeadSpec::next_settings(&name, &mut m)?.ok_or_else(|| unknown::<A::Error>(&name))?);
                 }
                 let spec = spec.ok_or_else(|| de::Error::custom("a head entry needs a head name"))?;
                 if matches!(spec, HeadSpec::Sr | HeadSpec::Entropy | HeadSpec::Margin) && alias.is_none() {
@@ -168,15 +149,16 @@ pub struct RawBackbone {
     /// Fine-tuning settings.
     #[serde(default)]
     pub finetune: RawFinetune,
-    /// Multiple-choice settings (a causal LM on MMLU, ARC).
-    #[serde(default)]
-    pub mc: Option<McSettings>,
+    /// Multiple-choice settings (a causal LM on MMLU, ARC); `mc` is the former name, still
+    /// read.
+    #[serde(default, alias = "mc")]
+    pub multiple_choice: Option<ChoiceSettings>,
 }
 
-/// How a causal LM is prompted on a multiple-choice dataset: `mc: {shots: 5}`.
+/// How a causal LM is prompted on a multiple-choice dataset: `multiple_choice: {shots: 5}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct McSettings {
+pub struct ChoiceSettings {
     /// Solved examples before each question: the first `shots` questions of the same subject
     /// in the dataset's few-shot pool (MMLU's dev split); 0 for 0-shot.
     pub shots: usize,
@@ -427,7 +409,7 @@ pub struct Backbone {
     /// Multiple-choice prompting, for backbones of an experiment with multiple-choice
     /// datasets (absent otherwise, so that sequence caches keep their hashes).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mc: Option<McSettings>,
+    pub multiple_choice: Option<ChoiceSettings>,
 }
 
 /// Where a cell's features come from.
@@ -489,14 +471,14 @@ impl Cell {
     }
 }
 
-/// The prefix of a `mc_kl_temperature` reference that names a backbone of the experiment
+/// The prefix of a `choice_temperature` reference that names a backbone of the experiment
 /// (`reference: backbone:llama-2-7b`) instead of a cache directory.
 pub const BACKBONE_REF: &str = "backbone:";
 
 /// The backbone a head's settings refer to (`reference: backbone:NAME`), if any.
 pub fn reference_backbone(spec: &HeadSpec) -> Option<String> {
     match spec {
-        HeadSpec::McKlTemperature(cfg) => cfg
+        HeadSpec::ChoiceTemperature(cfg) => cfg
             .reference
             .as_ref()
             .and_then(|r| r.to_str())
@@ -634,20 +616,20 @@ fn resolve_dataset(mut spec: DatasetSpec, data_root: &Path) -> Result<(DatasetSp
 pub const FEWSHOT: &str = "fewshot";
 
 /// Checks that a backbone can run every dataset of the experiment: a causal LM (decoder) with
-/// no fine-tuning settings on multiple-choice datasets, no `mc:` settings next to sequence
+/// no fine-tuning settings on multiple-choice datasets, no `multiple_choice:` settings next to sequence
 /// datasets, and a few-shot pool where `shots` > 0.
 fn check_backbone_datasets(b: &RawBackbone, datasets: &[(DatasetSpec, bool)]) -> Result<()> {
-    let mc = datasets.iter().find(|(d, _)| d.is_multiple_choice());
+    let choice = datasets.iter().find(|(d, _)| d.is_multiple_choice());
     let seq = datasets.iter().find(|(d, _)| !d.is_multiple_choice());
-    if let (Some(_), Some((d, _))) = (&b.mc, seq) {
+    if let (Some(_), Some((d, _))) = (&b.multiple_choice, seq) {
         bail!(
-            "backbone {}: `mc` settings apply to multiple-choice datasets, but dataset {} is a sequence task; \
-             run it in another experiment or remove `mc`",
+            "backbone {}: `multiple_choice` settings apply to multiple-choice datasets, but dataset {} is a sequence task; \
+             run it in another experiment or remove `multiple_choice`",
             b.name,
             d.name
         );
     }
-    let Some((d, _)) = mc else {
+    let Some((d, _)) = choice else {
         return Ok(());
     };
     if b.model == "scratch" {
@@ -661,7 +643,7 @@ fn check_backbone_datasets(b: &RawBackbone, datasets: &[(DatasetSpec, bool)]) ->
     if !written.is_empty() {
         bail!(
             "backbone {} on dataset {}: multiple-choice questions are scored by the causal LM as it is (no fine-tuning), \
-             so finetune.{} does not apply; remove `finetune` (the prompt length is `mc: {{max_length: L}}`)",
+             so finetune.{} does not apply; remove `finetune` (the prompt length is `multiple_choice: {{max_length: L}}`)",
             b.name,
             d.name,
             written.join(", finetune.")
@@ -680,24 +662,24 @@ fn check_backbone_datasets(b: &RawBackbone, datasets: &[(DatasetSpec, bool)]) ->
             );
         }
     }
-    let shots = b.mc.as_ref().map_or(0, |m| m.shots);
+    let shots = b.multiple_choice.as_ref().map_or(0, |m| m.shots);
     if shots > 0
         && let Some((d, _)) = datasets.iter().find(|(d, fewshot)| d.is_multiple_choice() && !fewshot)
     {
         bail!(
-            "backbone {} on dataset {}: mc.shots {shots} needs solved examples, and {} has no few-shot pool \
+            "backbone {} on dataset {}: multiple_choice.shots {shots} needs solved examples, and {} has no few-shot pool \
              (MMLU: mmlu/dev.csv); use shots: 0",
             b.name,
             d.name,
             d.name
         );
     }
-    if b.mc
+    if b.multiple_choice
         .as_ref()
         .is_some_and(|m| m.max_length == Some(0) || m.batch_size == Some(0))
     {
         bail!(
-            "backbone {}: mc.max_length and mc.batch_size must be at least 1",
+            "backbone {}: multiple_choice.max_length and multiple_choice.batch_size must be at least 1",
             b.name
         );
     }
@@ -713,15 +695,15 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks the `mc_kl_temperature` heads' references: `backbone:NAME` names a backbone of the
+/// Checks the `choice_temperature` heads' references: `backbone:NAME` names a backbone of the
 /// experiment, a directory is a cache, and objective `kl` has one.
 fn check_references(heads: &[PlanHead], backbones: &[Backbone]) -> Result<()> {
     for h in heads {
-        let HeadSpec::McKlTemperature(cfg) = &h.spec else {
+        let HeadSpec::ChoiceTemperature(cfg) = &h.spec else {
             continue;
         };
         match (&cfg.reference, reference_backbone(&h.spec)) {
-            (None, _) if cfg.objective == ueb_heads::mc_calibration::McObjective::Kl => bail!(
+            (None, _) if cfg.objective == ueb_heads::choice_calibration::ChoiceObjective::Kl => bail!(
                 "heads: {}: objective kl needs `reference`: `backbone:NAME` (the pre-trained counterpart among the backbones) or a cache directory",
                 h.label
             ),
@@ -892,7 +874,7 @@ impl Plan {
                 scratch: (b.model == "scratch").then(|| b.scratch.clone().unwrap_or_default()),
                 finetune: finetune_config(&b.finetune, &b.name)?,
                 max_length: b.finetune.max_length,
-                mc: None,
+                multiple_choice: None,
             });
         }
         let mut resolved = Vec::new();
@@ -916,12 +898,12 @@ impl Plan {
             }
             resolved.push((spec, fewshot));
         }
-        let has_mc = resolved.iter().any(|(d, _)| d.is_multiple_choice());
+        let has_multiple_choice = resolved.iter().any(|(d, _)| d.is_multiple_choice());
         // Model directories are checked before any dataset is read; which backbone suits
         // which dataset only after both.
         for (raw_b, b) in raw.backbones.iter().zip(&mut backbones) {
             check_backbone_datasets(raw_b, &resolved)?;
-            b.mc = has_mc.then(|| raw_b.mc.clone().unwrap_or_default());
+            b.multiple_choice = has_multiple_choice.then(|| raw_b.multiple_choice.clone().unwrap_or_default());
         }
         let datasets: Vec<DatasetSpec> = resolved.into_iter().map(|(d, _)| d).collect();
         check_references(&heads, &backbones)?;
@@ -1082,6 +1064,24 @@ mod tests {
             "name: x\n{SCRATCH}datasets:\n  - {{name: synthetic, synthetic: {{train: 60, val: 30, test: 30}}}}\n  - {{name: synthetic, synthetic: {{train: 60, val: 30, test: 30}}}}\nheads: [sr]\n"
         );
         assert!(error(&twice).contains("datasets: synthetic appears twice"));
+    }
+
+    #[test]
+    fn former_names_still_read_and_the_plan_writes_the_new_ones() {
+        let plan = resolve(&synthetic("[{mc_kl_temperature: {objective: nll}}]")).unwrap();
+        assert_eq!(plan.heads[0].spec.name(), "choice_temperature");
+        assert_eq!(plan.heads[0].label, "choice_temperature");
+        for key in ["mc", "multiple_choice"] {
+            let text = synthetic("[sr]").replace(
+                "    finetune: {epochs",
+                &format!("    {key}: {{shots: 0}}\n    finetune: {{epochs"),
+            );
+            let e = error(&text);
+            assert!(
+                e.contains("`multiple_choice` settings apply to multiple-choice datasets"),
+                "{key}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -4,30 +4,9 @@
 use std::path::Path;
 
 use crate::error::{Context, Result};
-use crate::parquet::{Column, to_bytes};
 use crate::plan::Plan;
-use ueb_report::results::SCORES_FILE;
-
-/// One row of `metrics.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricRow {
-    /// The backbone (`cache` for bring-your-own caches).
-    pub backbone: String,
-    /// The dataset (or cache directory).
-    pub dataset: String,
-    /// The seed.
-    pub seed: u64,
-    /// The head's label.
-    pub head: String,
-    /// The metric's §11 name.
-    pub metric: String,
-    /// Its value (`None` when undefined).
-    pub value: Option<f64>,
-    /// The bootstrap interval's lower end.
-    pub ci_low: Option<f64>,
-    /// The bootstrap interval's upper end.
-    pub ci_high: Option<f64>,
-}
+use ueb_report::parquet::{MetricRow, metrics_to_bytes};
+use ueb_report::results::{CellKey, SCORES_FILE};
 
 /// Metrics of every (cell, head), or `None` when some cell of the plan is not finished yet.
 ///
@@ -51,18 +30,12 @@ pub fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>
             // recomputes them for shards whose metrics.parquet is missing or stale).
             let values =
                 ueb_report::head_metrics(&data, settings, cell.seed).with_context(|| format!("{}", dir.display()))?;
-            for v in values {
-                rows.push(MetricRow {
-                    backbone: cell.backbone.clone(),
-                    dataset: cell.dataset.clone(),
-                    seed: cell.seed,
-                    head: spec.label.clone(),
-                    metric: v.metric,
-                    value: v.value,
-                    ci_low: v.ci_low,
-                    ci_high: v.ci_high,
-                });
-            }
+            let key = CellKey {
+                backbone: cell.backbone.clone(),
+                dataset: cell.dataset.clone(),
+                seed: cell.seed,
+            };
+            rows.extend(values.into_iter().map(|v| (key.clone(), spec.label.clone(), v)));
         }
     }
     Ok(Some(rows))
@@ -73,28 +46,7 @@ pub fn collect_metrics(plan: &Plan, out: &Path) -> Result<Option<Vec<MetricRow>>
 /// # Errors
 /// I/O or Parquet errors naming the file.
 pub fn write_metrics(rows: &[MetricRow], path: &Path) -> Result<()> {
-    let col = |f: fn(&MetricRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
-    let (b, d, h, m) = (
-        col(|r| r.backbone.clone()),
-        col(|r| r.dataset.clone()),
-        col(|r| r.head.clone()),
-        col(|r| r.metric.clone()),
-    );
-    let seed: Vec<i64> = rows.iter().map(|r| r.seed as i64).collect();
-    let value: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
-    let lo: Vec<Option<f64>> = rows.iter().map(|r| r.ci_low).collect();
-    let hi: Vec<Option<f64>> = rows.iter().map(|r| r.ci_high).collect();
-    let bytes = to_bytes(&[
-        Column::Str("backbone", &b),
-        Column::Str("dataset", &d),
-        Column::I64("seed", &seed),
-        Column::Str("head", &h),
-        Column::Str("metric", &m),
-        Column::OptF64("value", &value),
-        Column::OptF64("ci_low", &lo),
-        Column::OptF64("ci_high", &hi),
-    ])?;
-    crate::write_atomic(path, &bytes)
+    crate::write_atomic(path, &metrics_to_bytes(rows)?)
 }
 
 /// Mean ± std (sample) of the values, or `–` when none is defined.
@@ -132,8 +84,10 @@ pub fn summary(plan: &Plan, rows: &[MetricRow]) -> String {
             for metric in ["roc_auc", "ece"] {
                 let v: Vec<f64> = rows
                     .iter()
-                    .filter(|r| &r.backbone == b && &r.dataset == d && r.head == spec.label && r.metric == metric)
-                    .filter_map(|r| r.value.map(|x| 100.0 * x))
+                    .filter(|(cell, head, v)| {
+                        &cell.backbone == b && &cell.dataset == d && *head == spec.label && v.metric == metric
+                    })
+                    .filter_map(|(_, _, v)| v.value.map(|x| 100.0 * x))
                     .collect();
                 s.push_str(&format!(" {} |", mean_std(&v)));
             }

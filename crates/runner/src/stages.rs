@@ -10,7 +10,9 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use ueb_backbones::is_decoder;
-use ueb_backbones::multiple_choice::{McItemSplits, McQuestion, SubjectQuestion, export_mc_items, fit_shots, mc_items};
+use ueb_backbones::multiple_choice::{
+    ChoiceItemSplits, ChoiceQuestion, SubjectQuestion, choice_items, export_choice_items, fit_shots,
+};
 use ueb_backbones::scratch::{tokenizer_from_json, word_level_tokenizer_json};
 use ueb_backbones::{
     ClassifierModel, DecoderClassifier, Encoded, ExportMeta, ExportSplits, FeatureSplit, FeatureSplits, FinetuneConfig,
@@ -22,8 +24,8 @@ use ueb_cache::write_safetensors;
 use ueb_cache::{FeatureCache, Split};
 use ueb_heads::FitContext;
 
-use crate::parquet::{Column, to_bytes};
-use crate::plan::{Backbone, Cell, DatasetSpec, FEWSHOT, McSettings, Plan, PlanHead, Source, reference_backbone};
+use crate::plan::{Backbone, Cell, ChoiceSettings, DatasetSpec, FEWSHOT, Plan, PlanHead, Source, reference_backbone};
+use ueb_report::parquet::ScoreTable;
 use ueb_report::results::SCORES_FILE;
 
 /// Bump when a stage's output format or meaning changes: old outputs are then redone.
@@ -193,7 +195,7 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
             false,
         )),
         Source::Model { backbone, dataset } if dataset.is_multiple_choice() => {
-            mc_cache_stage(cell, backbone, dataset, plan, out, device, progress)
+            choice_cache_stage(cell, backbone, dataset, plan, out, device, progress)
         }
         Source::Model { backbone, dataset } => {
             let dir = out.join("caches").join(cell.rel_dir());
@@ -232,17 +234,17 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
     }
 }
 
-/// Rows per batch of a causal LM scoring multiple-choice prompts, unless `mc.batch_size` says
+/// Rows per batch of a causal LM scoring multiple-choice prompts, unless `multiple_choice.batch_size` says
 /// otherwise: k-shot prompts are long (MMLU 5-shot: up to about 2,000 tokens), so fewer rows
 /// than a classifier's export batch.
-const MC_BATCH: usize = 8;
+const CHOICE_BATCH: usize = 8;
 
 /// Runs (or skips) the cache stage of a multiple-choice cell: the causal LM scores the
 /// questions as they are (no training), so the cache does not depend on the seed. It is
 /// computed once per backbone × dataset into `caches/<backbone>/<dataset>/all-seeds/`, keyed
 /// without the seed, and every seed's cell reads it; concurrent jobs wait for the one that
 /// computes it.
-fn mc_cache_stage(
+fn choice_cache_stage(
     cell: &Cell,
     backbone: &Backbone,
     dataset: &DatasetSpec,
@@ -257,12 +259,14 @@ fn mc_cache_stage(
         .load(&plan.data_root)
         .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
     let digest = data_digest(&data, &[FEWSHOT])?;
-    let mc = backbone.mc.clone().unwrap_or_default();
+    let choice = backbone.multiple_choice.clone().unwrap_or_default();
+    // The keys `mc-cache` and `mc` predate the `multiple_choice` name; they are hash inputs,
+    // and renaming them would recompute every multiple-choice cache already on disk.
     let inputs = serde_json::json!({
         "stage": "mc-cache",
         "version": STAGE_VERSION,
         "model": backbone.model,
-        "mc": mc,
+        "mc": choice,
         "dataset": dataset,
         "data": digest,
     });
@@ -273,7 +277,7 @@ fn mc_cache_stage(
         return Ok((CacheRef { dir, hash }, false));
     }
     let t0 = Instant::now();
-    let cache = build_mc_cache(backbone, dataset, &data, &mc, device, progress)
+    let cache = build_choice_cache(backbone, dataset, &data, &choice, device, progress)
         .with_context(|| format!("backbone {} on dataset {}", backbone.name, dataset.name))?;
     let record = StageRecord {
         hash: hash.clone(),
@@ -286,7 +290,7 @@ fn mc_cache_stage(
 }
 
 /// The questions of one split, in order.
-fn mc_questions(data: &ueb_data::Dataset, dataset: &str, split: &str) -> Result<Vec<SubjectQuestion>> {
+fn choice_questions(data: &ueb_data::Dataset, dataset: &str, split: &str) -> Result<Vec<SubjectQuestion>> {
     let s = data.split(split)?;
     s.examples()
         .iter()
@@ -306,7 +310,7 @@ fn mc_questions(data: &ueb_data::Dataset, dataset: &str, split: &str) -> Result<
                 // MMLU's subjects are file names (`high_school_physics`); the prompt names
                 // them in words, as the MMLU evaluation code does.
                 subject: subject.as_deref().unwrap_or_default().replace('_', " "),
-                question: McQuestion {
+                question: ChoiceQuestion {
                     question: question.clone(),
                     choices: options.clone(),
                     answer,
@@ -318,19 +322,19 @@ fn mc_questions(data: &ueb_data::Dataset, dataset: &str, split: &str) -> Result<
 
 /// Loads the causal LM and scores every question of the three splits, each prompted with its
 /// subject and, for k-shot, the first k solved examples of that subject in the few-shot pool.
-fn build_mc_cache(
+fn build_choice_cache(
     backbone: &Backbone,
     dataset: &DatasetSpec,
     data: &ueb_data::Dataset,
-    mc: &McSettings,
+    choice: &ChoiceSettings,
     device: &Device,
     progress: bool,
 ) -> Result<FeatureCache> {
     let name = &dataset.name;
     let mut splits = [
-        mc_questions(data, name, "train")?,
-        mc_questions(data, name, "val")?,
-        mc_questions(data, name, "test")?,
+        choice_questions(data, name, "train")?,
+        choice_questions(data, name, "val")?,
+        choice_questions(data, name, "test")?,
     ];
     // One cache has one number of options C: the most common one (MMLU: always 4). ARC has a
     // few questions with 3 or 5 options; they are left out, the same ones for every model (so
@@ -356,21 +360,21 @@ fn build_mc_cache(
             left_out.insert((*split).to_string(), (before - qs.len()).into());
         }
     }
-    let mut shots: std::collections::HashMap<String, Vec<McQuestion>> = std::collections::HashMap::new();
-    if mc.shots > 0 {
-        for q in mc_questions(data, name, FEWSHOT)? {
+    let mut shots: std::collections::HashMap<String, Vec<ChoiceQuestion>> = std::collections::HashMap::new();
+    if choice.shots > 0 {
+        for q in choice_questions(data, name, FEWSHOT)? {
             let pool = shots.entry(q.subject).or_default();
-            if pool.len() < mc.shots && q.question.choices.len() == c {
+            if pool.len() < choice.shots && q.question.choices.len() == c {
                 pool.push(q.question);
             }
         }
         for q in splits.iter().flatten() {
             let have = shots.get(&q.subject).map_or(0, Vec::len);
-            if have < mc.shots {
+            if have < choice.shots {
                 bail!(
-                    "{name}: subject {:?} has {have} solved example(s) with {c} options in the few-shot pool, fewer than mc.shots = {}",
+                    "{name}: subject {:?} has {have} solved example(s) with {c} options in the few-shot pool, fewer than multiple_choice.shots = {}",
                     q.subject,
-                    mc.shots
+                    choice.shots
                 );
             }
         }
@@ -384,9 +388,13 @@ fn build_mc_cache(
     }
     let (lm, config, report) = load_causal_lm(&model_dir, device)?;
     tracing::info!("{}: {}", backbone.name, report.summary());
-    let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, mc.max_length)?;
+    let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, choice.max_length)?;
     let [train, val, test] = &splits;
-    let (mut train, mut val, mut test) = (mc_items(train, &shots), mc_items(val, &shots), mc_items(test, &shots));
+    let (mut train, mut val, mut test) = (
+        choice_items(train, &shots),
+        choice_items(val, &shots),
+        choice_items(test, &shots),
+    );
     let mut fewer_shots = serde_json::Map::new();
     for (split, items) in SPLITS.iter().zip([&mut train, &mut val, &mut test]) {
         let n = fit_shots(&tokenizer, items)?;
@@ -394,7 +402,7 @@ fn build_mc_cache(
             tracing::warn!(
                 "{name}: {n} {split} prompt(s) reach max_length {} with {} shots and have fewer solved examples",
                 tokenizer.max_length(),
-                mc.shots
+                choice.shots
             );
             fewer_shots.insert((*split).to_string(), n.into());
         }
@@ -408,19 +416,19 @@ fn build_mc_cache(
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        b.set_message(format!("mc {}/{}", backbone.name, name));
+        b.set_message(format!("multiple choice {}/{}", backbone.name, name));
         b
     });
-    let mut cache = export_mc_items(
+    let mut cache = export_choice_items(
         lm,
         &tokenizer,
         c,
-        McItemSplits {
+        ChoiceItemSplits {
             train: &train,
             val: &val,
             test: &test,
         },
-        mc.batch_size.unwrap_or(MC_BATCH),
+        choice.batch_size.unwrap_or(CHOICE_BATCH),
         device,
         bar.as_ref(),
     )?;
@@ -434,7 +442,7 @@ fn build_mc_cache(
         "model": backbone.model,
         "dataset": name,
         "fingerprints": {"train": fingerprint("train"), "val": fingerprint("val"), "test": fingerprint("test"), "fewshot": fingerprint(FEWSHOT)},
-        "multiple_choice": {"shots": mc.shots, "num_choices": c, "max_length": tokenizer.max_length(), "left_out": left_out, "fewer_shots": fewer_shots},
+        "multiple_choice": {"shots": choice.shots, "num_choices": c, "max_length": tokenizer.max_length(), "left_out": left_out, "fewer_shots": fewer_shots},
     });
     Ok(cache)
 }
@@ -908,7 +916,7 @@ fn reference_cache(cell: &Cell, head: &PlanHead, plan: &Plan, out: &Path, device
         return Ok(Some(cache_stage(rc, plan, out, device, false)?.0));
     }
     match &head.spec {
-        ueb_heads::HeadSpec::McKlTemperature(cfg) => match &cfg.reference {
+        ueb_heads::HeadSpec::ChoiceTemperature(cfg) => match &cfg.reference {
             Some(dir) => Ok(Some(CacheRef {
                 dir: dir.clone(),
                 hash: hash_cache_files(dir).with_context(|| format!("head {}: reference", head.label))?,
@@ -933,7 +941,7 @@ pub fn head_stage(
     // The head fits against the reference's directory; the hash holds the reference's
     // identity (its stage hash or its files'), so a rebuilt reference re-runs the head.
     let mut spec = head.spec.clone();
-    if let (ueb_heads::HeadSpec::McKlTemperature(cfg), Some(r)) = (&mut spec, &reference) {
+    if let (ueb_heads::HeadSpec::ChoiceTemperature(cfg), Some(r)) = (&mut spec, &reference) {
         cfg.reference = Some(r.dir.clone());
     }
     let dir = out.join("cells").join(cell.rel_dir()).join(&head.label);
@@ -973,26 +981,7 @@ pub fn head_stage(
     };
     let c = test.num_classes();
     let n = test.n();
-    let mut prediction = Vec::with_capacity(n);
-    let mut confidence = Vec::with_capacity(n);
-    for row in probs.chunks(c) {
-        let (arg, max) = row
-            .iter()
-            .enumerate()
-            .fold((0, f64::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b });
-        prediction.push(arg as i64);
-        confidence.push(max);
-    }
-    let correct: Vec<bool> = prediction.iter().zip(&test.labels).map(|(p, y)| p == y).collect();
-    let index: Vec<i64> = (0..n as i64).collect();
-    let bytes = to_bytes(&[
-        Column::I64("index", &index),
-        Column::I64("label", &test.labels),
-        Column::I64("prediction", &prediction),
-        Column::Bool("correct", &correct),
-        Column::F64("score", &score),
-        Column::F64("confidence", &confidence),
-    ])?;
+    let bytes = ScoreTable::new(&test.labels, &probs, c, score).to_bytes()?;
     let summary = head.summary();
     let record = StageRecord {
         hash,

@@ -22,7 +22,7 @@ pub const LETTERS: [char; 8] = ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H'];
 
 /// One multiple-choice question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct McQuestion {
+pub struct ChoiceQuestion {
     /// The question text.
     pub question: String,
     /// The options, in letter order.
@@ -31,7 +31,7 @@ pub struct McQuestion {
     pub answer: usize,
 }
 
-fn block(q: &McQuestion) -> String {
+fn block(q: &ChoiceQuestion) -> String {
     let mut s = q.question.clone();
     for (letter, c) in LETTERS.iter().zip(&q.choices) {
         s.push_str(&format!("\n{letter}. {c}"));
@@ -57,7 +57,7 @@ fn block(q: &McQuestion) -> String {
 /// ```
 ///
 /// An empty `subject` drops " about {subject}".
-pub fn mc_prompt(subject: &str, shots: &[McQuestion], q: &McQuestion) -> String {
+pub fn choice_prompt(subject: &str, shots: &[ChoiceQuestion], q: &ChoiceQuestion) -> String {
     let mut s = if subject.is_empty() {
         "The following are multiple choice questions (with answers).\n\n".to_string()
     } else {
@@ -138,22 +138,22 @@ pub fn choice_classifier(lm: &CausalLm, tokens: &[u32]) -> Result<Classifier> {
 
 /// The questions of one split.
 #[derive(Debug, Clone, Copy)]
-pub struct McSplits<'a> {
+pub struct ChoiceSplits<'a> {
     /// Training split (what a UE head is fitted on).
-    pub train: &'a [McQuestion],
+    pub train: &'a [ChoiceQuestion],
     /// Validation split.
-    pub val: &'a [McQuestion],
+    pub val: &'a [ChoiceQuestion],
     /// Test split.
-    pub test: &'a [McQuestion],
+    pub test: &'a [ChoiceQuestion],
 }
 
 /// How to prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct McPrompting<'a> {
+pub struct ChoicePrompting<'a> {
     /// The subject named in the header ("" for none).
     pub subject: &'a str,
     /// The solved examples (the first k of the dev split; empty for 0-shot).
-    pub shots: &'a [McQuestion],
+    pub shots: &'a [ChoiceQuestion],
     /// Number of options C (every question must have exactly C).
     pub num_choices: usize,
 }
@@ -162,24 +162,24 @@ pub struct McPrompting<'a> {
 /// A dataset whose questions have different subjects (MMLU) prompts each with its own subject
 /// and that subject's examples.
 #[derive(Debug, Clone, Copy)]
-pub struct McItem<'a> {
+pub struct ChoiceItem<'a> {
     /// The subject named in the header ("" for none).
     pub subject: &'a str,
     /// The solved examples (empty for 0-shot).
-    pub shots: &'a [McQuestion],
+    pub shots: &'a [ChoiceQuestion],
     /// The question.
-    pub question: &'a McQuestion,
+    pub question: &'a ChoiceQuestion,
 }
 
 /// The items of the three splits.
 #[derive(Debug, Clone, Copy)]
-pub struct McItemSplits<'a> {
+pub struct ChoiceItemSplits<'a> {
     /// Training split.
-    pub train: &'a [McItem<'a>],
+    pub train: &'a [ChoiceItem<'a>],
     /// Validation split.
-    pub val: &'a [McItem<'a>],
+    pub val: &'a [ChoiceItem<'a>],
     /// Test split.
-    pub test: &'a [McItem<'a>],
+    pub test: &'a [ChoiceItem<'a>],
 }
 
 /// One multiple-choice question of the data, with its subject.
@@ -188,17 +188,17 @@ pub struct SubjectQuestion {
     /// The subject, in words (MMLU's file names with spaces for underscores).
     pub subject: String,
     /// The question.
-    pub question: McQuestion,
+    pub question: ChoiceQuestion,
 }
 
 /// The questions of a split with their subjects' solved examples (none for 0-shot).
-pub fn mc_items<'a>(
+pub fn choice_items<'a>(
     questions: &'a [SubjectQuestion],
-    shots: &'a std::collections::HashMap<String, Vec<McQuestion>>,
-) -> Vec<McItem<'a>> {
+    shots: &'a std::collections::HashMap<String, Vec<ChoiceQuestion>>,
+) -> Vec<ChoiceItem<'a>> {
     questions
         .iter()
-        .map(|q| McItem {
+        .map(|q| ChoiceItem {
             subject: &q.subject,
             shots: shots.get(&q.subject).map_or(&[], |v| &v[..]),
             question: &q.question,
@@ -210,13 +210,13 @@ pub fn mc_items<'a>(
 /// as the MMLU authors' evaluation does (`while crop(prompt) != prompt: k -= 1`); returns how
 /// many prompts were shortened. A 0-shot prompt that does not fit is left for the export to
 /// report.
-pub fn fit_shots(tokenizer: &TextTokenizer, items: &mut [McItem<'_>]) -> Result<usize> {
+pub fn fit_shots(tokenizer: &TextTokenizer, items: &mut [ChoiceItem<'_>]) -> Result<usize> {
     let mut todo: Vec<usize> = (0..items.len()).filter(|&i| !items[i].shots.is_empty()).collect();
     let mut shortened = std::collections::BTreeSet::new();
     while !todo.is_empty() {
         let prompts: Vec<String> = todo
             .iter()
-            .map(|&i| mc_prompt(items[i].subject, items[i].shots, items[i].question))
+            .map(|&i| choice_prompt(items[i].subject, items[i].shots, items[i].question))
             .collect();
         let inputs: Vec<TextInput<'_>> = prompts.iter().map(|p| TextInput::Single(p)).collect();
         let encoded = tokenizer.encode(&inputs)?;
@@ -245,8 +245,8 @@ pub fn fit_shots(tokenizer: &TextTokenizer, items: &mut [McItem<'_>]) -> Result<
 /// prompt too long, letters that tokenize differently in different prompts.
 pub fn encode_questions(
     tokenizer: &TextTokenizer,
-    prompting: &McPrompting<'_>,
-    questions: &[McQuestion],
+    prompting: &ChoicePrompting<'_>,
+    questions: &[ChoiceQuestion],
     split: &str,
 ) -> Result<(Vec<Encoded>, Vec<u32>)> {
     encode_items(
@@ -258,10 +258,10 @@ pub fn encode_questions(
 }
 
 /// `questions`, each asked as `prompting` says.
-fn same_prompting<'a>(prompting: &McPrompting<'a>, questions: &'a [McQuestion]) -> Vec<McItem<'a>> {
+fn same_prompting<'a>(prompting: &ChoicePrompting<'a>, questions: &'a [ChoiceQuestion]) -> Vec<ChoiceItem<'a>> {
     questions
         .iter()
-        .map(|question| McItem {
+        .map(|question| ChoiceItem {
             subject: prompting.subject,
             shots: prompting.shots,
             question,
@@ -269,13 +269,13 @@ fn same_prompting<'a>(prompting: &McPrompting<'a>, questions: &'a [McQuestion]) 
         .collect()
 }
 
-/// [`encode_questions`] for questions asked each in its own way ([`McItem`]).
+/// [`encode_questions`] for questions asked each in its own way ([`ChoiceItem`]).
 ///
 /// # Errors
 /// As [`encode_questions`].
 pub fn encode_items(
     tokenizer: &TextTokenizer,
-    items: &[McItem<'_>],
+    items: &[ChoiceItem<'_>],
     num_choices: usize,
     split: &str,
 ) -> Result<(Vec<Encoded>, Vec<u32>)> {
@@ -295,7 +295,7 @@ pub fn encode_items(
     }
     let prompts: Vec<String> = items
         .iter()
-        .map(|it| mc_prompt(it.subject, it.shots, it.question))
+        .map(|it| choice_prompt(it.subject, it.shots, it.question))
         .collect();
     let inputs: Vec<TextInput<'_>> = prompts.iter().map(|p| TextInput::Single(p)).collect();
     let encoded = tokenizer.encode(&inputs)?;
@@ -331,11 +331,11 @@ pub fn encode_items(
 ///
 /// # Errors
 /// As [`encode_questions`], non-finite outputs, or letters that differ between splits.
-pub fn export_mc_cache(
+pub fn export_choice_cache(
     lm: CausalLm,
     tokenizer: &TextTokenizer,
-    prompting: &McPrompting<'_>,
-    splits: McSplits<'_>,
+    prompting: &ChoicePrompting<'_>,
+    splits: ChoiceSplits<'_>,
     batch_size: usize,
     device: &Device,
     progress: Option<&ProgressBar>,
@@ -345,11 +345,11 @@ pub fn export_mc_cache(
         same_prompting(prompting, splits.val),
         same_prompting(prompting, splits.test),
     );
-    export_mc_items(
+    export_choice_items(
         lm,
         tokenizer,
         prompting.num_choices,
-        McItemSplits {
+        ChoiceItemSplits {
             train: &train,
             val: &val,
             test: &test,
@@ -360,15 +360,15 @@ pub fn export_mc_cache(
     )
 }
 
-/// [`export_mc_cache`] for questions asked each in its own way (MMLU: by subject).
+/// [`export_choice_cache`] for questions asked each in its own way (MMLU: by subject).
 ///
 /// # Errors
-/// As [`export_mc_cache`].
-pub fn export_mc_items(
+/// As [`export_choice_cache`].
+pub fn export_choice_items(
     lm: CausalLm,
     tokenizer: &TextTokenizer,
     num_choices: usize,
-    splits: McItemSplits<'_>,
+    splits: ChoiceItemSplits<'_>,
     batch_size: usize,
     device: &Device,
     progress: Option<&ProgressBar>,
@@ -388,7 +388,7 @@ pub fn export_mc_items(
         lm: Box::new(lm),
         tokens: letters,
     };
-    let run = |enc: &[Encoded], items: &[McItem<'_>]| -> Result<SplitData> {
+    let run = |enc: &[Encoded], items: &[ChoiceItem<'_>]| -> Result<SplitData> {
         let out = extractor.run(tokenizer, enc, batch_size, device, progress)?;
         Ok(SplitData {
             logits: out.logits.unwrap_or_default(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::Value;
-use ueb_cache::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, SplitData, Task};
+use ueb_cache::{Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, RowUnit, SplitData};
 
 pub fn fixture() -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../heads/tests/fixtures/classical.json");
@@ -40,7 +40,7 @@ pub fn write_cache(dir: &Path) -> Value {
         meta: CacheMeta {
             format: "ueb-cache".into(),
             version: 1,
-            task: Task::Sequence,
+            task: RowUnit::Sequence,
             num_classes: c,
             feature_dim: d,
             classifier: ClassifierMeta {

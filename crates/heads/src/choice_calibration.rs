@@ -21,12 +21,12 @@ use crate::error::HeadError;
 use crate::head::{FitContext, Head, check_classes, parse_json, write_json};
 use ueb_cache::{FeatureCache, SplitData};
 
-const NAME: &str = "mc_kl_temperature";
+const NAME: &str = "choice_temperature";
 
 /// How T is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum McObjective {
+pub enum ChoiceObjective {
     /// KL from the pre-trained model's option distribution (needs `reference`).
     Kl,
     /// NLL of the gold answers (temperature scaling on k examples).
@@ -35,10 +35,10 @@ pub enum McObjective {
     Constant,
 }
 
-/// Settings of `mc_kl_temperature`.
+/// Settings of `choice_temperature`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct McKlTemperatureConfig {
+pub struct ChoiceTemperatureConfig {
     /// The pre-trained counterpart's cache (the same questions in the same order); required
     /// for `kl`.
     pub reference: Option<PathBuf>,
@@ -46,19 +46,19 @@ pub struct McKlTemperatureConfig {
     /// seed).
     pub k: usize,
     /// `kl`, `nll` or `constant`.
-    pub objective: McObjective,
+    pub objective: ChoiceObjective,
     /// T of the `constant` objective.
     pub constant_temperature: f64,
     /// Search interval and tolerance of T (as temperature scaling's).
     pub search: TemperatureConfig,
 }
 
-impl Default for McKlTemperatureConfig {
+impl Default for ChoiceTemperatureConfig {
     fn default() -> Self {
         Self {
             reference: None,
             k: 5,
-            objective: McObjective::Kl,
+            objective: ChoiceObjective::Kl,
             constant_temperature: 2.5,
             search: TemperatureConfig::default(),
         }
@@ -67,11 +67,11 @@ impl Default for McKlTemperatureConfig {
 
 /// A fitted per-task temperature.
 #[derive(Debug, Clone, PartialEq)]
-pub struct McKlTemperatureHead {
+pub struct ChoiceTemperatureHead {
     /// The temperature.
     pub temperature: f64,
     /// How it was chosen.
-    pub objective: McObjective,
+    pub objective: ChoiceObjective,
     /// The rows of the fit split it was fitted on.
     pub rows: Vec<usize>,
     /// The objective at T = 1 and at T (NaN for `constant`).
@@ -126,16 +126,16 @@ fn kl_at(z: &[f64], q: &[f64], c: usize, t: f64) -> f64 {
     total / n as f64
 }
 
-impl McKlTemperatureHead {
+impl ChoiceTemperatureHead {
     /// Fits T on k rows of the fit split (for `kl`, against the same rows of the reference
     /// cache's fit split).
     ///
     /// # Errors
     /// A bad configuration, fewer than k rows, a missing or mismatched reference cache.
-    pub fn fit(cfg: &McKlTemperatureConfig, ctx: &FitContext<'_>) -> Result<Self, HeadError> {
+    pub fn fit(cfg: &ChoiceTemperatureConfig, ctx: &FitContext<'_>) -> Result<Self, HeadError> {
         let reference = match (&cfg.objective, &cfg.reference) {
-            (McObjective::Kl, Some(dir)) => Some(FeatureCache::load(dir)?.0),
-            (McObjective::Kl, None) => {
+            (ChoiceObjective::Kl, Some(dir)) => Some(FeatureCache::load(dir)?.0),
+            (ChoiceObjective::Kl, None) => {
                 return Err(HeadError::config(
                     NAME,
                     "objective kl needs `reference`: the cache of the pre-trained counterpart on the same questions",
@@ -151,19 +151,19 @@ impl McKlTemperatureHead {
         )
     }
 
-    /// [`McKlTemperatureHead::fit`] on explicit splits: `split` of the aligned model and, for
+    /// [`ChoiceTemperatureHead::fit`] on explicit splits: `split` of the aligned model and, for
     /// `kl`, `reference` of the pre-trained one (same rows, same order).
     ///
     /// # Errors
-    /// As [`McKlTemperatureHead::fit`].
+    /// As [`ChoiceTemperatureHead::fit`].
     pub fn fit_with(
-        cfg: &McKlTemperatureConfig,
+        cfg: &ChoiceTemperatureConfig,
         split: &SplitData,
         reference: Option<&SplitData>,
         seed: u64,
     ) -> Result<Self, HeadError> {
         let c = split.num_classes();
-        if cfg.objective == McObjective::Constant {
+        if cfg.objective == ChoiceObjective::Constant {
             let t = cfg.constant_temperature;
             if !(t.is_finite() && t > 0.0) {
                 return Err(HeadError::config(
@@ -191,7 +191,7 @@ impl McKlTemperatureHead {
         let rows = pick_rows(split.n(), cfg.k, seed);
         let mine = subset(split, &rows);
         let search = cfg.search;
-        if cfg.objective == McObjective::Nll {
+        if cfg.objective == ChoiceObjective::Nll {
             let head = TemperatureHead::fit(&search, &mine)?;
             let summary = head.summary();
             let at = |key: &str| summary.get(key).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
@@ -238,7 +238,7 @@ impl McKlTemperatureHead {
         #[derive(Deserialize)]
         struct Saved {
             temperature: f64,
-            objective: McObjective,
+            objective: ChoiceObjective,
             rows: Vec<usize>,
             num_classes: usize,
         }
@@ -268,7 +268,7 @@ impl McKlTemperatureHead {
     }
 }
 
-impl Head for McKlTemperatureHead {
+impl Head for ChoiceTemperatureHead {
     fn name(&self) -> &'static str {
         NAME
     }
@@ -323,11 +323,11 @@ mod tests {
         ];
         let aligned: Vec<f32> = pre.iter().map(|z| 3.0 * z).collect();
         let labels = vec![2, 0, 3, 0];
-        let cfg = McKlTemperatureConfig {
+        let cfg = ChoiceTemperatureConfig {
             k: 4,
             ..Default::default()
         };
-        let head = McKlTemperatureHead::fit_with(
+        let head = ChoiceTemperatureHead::fit_with(
             &cfg,
             &split(aligned.clone(), labels.clone(), 4),
             Some(&split(pre, labels.clone(), 4)),
@@ -346,26 +346,26 @@ mod tests {
         let z: Vec<f32> = vec![4.0, 0.0, 0.0, 4.0, 4.0, 0.0, 0.0, 4.0, 4.0, 0.0, 0.0, 4.0];
         let labels = vec![0, 1, 1, 0, 0, 1];
         let s = split(z, labels, 2);
-        let nll = McKlTemperatureConfig {
-            objective: McObjective::Nll,
+        let nll = ChoiceTemperatureConfig {
+            objective: ChoiceObjective::Nll,
             k: 6,
             ..Default::default()
         };
-        let head = McKlTemperatureHead::fit_with(&nll, &s, None, 1).unwrap();
+        let head = ChoiceTemperatureHead::fit_with(&nll, &s, None, 1).unwrap();
         // Two of six wrong at logit gap 4: the NLL optimum is a temperature above 1.
         assert!(head.temperature > 1.0 && head.objective_values.1 <= head.objective_values.0);
-        let constant = McKlTemperatureConfig {
-            objective: McObjective::Constant,
+        let constant = ChoiceTemperatureConfig {
+            objective: ChoiceObjective::Constant,
             ..Default::default()
         };
         assert_eq!(
-            McKlTemperatureHead::fit_with(&constant, &s, None, 1)
+            ChoiceTemperatureHead::fit_with(&constant, &s, None, 1)
                 .unwrap()
                 .temperature,
             2.5
         );
-        let kl = McKlTemperatureConfig::default();
-        assert!(McKlTemperatureHead::fit_with(&kl, &s, None, 1).is_err());
+        let kl = ChoiceTemperatureConfig::default();
+        assert!(ChoiceTemperatureHead::fit_with(&kl, &s, None, 1).is_err());
     }
 
     #[test]
