@@ -207,6 +207,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         name.push(format!(".tmp-{}", std::process::id()));
         path.with_file_name(name)
     };
-    std::fs::write(&tmp, bytes).map_err(|e| CacheError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| CacheError::io(path, e))
+    // Whatever fails, no temporary file stays behind.
+    let written = std::fs::write(&tmp, bytes)
+        .map_err(|e| CacheError::io(&tmp, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| CacheError::io(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

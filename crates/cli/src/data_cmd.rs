@@ -4,9 +4,10 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufWriter, ErrorKind, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::stdio::errln;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use ueb_data::{Dataset, DatasetOptions, DatasetStats, GenericSpec, NewsgroupsPart, SplitStats, registry};
@@ -147,13 +148,9 @@ fn list(json: bool) -> Result<()> {
     emit(&out)
 }
 
-/// Writes to stdout; a closed pipe (`ueb data stats x | head`) is not an error.
+/// Writes to stdout (a closed pipe ends the program quietly, see `stdio`).
 fn emit(text: &str) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
+    Ok(crate::stdio::write_out(text)?)
 }
 
 fn render_stats(stats: &DatasetStats) -> String {
@@ -208,13 +205,13 @@ fn export(dataset: &Dataset, out: &Path) -> Result<()> {
         let mut writer = create(&path)?;
         ueb_data::write_jsonl(dataset, split, &mut writer, &path)?;
         writer.flush().with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {} ({} examples)", path.display(), split.len());
+        errln!("wrote {} ({} examples)", path.display(), split.len());
         if split.oracle().is_some() {
             let path = out.join(format!("{}.oracle.csv", split.name()));
             let mut writer = create(&path)?;
             ueb_data::write_oracle_csv(split, &mut writer, &path)?;
             writer.flush().with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("wrote {}", path.display());
+            errln!("wrote {}", path.display());
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use ueb_metrics::{BootstrapConfig, Entry, MetricsError, NamedScore, Predictions, Report, ReportConfig, Undefined};
 
 use crate::input::{self, Role, Source};
+use crate::stdio::{out, outln};
 
 /// Arguments of `ueb eval`.
 #[derive(Debug, Args)]
@@ -63,6 +64,7 @@ struct ScoreInput {
     name: String,
     source: Source,
     values: Vec<f64>,
+    header_candidate: bool,
 }
 
 /// Runs `ueb eval`.
@@ -93,6 +95,21 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
         })
     };
     let (matrix, labels, scores) = (matrix?, labels?, scores?);
+    // The matrix's rows are certain (its header is detected by its width); a single-column file
+    // whose first line is `0` is matched against them.
+    let mut labels_read = labels;
+    input::reconcile_header(
+        &mut labels_read.values,
+        labels_read.header_candidate,
+        matrix.rows,
+        &labels_src,
+        &matrix_src,
+    );
+    let labels = labels_read.values;
+    let mut scores = scores;
+    for s in &mut scores {
+        input::reconcile_header(&mut s.values, s.header_candidate, matrix.rows, &s.source, &matrix_src);
+    }
 
     let (data, num_classes) = if matrix.one_dimensional {
         (binary_columns(&matrix.data, role), 2)
@@ -129,9 +146,9 @@ pub(crate) fn run(args: &EvalArgs) -> Result<()> {
     })?;
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&report))?);
+        outln!("{}", serde_json::to_string_pretty(&to_json(&report))?);
     } else {
-        print!("{}", render_tables(&report));
+        out!("{}", render_tables(&report));
     }
     Ok(())
 }
@@ -182,8 +199,13 @@ fn read_scores(args: &[String]) -> Result<Vec<ScoreInput>> {
                 prev.source
             );
         }
-        let values = input::read(&source, Role::Scores)?.data;
-        out.push(ScoreInput { name, source, values });
+        let array = input::read(&source, Role::Scores)?;
+        out.push(ScoreInput {
+            name,
+            source,
+            values: array.data,
+            header_candidate: array.header_candidate,
+        });
     }
     Ok(out)
 }

@@ -15,6 +15,7 @@ use ueb_backbones::{
 use ueb_backbones::{checkpoint_score_classes, is_decoder};
 
 use crate::device;
+use crate::stdio::errln;
 
 /// Arguments of `ueb extract`.
 #[derive(Debug, Args)]
@@ -119,11 +120,11 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
     let (extractor, tokenizer, family, feature) = if is_decoder(&model_dir)? {
         let (extractor, config) = if checkpoint_score_classes(&header).is_some() {
             let (m, c, report) = load_decoder_classifier(&model_dir, &LoadOptions::default(), &device)?;
-            eprintln!("{where_}: {}", report.summary());
+            errln!("{where_}: {}", report.summary());
             (Extractor::DecoderClassifier(Box::new(m)), c)
         } else {
             let (m, c, report) = load_decoder(&model_dir, &device)?;
-            eprintln!("{where_}: {} (no score: features only)", report.summary());
+            errln!("{where_}: {} (no score: features only)", report.summary());
             (Extractor::Decoder(Box::new(m)), c)
         };
         let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, args.max_length)?;
@@ -137,11 +138,11 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
         let config = model_dir.encoder_config()?;
         let (extractor, config) = if checkpoint_classes(&header, config.family).is_some() {
             let (m, c, report) = load_sequence_classifier(&model_dir, &LoadOptions::default(), &device)?;
-            eprintln!("{where_}: {}", report.summary());
+            errln!("{where_}: {}", report.summary());
             (Extractor::Classifier(Box::new(m)), c)
         } else {
             let (m, c, report) = load_encoder(&model_dir, &device)?;
-            eprintln!("{where_}: {} (no classifier: features only)", report.summary());
+            errln!("{where_}: {} (no classifier: features only)", report.summary());
             (Extractor::Backbone(Box::new(m)), c)
         };
         let tokenizer = TextTokenizer::from_file(&model_dir.tokenizer, &config, args.max_length)?;
@@ -179,7 +180,7 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
     meta.insert("max_length".to_string(), tokenizer.max_length().to_string());
     meta.insert("features".to_string(), feature.to_string());
     ueb_cache::write_safetensors(&args.out, &tensors, &[], &[], Some(meta))?;
-    eprintln!(
+    errln!(
         "wrote {} ({n} rows, d = {}{}) in {:.2} s; model pass {:.2} s, {:.0} tokens/s",
         args.out.display(),
         out.dim,

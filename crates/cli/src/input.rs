@@ -94,6 +94,9 @@ pub(crate) struct Array {
     pub(crate) one_dimensional: bool,
     /// Values, row-major.
     pub(crate) data: Vec<f64>,
+    /// A single-column CSV whose first line `0` may be pandas' column name rather than a value
+    /// (the values after it are integers too); the caller decides by the other files' rows.
+    pub(crate) header_candidate: bool,
 }
 
 impl Array {
@@ -103,6 +106,7 @@ impl Array {
             cols: 1,
             one_dimensional: true,
             data,
+            header_candidate: false,
         }
     }
 }
@@ -110,6 +114,9 @@ impl Array {
 /// Reads the array that `src` provides for `role`, checking its shape.
 pub(crate) fn read(src: &Source, role: Role) -> Result<Array> {
     let path = &src.path;
+    if path.is_dir() {
+        bail!("{}: is a directory; give the {role} file", path.display());
+    }
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let array = match ext.as_deref() {
         Some("npy") => {
@@ -141,20 +148,56 @@ pub(crate) fn read(src: &Source, role: Role) -> Result<Array> {
     Ok(array)
 }
 
+/// Labels read from a file: integer class indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Labels {
+    /// One per sample.
+    pub(crate) values: Vec<i64>,
+    /// See [`Array::header_candidate`].
+    pub(crate) header_candidate: bool,
+}
+
 /// Reads labels: integer values, or floats that are whole numbers.
-pub(crate) fn read_labels(src: &Source) -> Result<Vec<i64>> {
+pub(crate) fn read_labels(src: &Source) -> Result<Labels> {
     let a = read(src, Role::Labels)?;
-    a.data
+    let values = a
+        .data
         .iter()
         .enumerate()
         .map(|(row, &v)| {
-            if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                Ok(v as i64)
-            } else {
+            if !v.is_finite() || v.fract() != 0.0 {
                 Err(anyhow!("{src}: labels: row {row} is {v}, not an integer class index"))
+            } else if v.abs() >= 9.0e15 {
+                Err(anyhow!(
+                    "{src}: labels: row {row} is {v}, far beyond any class index (labels count classes from 0)"
+                ))
+            } else {
+                Ok(v as i64)
             }
         })
-        .collect()
+        .collect::<Result<Vec<i64>>>()?;
+    Ok(Labels {
+        values,
+        header_candidate: a.header_candidate,
+    })
+}
+
+/// Drops the first value of a single-column CSV when its first line `0` can only be pandas'
+/// column name: the file has exactly one row more than the `reference` file.
+pub(crate) fn reconcile_header<T>(
+    values: &mut Vec<T>,
+    header_candidate: bool,
+    rows: usize,
+    src: &Source,
+    reference: &Source,
+) {
+    if header_candidate && values.len() == rows + 1 {
+        values.remove(0);
+        crate::stdio::write_err(&format!(
+            "note: {src}: the first line `0` is read as a column name (pandas writes it for an unnamed \
+             column), since the file has one row more than {reference}\n"
+        ));
+    }
 }
 
 fn pick_named(names: &[String], role: Role) -> Option<&str> {
@@ -197,6 +240,17 @@ fn select_columns(path: &Path, available: &[String], role: Role, select: Option<
     }
 }
 
+/// What pandas writes for an unnamed index column: an empty header field, or `Unnamed: 0` after
+/// a round trip through `read_csv`.
+fn is_pandas_index(name: &str) -> bool {
+    name.is_empty() || name == "Unnamed: 0"
+}
+
+/// A CSV or TSV table. A first line with a non-numeric field is a header; so is a first line of
+/// the integers `0,1,…,k−1` (k ≥ 2), the column names pandas gives an unnamed array. A pandas
+/// index column (an empty or `Unnamed: 0` header) is left out unless selected. A single-column
+/// file whose first line is `0` is pandas' header when no value after it is written as an integer;
+/// with integer values it stays data and [`Array::header_candidate`] says so (decision E6).
 fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
     let delimiter = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) {
         b'\t'
@@ -214,8 +268,9 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
         None => bail!("{}: empty file (no rows)", path.display()),
         Some(r) => r.with_context(|| format!("{}: line 1", path.display()))?,
     };
-    // A first line with any non-numeric field is a header.
-    let has_header = first.iter().any(|f| f.parse::<f64>().is_err());
+    let counting = first.iter().enumerate().all(|(i, f)| f == i.to_string());
+    let has_header = first.iter().any(|f| f.parse::<f64>().is_err()) || (counting && first.len() >= 2);
+    let maybe_header = counting && first.len() == 1;
     let names: Vec<String> = if has_header {
         first.iter().map(str::to_string).collect()
     } else {
@@ -227,13 +282,30 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
             path.display()
         );
     }
-    let cols = select_columns(path, &names, role, select)?;
+    // The pandas index is not data: it is left out of what is read unless selected by name.
+    let index = (has_header && names.len() > 1 && is_pandas_index(&names[0])).then_some(0);
+    let cols = if select.is_some() || index.is_none() {
+        select_columns(path, &names, role, select)?
+    } else {
+        let rest: Vec<String> = names[1..].to_vec();
+        select_columns(path, &rest, role, None)?
+            .into_iter()
+            .map(|c| c + 1)
+            .collect()
+    };
     let mut data = Vec::new();
-    let mut rows = 0;
+    // Of the values after the first line: whether every one / none is written as an integer.
+    let (mut all_integers, mut no_integers) = (true, true);
     let first_data = if has_header { None } else { Some(Ok(first)) };
     for (row, rec) in first_data.into_iter().chain(records).enumerate() {
-        let line = row + 1 + usize::from(has_header);
-        let rec = rec.with_context(|| format!("{}: line {line}", path.display()))?;
+        let rec = rec.map_err(|e| {
+            let line = e
+                .position()
+                .map_or(row + 1 + usize::from(has_header), |p| p.line() as usize);
+            anyhow!("{}: line {line} (row {row}): {e}", path.display())
+        })?;
+        // The line as an editor shows it, blank lines and quoted line breaks included.
+        let line = rec.position().map_or(row + 1, |p| p.line() as usize);
         if rec.len() != names.len() {
             bail!(
                 "{}: line {line} (row {row}) has {} fields, expected {}",
@@ -246,14 +318,26 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
             let field = &rec[c];
             let v: f64 = field.parse().map_err(|_| {
                 anyhow!(
-                    "{}: line {line} (row {row}), column `{}`: cannot read `{field}` as a number",
+                    "{}: line {line} (row {row}), column `{}`: cannot read `{}` as a number",
                     path.display(),
-                    names[c]
+                    names[c],
+                    shorten(field)
                 )
             })?;
+            if row > 0 {
+                let integer = field.parse::<i64>().is_ok();
+                all_integers &= integer;
+                no_integers &= !integer;
+            }
             data.push(v);
         }
-        rows += 1;
+    }
+    let mut rows = data.len() / cols.len().max(1);
+    // `0` over values all written as floats: pandas' name for an unnamed column, not a value.
+    let dropped_header = maybe_header && rows > 1 && no_integers;
+    if dropped_header {
+        data.remove(0);
+        rows -= 1;
     }
     ensure!(rows > 0, "{}: no data rows", path.display());
     Ok(Array {
@@ -261,7 +345,18 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
         cols: cols.len(),
         one_dimensional: cols.len() == 1,
         data,
+        header_candidate: maybe_header && all_integers && rows > 1,
     })
+}
+
+/// A user's field echoed in a message, cut to a readable length.
+fn shorten(field: &str) -> String {
+    const MAX: usize = 60;
+    if field.chars().count() <= MAX {
+        field.to_string()
+    } else {
+        format!("{}…", field.chars().take(MAX).collect::<String>())
+    }
 }
 
 fn parquet_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
@@ -347,6 +442,7 @@ fn parquet_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array>
         cols: cols_n,
         one_dimensional: cols.len() == 1 && !saw_list,
         data,
+        header_candidate: false,
     })
 }
 
@@ -414,11 +510,17 @@ fn shaped(path: &Path, what: &str, shape: &[usize], data: Vec<f64>) -> Result<Ar
             Ok(Array::vector(data))
         }
         [rows, cols] => {
-            ensure!(data.len() == rows * cols, "{}: {what} is truncated", path.display());
+            ensure!(
+                rows.checked_mul(cols) == Some(data.len()),
+                "{}: {what} has shape {shape:?} but {} values",
+                path.display(),
+                data.len()
+            );
             Ok(Array {
                 rows,
                 cols,
                 one_dimensional: false,
+                header_candidate: false,
                 data,
             })
         }
@@ -440,7 +542,7 @@ mod npy {
         );
         let major = bytes[6];
         let (header_len, start) = match major {
-            1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+            1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10usize),
             2 | 3 => {
                 ensure!(bytes.len() >= 12, "truncated header");
                 (
@@ -450,9 +552,15 @@ mod npy {
             }
             v => bail!("unsupported format version {v}"),
         };
-        let header = bytes
-            .get(start..start + header_len)
-            .ok_or_else(|| anyhow!("truncated header"))?;
+        let header = start
+            .checked_add(header_len)
+            .and_then(|end| bytes.get(start..end))
+            .ok_or_else(|| {
+                anyhow!(
+                    "truncated header: it claims {header_len} bytes, the file has {}",
+                    bytes.len()
+                )
+            })?;
         let header = std::str::from_utf8(header).map_err(|_| anyhow!("header is not text"))?;
         let descr = dict_value(header, "descr")?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -461,13 +569,21 @@ mod npy {
         let body = &bytes[start + header_len..];
 
         let (order, kind, size) = parse_descr(descr)?;
-        let count: usize = shape.iter().product();
+        // The header's shape is untrusted: its size is checked against the file before
+        // anything is allocated.
+        let bytes_needed = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .and_then(|count| count.checked_mul(size).map(|b| (count, b)));
+        let Some((count, bytes_needed)) = bytes_needed else {
+            bail!("the shape {shape:?} describes more data than any file can hold");
+        };
         ensure!(
-            body.len() >= count * size,
-            "data is truncated: {} bytes for {count} values of {size} bytes",
+            body.len() >= bytes_needed,
+            "data is truncated: {} bytes for the {count} values of {size} bytes that shape {shape:?} needs",
             body.len()
         );
-        let raw = &body[..count * size];
+        let raw = &body[..bytes_needed];
         let data = match (kind, size) {
             ('f', 2) => widen::<2>(raw, order, |b| f64::from(half::f16::from_le_bytes(b))),
             ('f', 4) => widen::<4>(raw, order, |b| f64::from(f32::from_le_bytes(b))),
@@ -495,6 +611,7 @@ mod npy {
                     rows: *rows,
                     cols: *cols,
                     one_dimensional: false,
+                    header_candidate: false,
                     data,
                 }
             }
@@ -536,11 +653,12 @@ mod npy {
         } else {
             ('=', descr)
         };
-        let kind = rest
-            .chars()
-            .next()
-            .ok_or_else(|| anyhow!("dtype `{descr}` has no kind"))?;
-        let size: usize = rest[1..].parse().map_err(|_| anyhow!("unsupported dtype `{descr}`"))?;
+        let mut rest = rest.chars();
+        let kind = rest.next().ok_or_else(|| anyhow!("dtype `{descr}` has no kind"))?;
+        let size: usize = rest
+            .as_str()
+            .parse()
+            .map_err(|_| anyhow!("unsupported dtype `{descr}`"))?;
         let ok = matches!((kind, size), ('f', 2 | 4 | 8) | ('i' | 'u', 1 | 2 | 4 | 8) | ('b', 1));
         ensure!(
             ok,

@@ -9,6 +9,7 @@ mod output;
 mod report_cmd;
 mod run;
 mod score;
+mod stdio;
 
 use clap::{Parser, Subcommand};
 
@@ -54,9 +55,34 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that went away early (`| head`) asked for no more: end quietly, with the
+        // status a shell reports for SIGPIPE.
+        Err(err)
+            if err
+                .downcast_ref::<stdio::StdoutFailed>()
+                .is_some_and(stdio::StdoutFailed::is_closed_pipe) =>
+        {
+            std::process::ExitCode::from(141)
+        }
         Err(err) => {
-            eprintln!("error: {err:#}");
+            stdio::write_err(&format!("error: {}\n", bounded(&format!("{err:#}"))));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The longest error message printed whole; longer ones (a huge field echoed back, thousands
+/// of column names) keep their start and end.
+const MAX_MESSAGE: usize = 4000;
+
+/// `message`, shortened in the middle to about [`MAX_MESSAGE`] characters.
+fn bounded(message: &str) -> String {
+    let chars = message.chars().count();
+    if chars <= MAX_MESSAGE {
+        return message.to_string();
+    }
+    let keep = MAX_MESSAGE / 2;
+    let head: String = message.chars().take(keep).collect();
+    let tail: String = message.chars().skip(chars - keep).collect();
+    format!("{head} … ({} characters left out) … {tail}", chars - 2 * keep)
 }

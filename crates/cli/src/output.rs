@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 /// Writes `values` as a one-column file named `column` (CSV header, Parquet column), chosen by
 /// the extension; via a temporary file and a rename, so a crash never leaves half a file.
 pub(crate) fn write_column(path: &Path, column: &str, values: &[f64]) -> Result<()> {
+    check_path(path)?;
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let bytes = match ext.as_deref() {
         Some("npy") => npy_f64(values),
@@ -23,9 +24,32 @@ pub(crate) fn write_column(path: &Path, column: &str, values: &[f64]) -> Result<
             path.display()
         ),
     };
-    let tmp = path.with_extension(format!("{}.tmp-{}", ext.unwrap_or_default(), std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    // A hidden temporary file, removed whatever fails.
+    ueb_cache::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Checks an output path before any work: a known extension, not a directory, and a parent
+/// directory that exists.
+///
+/// # Errors
+/// What is wrong with the path, naming it.
+pub(crate) fn check_path(path: &Path) -> Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("npy" | "csv" | "parquet")) {
+        bail!(
+            "{}: unsupported output type (expected .npy, .csv or .parquet)",
+            path.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("{}: is a directory; give a file name", path.display());
+    }
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() && !p.is_dir() => {
+            bail!("{}: the directory {} does not exist", path.display(), p.display())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A version-1 `.npy` file holding a little-endian f64 vector.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::stdio::{errln, outln};
 use anyhow::Result;
 use clap::Args;
 use ueb_report::{Formats, ReportOptions, TableOptions, write_report_with};
@@ -36,30 +37,32 @@ pub(crate) fn run(args: &ReportArgs) -> Result<()> {
         .iter()
         .filter(|p| p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "tables"))
         .count();
-    eprintln!(
+    errln!(
         "{} head stages: metrics of {} from metrics.parquet, {} computed from scores",
-        summary.head_stages, summary.from_metrics_file, summary.computed
+        summary.head_stages,
+        summary.from_metrics_file,
+        summary.computed
     );
     if !summary.missing.is_empty() {
-        eprintln!(
+        errln!(
             "{} head stages of the plan are missing (not finished yet?):",
             summary.missing.len()
         );
         for m in summary.missing.iter().take(20) {
-            eprintln!("  {m}");
+            errln!("  {m}");
         }
         if summary.missing.len() > 20 {
-            eprintln!("  … and {} more", summary.missing.len() - 20);
+            errln!("  … and {} more", summary.missing.len() - 20);
         }
     }
-    eprintln!(
+    errln!(
         "wrote {tables} table files to {}, {} figures (PNG + SVG) to {}",
         args.dir.join("tables").display(),
         summary.figures.len(),
         args.dir.join("figures").display()
     );
     if options.formats.html {
-        println!("{}", args.dir.join("index.html").display());
+        outln!("{}", args.dir.join("index.html").display());
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use ueb_runner::stages::CacheRef;
 use ueb_runner::{Overrides, Plan};
 
 use crate::device;
+use crate::stdio::{errln, out, outln};
 
 /// The embedded default experiment.
 pub(crate) const QUICKSTART: &str = include_str!("../../../experiments/quickstart.yaml");
@@ -140,8 +141,24 @@ fn run_jobs(args: &RunArgs, plan: &Plan, out: &std::path::Path, (i, n): (usize, 
             args.jobs
         );
     }
-    eprintln!("{}", work_line(plan, work, (i, n), Some(args.jobs), t0));
+    errln!("{}", work_line(plan, work, (i, n), Some(args.jobs), t0));
     finish(plan, out)
+}
+
+/// A `--jobs` child ends when its parent does (killed, or gone): a thread watches the parent
+/// process, whose id changes when it dies, since the child is then re-parented. Stages are
+/// atomic, so what the child had half written is removed by the next run.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if std::os::unix::process::parent_id() != parent {
+                errln!("the parent `ueb run --jobs` is gone; this job stops");
+                std::process::exit(1);
+            }
+        }
+    });
 }
 
 /// The line that says what a run did and skipped.
@@ -168,24 +185,24 @@ fn finish(plan: &Plan, out: &std::path::Path) -> Result<()> {
     match ueb_runner::results::collect_metrics(plan, out)? {
         Some(rows) => {
             ueb_runner::results::write_metrics(&rows, &out.join("metrics.parquet"))?;
-            println!("{}", ueb_runner::results::summary(plan, &rows));
+            outln!("{}", ueb_runner::results::summary(plan, &rows));
             // The metrics are the run's result; a report that cannot be drawn (no font, say)
             // is a warning with the command to redo it, not a failed run.
             match ueb_report::write_report(out, ueb_report::Formats::default()) {
-                Ok(r) => eprintln!(
+                Ok(r) => errln!(
                     "report: {} and {} figures in {}",
                     out.join("index.html").display(),
                     r.figures.len(),
                     out.join("figures").display()
                 ),
-                Err(e) => eprintln!(
+                Err(e) => errln!(
                     "warning: the report was not written ({e}); fix that and run `ueb report {}`",
                     out.display()
                 ),
             }
-            eprintln!("results in {}", out.display());
+            errln!("results in {}", out.display());
         }
-        None => eprintln!("metrics.parquet is written once every shard has finished"),
+        None => errln!("metrics.parquet is written once every shard has finished"),
     }
     Ok(())
 }
@@ -236,7 +253,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         None => (1, 1),
     };
     if args.dry_run {
-        print!("{}", serde_yaml_ng::to_string(&plan)?);
+        out!("{}", serde_yaml_ng::to_string(&plan)?);
         let cells = plan.shard(i, n);
         let models = cells
             .iter()
@@ -248,7 +265,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         } else {
             String::new()
         };
-        eprintln!(
+        errln!(
             "{} cell(s) ({models} to fine-tune and export{choice}), {} head fit(s); nothing was run",
             cells.len(),
             cells.len() * plan.heads.len()
@@ -259,17 +276,27 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("results").join(&plan.name));
-    let stale = ueb_runner::run::prepare(&plan, &out, &build_info())?;
-    if stale > 0 {
-        tracing::info!("removed {stale} temporary file(s) of an interrupted run");
-    }
+    // Every argument is checked before the results directory is touched.
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    if args.jobs > 1 {
-        return run_jobs(args, &plan, &out, (i, n), t0);
+    // The parent of `--jobs` runs nothing itself; its children open the device.
+    let device = if args.jobs > 1 {
+        None
+    } else {
+        Some(device::parse(&plan.device)?)
+    };
+    if args.child {
+        watch_parent();
     }
-    let device = device::parse(&plan.device)?;
+    // Held until the run ends: another plan cannot take the directory meanwhile.
+    let run_dir = ueb_runner::run::prepare(&plan, &out, &build_info())?;
+    if run_dir.removed > 0 {
+        tracing::info!("removed {} temporary file(s) of an interrupted run", run_dir.removed);
+    }
+    let Some(device) = device else {
+        return run_jobs(args, &plan, &out, (i, n), t0);
+    };
     let cells = plan.shard(i, n);
     let show = !args.child && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut bar = Bar(progress_bar(
@@ -281,9 +308,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
     bar.0.finish_and_clear();
     if args.child {
         // The parent sums these and writes the metrics once every job has finished.
-        println!("{}", serde_json::to_string(&work)?);
+        outln!("{}", serde_json::to_string(&work)?);
         return Ok(());
     }
-    eprintln!("{}", work_line(&plan, work, (i, n), None, t0));
+    errln!("{}", work_line(&plan, work, (i, n), None, t0));
     finish(&plan, &out)
 }

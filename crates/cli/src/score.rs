@@ -1,13 +1,13 @@
 //! `ueb score`: fit a head on a feature cache and write its scores for one split.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::de::DeserializeOwned;
 use ueb_cache::{FeatureCache, Split};
 use ueb_heads::{FitContext, HEAD_NAMES, HeadSpec};
 
+use crate::stdio::outln;
 use crate::{device, output};
 
 /// Arguments of `ueb score`.
@@ -57,26 +57,44 @@ fn spec(name: &str, config: Option<&PathBuf>) -> Result<HeadSpec> {
         .map_err(|_| anyhow::anyhow!("--head {name}: unknown head (known: {})", HEAD_NAMES.join(", ")))?;
     let Some(path) = config else { return Ok(spec) };
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    fn parse<T: DeserializeOwned>(path: &Path, text: &str, name: &str) -> Result<T> {
-        serde_yaml_ng::from_str(text).with_context(|| format!("{}: invalid settings for head `{name}`", path.display()))
+    // The file holds what an experiment writes after `name:`; the registry parses it, and YAML
+    // errors keep the file's lines.
+    let mut entry = OneEntry { text: &text };
+    match HeadSpec::next_settings(name, &mut entry) {
+        Ok(Some(spec)) => Ok(spec),
+        Ok(None) => bail!("--head {name}: unknown head (known: {})", HEAD_NAMES.join(", ")),
+        Err(e) => Err(e).with_context(|| format!("{}: invalid settings for head `{name}`", path.display())),
     }
-    Ok(match spec {
-        HeadSpec::Sr | HeadSpec::Entropy | HeadSpec::Margin => {
-            bail!("--config {}: head `{name}` has no settings", path.display())
-        }
-        HeadSpec::Temperature(_) => HeadSpec::Temperature(parse(path, &text, name)?),
-        HeadSpec::VectorScaling(_) => HeadSpec::VectorScaling(parse(path, &text, name)?),
-        HeadSpec::Mahalanobis(_) => HeadSpec::Mahalanobis(parse(path, &text, name)?),
-        HeadSpec::RelativeMahalanobis(_) => HeadSpec::RelativeMahalanobis(parse(path, &text, name)?),
-        HeadSpec::Adue(_) => HeadSpec::Adue(parse(path, &text, name)?),
-        HeadSpec::Alien(_) => HeadSpec::Alien(parse(path, &text, name)?),
-        HeadSpec::ChoiceTemperature(_) => HeadSpec::ChoiceTemperature(parse(path, &text, name)?),
-    })
+}
+
+/// A head's settings file as the value of a one-entry map (`name: <file>`).
+struct OneEntry<'de> {
+    text: &'de str,
+}
+
+impl<'de> serde::de::MapAccess<'de> for OneEntry<'de> {
+    type Error = serde_yaml_ng::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, _seed: K) -> Result<Option<K::Value>, Self::Error> {
+        Ok(None)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+        seed.deserialize(serde_yaml_ng::Deserializer::from_str(self.text))
+    }
 }
 
 /// Runs `ueb score`.
 pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
     let spec = spec(&args.head, args.config.as_ref())?;
+    // Every output is checked before the fit, and nothing is written before all are.
+    output::check_path(&args.out)?;
+    if let Some(dir) = &args.save_head
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        bail!("--save-head {}: exists and is not a directory", dir.display());
+    }
     let device = device::parse(&args.device)?;
     let (cache, report) = FeatureCache::load(&args.cache)?;
     let (default_fit, default_select) = spec.default_splits();
@@ -101,28 +119,28 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
         .map(|(s, d)| format!("{s} {d:.1e}"))
         .collect::<Vec<_>>()
         .join(", ");
-    println!(
+    outln!(
         "cache: {} (C = {}, d = {}; logits reproduced within {deviation})",
         args.cache.display(),
         cache.meta.num_classes,
         cache.meta.feature_dim
     );
-    println!(
+    outln!(
         "head: {} fitted on {}, selected on {}",
         head.name(),
         ctx.fit,
         ctx.select
     );
-    println!("{}", serde_json::to_string_pretty(&head.summary())?);
+    outln!("{}", serde_json::to_string_pretty(&head.summary())?);
     let errors = split.errors();
     match ueb_metrics::ErrorDetection::with_default_bins(&errors, &u)?.roc_auc {
-        Ok(auc) => println!(
+        Ok(auc) => outln!(
             "{} split: {} scores written to {}; error-detection ROC-AUC {auc:.4}",
             args.split,
             u.len(),
             args.out.display()
         ),
-        Err(why) => println!(
+        Err(why) => outln!(
             "{} split: {} scores written to {}; ROC-AUC undefined ({why})",
             args.split,
             u.len(),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use ueb_metrics::{BuiltinScore, log_softmax_normaliser};
+use ueb_metrics::{BuiltinScore, log_softmax_parts, softmax_row};
 use ueb_rng::{Rng64, Xoshiro256};
 
 use crate::classical::{TemperatureConfig, TemperatureHead, minimise_log_t};
@@ -116,10 +116,10 @@ fn kl_at(z: &[f64], q: &[f64], c: usize, t: f64) -> f64 {
         for (r, &v) in row.iter_mut().zip(zi) {
             *r = v / t;
         }
-        let lse = log_softmax_normaliser(&row);
+        let (max, log_sum) = log_softmax_parts(&row);
         for (&p, &r) in qi.iter().zip(&row) {
             if p > 0.0 {
-                total += p * (p.ln() - (r - lse));
+                total += p * (p.ln() - ((r - max) - log_sum));
             }
         }
     }
@@ -261,8 +261,9 @@ impl ChoiceTemperatureHead {
             for (r, &v) in row.iter_mut().zip(zi) {
                 *r = f64::from(v) / self.temperature;
             }
-            let lse = log_softmax_normaliser(&row);
-            out.extend(row.iter().map(|r| (r - lse).exp()));
+            let start = out.len();
+            out.resize(start + c, 0.0);
+            softmax_row(&row, &mut out[start..]);
         }
         Ok(out)
     }

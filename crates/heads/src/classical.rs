@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use ueb_metrics::{BuiltinScore, log_softmax_normaliser};
+use ueb_metrics::{BuiltinScore, log_softmax_parts, softmax_row};
 
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
@@ -100,10 +100,7 @@ fn scaled_softmax(z: &[f64], c: usize, map: impl Fn(usize, f64) -> f64, out: &mu
         for (k, r) in row.iter_mut().enumerate() {
             *r = map(k, zi[k]);
         }
-        let lse = log_softmax_normaliser(&row);
-        for (o, &r) in oi.iter_mut().zip(&row) {
-            *o = (r - lse).exp();
-        }
+        softmax_row(&row, oi);
     }
 }
 
@@ -137,7 +134,8 @@ fn nll_at(z: &[f64], labels: &[i64], c: usize, t: f64) -> f64 {
         for (r, &v) in row.iter_mut().zip(zi) {
             *r = v / t;
         }
-        total += log_softmax_normaliser(&row) - row[y as usize];
+        let (max, log_sum) = log_softmax_parts(&row);
+        total += (max - row[y as usize]) + log_sum;
     }
     total / labels.len() as f64
 }
@@ -302,10 +300,10 @@ fn vs_objective(z: &[f64], labels: &[i64], c: usize, theta: &[f64], grad: &mut [
         for k in 0..c {
             row[k] = v[k] * zi[k] + b[k];
         }
-        let lse = log_softmax_normaliser(&row);
-        total += lse - row[y as usize];
+        let (max, log_sum) = log_softmax_parts(&row);
+        total += (max - row[y as usize]) + log_sum;
         for k in 0..c {
-            let r = (row[k] - lse).exp() - f64::from(u8::from(k == y as usize));
+            let r = ((row[k] - max) - log_sum).exp() - f64::from(u8::from(k == y as usize));
             grad[k] += r * zi[k] / n;
             grad[c + k] += r / n;
         }

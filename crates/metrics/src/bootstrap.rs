@@ -33,15 +33,30 @@ impl Default for BootstrapConfig {
     }
 }
 
+/// The most resamples a bootstrap accepts: the values of every metric are kept for the
+/// percentiles (8 bytes × metrics × resamples), and more would not move a 95% interval.
+pub const MAX_RESAMPLES: usize = 1_000_000;
+
+/// Validates a number of bootstrap resamples: 1 to [`MAX_RESAMPLES`].
+///
+/// # Errors
+/// [`MetricsError::InvalidParameter`] naming the value.
+pub fn check_resamples(resamples: usize) -> Result<(), MetricsError> {
+    let reason = match resamples {
+        0 => "at least one resample is needed",
+        r if r > MAX_RESAMPLES => "at most 1000000 resamples (MAX_RESAMPLES)",
+        _ => return Ok(()),
+    };
+    Err(MetricsError::InvalidParameter {
+        name: "resamples",
+        value: resamples.to_string(),
+        reason,
+    })
+}
+
 impl BootstrapConfig {
     fn validate(&self) -> Result<(), MetricsError> {
-        if self.resamples == 0 {
-            return Err(MetricsError::InvalidParameter {
-                name: "resamples",
-                value: "0".into(),
-                reason: "at least one resample is needed",
-            });
-        }
+        check_resamples(self.resamples)?;
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             return Err(MetricsError::InvalidParameter {
                 name: "confidence",

@@ -18,19 +18,31 @@ pub fn equal_width_bin(x: f64, bins: usize) -> usize {
     EqualWidthEdges::new(bins).bin(x)
 }
 
-/// Validates a number of bins.
+/// `x` clamped to [0, 1]: a metric bounded by its definition must not leave its bounds by a
+/// rounding error of its sum (decision M12).
+pub(crate) fn unit(x: f64) -> f64 {
+    x.clamp(0.0, 1.0)
+}
+
+/// The most bins a binned metric accepts: class-wise metrics keep `C × bins` accumulators, and
+/// beyond this a bin holds too few samples to mean anything.
+pub const MAX_BINS: usize = 10_000;
+
+/// Validates a number of bins: 1 to [`MAX_BINS`].
 ///
 /// # Errors
-/// [`MetricsError::InvalidParameter`] when `bins` is 0.
+/// [`MetricsError::InvalidParameter`] when `bins` is 0 or above [`MAX_BINS`].
 pub fn check_bins(bins: usize) -> Result<(), MetricsError> {
-    if bins == 0 {
-        return Err(MetricsError::InvalidParameter {
-            name: "bins",
-            value: "0".into(),
-            reason: "at least one bin is needed",
-        });
-    }
-    Ok(())
+    let reason = match bins {
+        0 => "at least one bin is needed",
+        b if b > MAX_BINS => "at most 10000 bins (MAX_BINS)",
+        _ => return Ok(()),
+    };
+    Err(MetricsError::InvalidParameter {
+        name: "bins",
+        value: bins.to_string(),
+        reason,
+    })
 }
 
 /// Up to this many bins, a value whose x·M lies more than 1e-9 from an integer is binned
@@ -182,22 +194,22 @@ pub fn brier(pred: &Predictions) -> f64 {
             sq - 2.0 * py + 1.0
         })
         .sum();
-    total / pred.len() as f64
+    (total / pred.len() as f64).clamp(0.0, 2.0)
 }
 
 /// `ece`: top-label L1 calibration error over `bins` equal-width bins.
 pub fn ece(pred: &Predictions, bins: usize) -> f64 {
-    top_label_bins(pred, bins).l1(pred.len())
+    unit(top_label_bins(pred, bins).l1(pred.len()))
 }
 
 /// `mce`: max over non-empty equal-width bins of |acc − conf|.
 pub fn mce(pred: &Predictions, bins: usize) -> f64 {
-    top_label_bins(pred, bins).max_gap()
+    unit(top_label_bins(pred, bins).max_gap())
 }
 
 /// `rmsce`: sqrt(Σ_m (|B_m|/N)(acc − conf)²), equal-width.
 pub fn rmsce(pred: &Predictions, bins: usize) -> f64 {
-    top_label_bins(pred, bins).rms(pred.len())
+    unit(top_label_bins(pred, bins).rms(pred.len()))
 }
 
 /// Sums `|mean outcome − mean value|·weight(group)` over the non-empty equal-mass groups of
@@ -220,7 +232,7 @@ pub fn ece_em(pred: &Predictions, bins: usize) -> f64 {
     let correct = |i: usize| f64::from(u8::from(pred.predicted()[i] == pred.labels()[i]));
     let keys: Vec<u64> = pred.confidence().iter().map(|&v| sortable_key(v)).collect();
     let (total, _) = equal_mass_gaps(&keys, correct, bins, true);
-    total / pred.len() as f64
+    unit(total / pred.len() as f64)
 }
 
 /// `classwise_ece`: (1/C) Σ_k Σ_m (|B_mk|/N)·|mean 1[y=k] − mean p_k|, equal-width bins of p_k.
@@ -243,7 +255,7 @@ pub fn classwise_ece(pred: &Predictions, bins: usize) -> f64 {
         .filter(|&s| count[s] > 0)
         .map(|s| (hits[s] as f64 - sum_p[s]).abs()) // |B|·|acc − conf| = |hits − Σp|
         .sum();
-    total / (pred.len() as f64 * c as f64)
+    unit(total / (pred.len() as f64 * c as f64))
 }
 
 /// `ace`: (1/(C·M')) Σ_k Σ_r |mean 1[y=k] − mean p_k| over the equal-mass groups of p_k, where
@@ -261,7 +273,7 @@ pub fn ace(pred: &Predictions, bins: usize) -> f64 {
         total += t;
         groups += g;
     }
-    total / groups as f64
+    unit(total / groups as f64)
 }
 
 /// Which binning a reliability diagram uses.

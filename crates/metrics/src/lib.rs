@@ -29,10 +29,14 @@ pub mod ranking;
 mod report;
 pub mod scores;
 
-pub use bootstrap::{BootstrapConfig, Interval, PairedTest, bootstrap_ci, paired_bootstrap};
-pub use calibration::{Binning, DEFAULT_BINS, ReliabilityBin, reliability_bins};
+pub use bootstrap::{
+    BootstrapConfig, Interval, MAX_RESAMPLES, PairedTest, bootstrap_ci, check_resamples, paired_bootstrap,
+};
+pub use calibration::{Binning, DEFAULT_BINS, MAX_BINS, ReliabilityBin, check_bins, reliability_bins};
 pub use error::{MetricsError, Outcome, Undefined};
-pub use predictions::{NLL_CLIP, Predictions, ROW_SUM_TOLERANCE, check_scores, log_softmax_normaliser, softmax_rows};
+pub use predictions::{
+    NLL_CLIP, Predictions, ROW_SUM_TOLERANCE, check_scores, log_softmax_parts, softmax_row, softmax_rows,
+};
 pub use ranking::{
     CurvePoint, ERROR_DETECTION_METRICS, ErrorDetection, RejectionPoint, oracle_rejection_curve,
     prediction_rejection_curve, risk_coverage_curve,

@@ -100,11 +100,9 @@ impl Predictions {
             .zip(probs.chunks_exact_mut(num_classes))
             .zip(&labels)
         {
-            let log_norm = log_softmax_normaliser(z);
-            for (pk, &zk) in p.iter_mut().zip(z) {
-                *pk = (zk - log_norm).exp();
-            }
-            nll.push(log_norm - z[y as usize]);
+            softmax_row(z, p);
+            let (max, log_sum) = log_softmax_parts(z);
+            nll.push((max - z[y as usize]) + log_sum);
         }
         let mut out = Self {
             num_classes,
@@ -262,20 +260,36 @@ fn row_error(row: usize, p: &[f64]) -> MetricsError {
     }
 }
 
-/// `log Σ_k exp(z_k)`, computed stably by subtracting the maximum.
-pub fn log_softmax_normaliser(z: &[f64]) -> f64 {
+/// `(max, ln Σ_k exp(z_k − max))` of a row of logits, so that
+/// `log p_k = (z_k − max) − ln Σ` (decision M11).
+///
+/// The difference `z_k − max` is taken before the small `ln Σ` is added: folding both into one
+/// normaliser `max + ln Σ` loses `ln Σ` entirely once |max| passes about 1e16.
+pub fn log_softmax_parts(z: &[f64]) -> (f64, f64) {
     let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = z.iter().map(|&v| (v - max).exp()).sum();
-    max + sum.ln()
+    (max, sum.ln())
 }
 
-/// Stable softmax of each `C`-sized row of `logits` into `out` (same length).
+/// One row's softmax into `p` (same length): `p_k = exp(z_k − max) / Σ_j exp(z_j − max)`, the
+/// form of `torch.softmax` and `scipy.special.softmax`; a row sums to 1 within rounding for any
+/// finite logits (decision M11).
+pub fn softmax_row(z: &[f64], p: &mut [f64]) {
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (pk, &zk) in p.iter_mut().zip(z) {
+        *pk = (zk - max).exp();
+        sum += *pk;
+    }
+    for pk in p.iter_mut() {
+        *pk /= sum;
+    }
+}
+
+/// [`softmax_row`] of each `C`-sized row of `logits` into `out` (same length).
 pub fn softmax_rows(logits: &[f64], num_classes: usize, out: &mut [f64]) {
     for (z, p) in logits.chunks_exact(num_classes).zip(out.chunks_exact_mut(num_classes)) {
-        let log_norm = log_softmax_normaliser(z);
-        for (pk, &zk) in p.iter_mut().zip(z) {
-            *pk = (zk - log_norm).exp();
-        }
+        softmax_row(z, p);
     }
 }
 

@@ -9,7 +9,7 @@
 //! - PRR is a function of AURC (see [`ErrorDetection::compute`]) and inherits its tie rule;
 //! - average precision treats a tie group as one threshold, as scikit-learn does.
 
-use crate::calibration::{BinAccumulator, DEFAULT_BINS, check_bins};
+use crate::calibration::{BinAccumulator, DEFAULT_BINS, check_bins, unit};
 use crate::error::{MetricsError, Outcome, Undefined};
 use crate::order::{for_each_run, key_value, radix_sort_by, sort_pairs, sortable_key, sorted_with_index};
 use crate::predictions::check_scores;
@@ -154,7 +154,7 @@ impl ErrorDetection {
         let rate = n_err as f64 / n as f64;
         let denom = rate - aurc_star;
         let prr = if denom > 0.0 {
-            Ok((rate - aurc) / denom)
+            Ok(((rate - aurc) / denom).min(1.0))
         } else {
             Err(Undefined::ZeroDenominator)
         };
@@ -163,22 +163,22 @@ impl ErrorDetection {
         } else if n_ok == 0 {
             Err(Undefined::NoCorrect)
         } else {
-            Ok(auc_sum / (n_err as f64 * n_ok as f64))
+            Ok(unit(auc_sum / (n_err as f64 * n_ok as f64)))
         };
         Ok(Self {
             roc_auc,
             aupr_error: if n_err == 0 {
                 Err(Undefined::NoErrors)
             } else {
-                Ok(ap_err)
+                Ok(unit(ap_err))
             },
             aupr_success: if n_ok == 0 {
                 Err(Undefined::NoCorrect)
             } else {
-                Ok(ap_ok)
+                Ok(unit(ap_ok))
             },
-            aurc: Ok(aurc),
-            e_aurc: Ok(aurc - aurc_star),
+            aurc: Ok(unit(aurc)),
+            e_aurc: Ok(unit(aurc - aurc_star)),
             prr,
             ece_score: if non_negative && in_unit {
                 Ok(ece_score(errors, u, bins))
@@ -224,7 +224,7 @@ fn ece_score(errors: &[bool], u: &[f64], bins: usize) -> f64 {
     for (&e, &v) in errors.iter().zip(u) {
         acc.add_equal_width(1.0 - v, f64::from(u8::from(!e)));
     }
-    acc.l1(errors.len())
+    unit(acc.l1(errors.len()))
 }
 
 /// One point of a risk–coverage curve.

@@ -822,8 +822,9 @@ impl Plan {
                 spec: h.spec.clone(),
             });
         }
-        if raw.metrics.bins == 0 {
-            bail!("metrics.bins must be at least 1");
+        ueb_metrics::check_bins(raw.metrics.bins).context("metrics.bins")?;
+        if raw.metrics.bootstrap > 0 {
+            ueb_metrics::check_resamples(raw.metrics.bootstrap).context("metrics.bootstrap")?;
         }
         let has_models = !raw.backbones.is_empty() || !raw.datasets.is_empty();
         if has_models && !raw.caches.is_empty() {

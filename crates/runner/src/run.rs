@@ -114,31 +114,122 @@ pub fn env_json(plan: &Plan, build: &BuildInfo) -> serde_json::Value {
     })
 }
 
-/// Creates the results directory `out` for `plan`: removes what killed runs left, writes
-/// `plan.yaml` (or checks that the one there is this plan) and `env.json`. Returns the number
-/// of temporary files and directories removed.
+/// A results directory prepared for a plan and held for it: while a `RunDir` lives, no process
+/// can prepare the directory for another plan (decision R19).
+#[derive(Debug)]
+pub struct RunDir {
+    /// Temporary files and directories of killed runs that were removed.
+    pub removed: usize,
+    // Holds a shared advisory lock on `.ueb.lock` until dropped.
+    _lock: std::fs::File,
+}
+
+/// The lock file of a results directory.
+const LOCK_FILE: &str = ".ueb.lock";
+
+/// How long a process waits for another one that is preparing the same directory.
+const PREPARE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Creates the results directory `out` for `plan` and holds it: removes what killed runs left,
+/// writes `plan.yaml` (or checks that the one there is this plan) and `env.json`.
+///
+/// Processes that run the same plan (shards, `--jobs` children) share the directory; one with
+/// another plan is refused, naming the process that holds it. Preparing is exclusive (an
+/// advisory lock on `.ueb.lock`), so two plans can never both find the directory empty.
 ///
 /// # Errors
 /// I/O errors naming the path, or another plan already in `out`.
-pub fn prepare(plan: &Plan, out: &Path, build: &BuildInfo) -> Result<usize> {
+pub fn prepare(plan: &Plan, out: &Path, build: &BuildInfo) -> Result<RunDir> {
     use crate::error::Context;
+    use std::fs::TryLockError;
+    use std::io::{Read as _, Seek as _, Write as _};
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let stale = clean_stale(out)?;
+    let lock_path = out.join(LOCK_FILE);
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
     let plan_yaml = serde_yaml_ng::to_string(plan)?;
     let plan_path = out.join("plan.yaml");
-    match std::fs::read_to_string(&plan_path) {
-        Ok(existing) if existing != plan_yaml => bail!(
-            "{} holds another plan (a different experiment or settings); use another --out or remove it",
-            plan_path.display()
-        ),
-        Ok(_) => {}
-        Err(_) => crate::write_atomic(&plan_path, plan_yaml.as_bytes())?,
+    let holder = |lock: &mut std::fs::File| {
+        let mut pid = String::new();
+        let _ = lock.rewind().and_then(|()| lock.read_to_string(&mut pid));
+        match pid.trim() {
+            "" => String::new(),
+            p => format!("; process {p} is running it"),
+        }
+    };
+    let check_plan = |lock: &mut std::fs::File| -> Result<bool> {
+        match std::fs::read_to_string(&plan_path) {
+            Ok(existing) if existing != plan_yaml => bail!(
+                "{} holds another plan (a different experiment or settings){}; use another --out or remove it",
+                plan_path.display(),
+                holder(lock)
+            ),
+            Ok(_) => Ok(true),
+            Err(_) => Ok(false),
+        }
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
+        // Others hold it: running (shared) or preparing (exclusive).
+        match lock.try_lock_shared() {
+            Ok(()) => {
+                if check_plan(&mut lock)? {
+                    return Ok(RunDir {
+                        removed: 0,
+                        _lock: lock,
+                    });
+                }
+                // Running processes without a plan.yaml: someone removed it; prepare anew.
+                lock.unlock()
+                    .with_context(|| format!("cannot unlock {}", lock_path.display()))?;
+            }
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
+        if started.elapsed() > PREPARE_WAIT {
+            bail!(
+                "{}: waited {} s for another process to finish preparing it{}",
+                out.display(),
+                PREPARE_WAIT.as_secs(),
+                holder(&mut lock)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Alone in the directory: what killed runs left can go, and the plan is written or checked.
+    let removed = clean_stale(out)?;
+    if !check_plan(&mut lock)? {
+        crate::write_atomic(&plan_path, plan_yaml.as_bytes())?;
     }
     crate::write_atomic(
         &out.join("env.json"),
         serde_json::to_string_pretty(&env_json(plan, build))?.as_bytes(),
     )?;
-    Ok(stale)
+    lock.set_len(0)
+        .and_then(|()| lock.rewind())
+        .and_then(|()| write!(lock, "{}", std::process::id()))
+        .with_context(|| format!("cannot write {}", lock_path.display()))?;
+    // Exclusive to shared: processes of the same plan may now join. One that prepares in the
+    // gap finds this plan written and keeps it.
+    lock.unlock()
+        .with_context(|| format!("cannot unlock {}", lock_path.display()))?;
+    lock.lock_shared()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    Ok(RunDir { removed, _lock: lock })
 }
 
 /// What a caller sees of [`run_cells`]: progress, and the cache stage to run (a caller with a

@@ -93,9 +93,15 @@ fn commit_dir(dir: &Path, record: &StageRecord, fill: impl FnOnce(&Path) -> Resu
         std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    fill(&tmp)?;
-    std::fs::write(tmp.join("stage.json"), serde_json::to_string_pretty(record)?)
-        .with_context(|| format!("cannot write {}", tmp.join("stage.json").display()))?;
+    let filled = fill(&tmp).and_then(|()| {
+        std::fs::write(tmp.join("stage.json"), serde_json::to_string_pretty(record)?)
+            .with_context(|| format!("cannot write {}", tmp.join("stage.json").display()))
+    });
+    if let Err(e) = filled {
+        // A failed stage leaves nothing behind (a kill still may; the next run removes that).
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     if dir.exists() {
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
         std::fs::rename(dir, &old).with_context(|| format!("cannot move {}", dir.display()))?;
