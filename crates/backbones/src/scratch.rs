@@ -49,11 +49,12 @@ impl Default for ScratchConfig {
 }
 
 impl ScratchConfig {
-    /// The encoder configuration for a vocabulary of `vocab_size` and the classes `labels`.
+    /// Checks that the sizes make an encoder: positive sizes, `heads` dividing `hidden_size`,
+    /// room for text in `max_positions`, a dropout in [0, 1).
     ///
     /// # Errors
-    /// Sizes that do not make an encoder (zero, heads not dividing the width).
-    pub fn encoder_config(&self, vocab_size: usize, labels: Vec<String>) -> Result<EncoderConfig> {
+    /// The first size that does not, named.
+    pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(BackboneError::Invalid(format!("scratch model: {m}")));
         if self.hidden_size == 0 || self.layers == 0 || self.heads == 0 || self.intermediate_size == 0 {
             return bad("hidden_size, layers, heads and intermediate_size must be positive".into());
@@ -67,11 +68,23 @@ impl ScratchConfig {
         if self.max_positions < 3 {
             return bad(format!("max_positions {} leaves no room for text", self.max_positions));
         }
+        if self.max_vocab == 0 {
+            return bad("max_vocab must be positive".into());
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} is not in [0, 1)", self.dropout));
         }
+        Ok(())
+    }
+
+    /// The encoder configuration for a vocabulary of `vocab_size` and the classes `labels`.
+    ///
+    /// # Errors
+    /// Sizes that do not make an encoder (zero, heads not dividing the width).
+    pub fn encoder_config(&self, vocab_size: usize, labels: Vec<String>) -> Result<EncoderConfig> {
+        self.validate()?;
         if labels.is_empty() {
-            return bad("no classes".into());
+            return Err(BackboneError::Invalid("scratch model: no classes".into()));
         }
         Ok(EncoderConfig {
             family: Family::Bert,

@@ -257,16 +257,28 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
     } else {
         b','
     };
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // The line an editor shows for a byte offset: blank lines and quoted line breaks count,
+    // which the CSV reader's own line numbers leave out.
+    let line_at = |pos: Option<&csv::Position>, fallback: usize| {
+        pos.map_or(fallback, |p| {
+            // A record's position is where the reader stood, before the blank lines it skips.
+            let mut start = usize::try_from(p.byte()).unwrap_or(usize::MAX).min(bytes.len());
+            while start < bytes.len() && matches!(bytes[start], b'\n' | b'\r') {
+                start += 1;
+            }
+            1 + bytes[..start].iter().filter(|&&b| b == b'\n').count()
+        })
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(delimiter)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .from_reader(bytes.as_slice());
     let mut records = reader.records();
     let first = match records.next() {
         None => bail!("{}: empty file (no rows)", path.display()),
-        Some(r) => r.with_context(|| format!("{}: line 1", path.display()))?,
+        Some(r) => r.map_err(|e| anyhow!("{}: line 1: {e}", path.display()))?,
     };
     let counting = first.iter().enumerate().all(|(i, f)| f == i.to_string());
     let has_header = first.iter().any(|f| f.parse::<f64>().is_err()) || (counting && first.len() >= 2);
@@ -299,13 +311,17 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
     let first_data = if has_header { None } else { Some(Ok(first)) };
     for (row, rec) in first_data.into_iter().chain(records).enumerate() {
         let rec = rec.map_err(|e| {
-            let line = e
-                .position()
-                .map_or(row + 1 + usize::from(has_header), |p| p.line() as usize);
-            anyhow!("{}: line {line} (row {row}): {e}", path.display())
+            let line = line_at(e.position(), row + 1 + usize::from(has_header));
+            let what = match e.kind() {
+                csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                    format!("has {len} fields, expected {expected_len}")
+                }
+                csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8".to_string(),
+                _ => e.to_string(),
+            };
+            anyhow!("{}: line {line} (row {row}) {what}", path.display())
         })?;
-        // The line as an editor shows it, blank lines and quoted line breaks included.
-        let line = rec.position().map_or(row + 1, |p| p.line() as usize);
+        let line = line_at(rec.position(), row + 1);
         if rec.len() != names.len() {
             bail!(
                 "{}: line {line} (row {row}) has {} fields, expected {}",

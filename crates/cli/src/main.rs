@@ -65,10 +65,27 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(141)
         }
         Err(err) => {
-            stdio::write_err(&format!("error: {}\n", bounded(&format!("{err:#}"))));
+            stdio::write_err(&format!("error: {}\n", bounded(&chain_message(&err))));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by `: `, each cause once: many error types already put their
+/// source's text into their own message, and printing the chain would repeat it.
+fn chain_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// The longest error message printed whole; longer ones (a huge field echoed back, thousands

@@ -53,6 +53,40 @@ pub struct ChoiceTemperatureConfig {
     pub search: TemperatureConfig,
 }
 
+impl ChoiceTemperatureConfig {
+    /// Checks the settings the objective uses: `reference` for `kl`, `k ≥ 1` and a valid search
+    /// for `kl` and `nll`, a finite positive `constant_temperature` for `constant`.
+    ///
+    /// # Errors
+    /// [`HeadError::Config`] naming the setting.
+    pub fn validate(&self) -> Result<(), HeadError> {
+        match self.objective {
+            ChoiceObjective::Constant => {
+                let t = self.constant_temperature;
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(HeadError::config(
+                        NAME,
+                        format!("constant_temperature = {t} must be positive"),
+                    ));
+                }
+            }
+            ChoiceObjective::Kl | ChoiceObjective::Nll => {
+                if self.objective == ChoiceObjective::Kl && self.reference.is_none() {
+                    return Err(HeadError::config(
+                        NAME,
+                        "objective kl needs `reference`: the cache of the pre-trained counterpart on the same questions",
+                    ));
+                }
+                if self.k == 0 {
+                    return Err(HeadError::config(NAME, "k must be at least 1"));
+                }
+                self.search.check(NAME)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for ChoiceTemperatureConfig {
     fn default() -> Self {
         Self {

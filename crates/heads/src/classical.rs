@@ -116,6 +116,34 @@ pub struct TemperatureConfig {
     pub tolerance: f64,
 }
 
+impl TemperatureConfig {
+    /// Checks `0 < min_temperature < max_temperature < ∞` and a positive tolerance.
+    ///
+    /// # Errors
+    /// [`HeadError::Config`] naming the setting.
+    pub fn validate(&self) -> Result<(), HeadError> {
+        self.check("temperature")
+    }
+
+    /// [`TemperatureConfig::validate`] for the head `head` that searches with these settings.
+    pub(crate) fn check(&self, head: &str) -> Result<(), HeadError> {
+        let (lo, hi) = (self.min_temperature, self.max_temperature);
+        if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+            return Err(HeadError::config(
+                head,
+                format!("need 0 < min_temperature < max_temperature < ∞, got {lo} and {hi}"),
+            ));
+        }
+        if self.tolerance.is_nan() || self.tolerance <= 0.0 {
+            return Err(HeadError::config(
+                head,
+                format!("tolerance must be positive, got {}", self.tolerance),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for TemperatureConfig {
     fn default() -> Self {
         Self {
@@ -183,14 +211,7 @@ impl TemperatureHead {
     /// # Errors
     /// An invalid interval or tolerance, or an empty split.
     pub fn fit(cfg: &TemperatureConfig, split: &SplitData) -> Result<Self, HeadError> {
-        let bad = |r: &str| HeadError::config("temperature", r);
-        if !(cfg.min_temperature > 0.0 && cfg.max_temperature > cfg.min_temperature && cfg.max_temperature.is_finite())
-        {
-            return Err(bad("need 0 < min_temperature < max_temperature"));
-        }
-        if cfg.tolerance.is_nan() || cfg.tolerance <= 0.0 {
-            return Err(bad("tolerance must be positive"));
-        }
+        cfg.validate()?;
         if split.n() == 0 {
             return Err(HeadError::fit("temperature", "the fit split is empty"));
         }
@@ -266,6 +287,25 @@ pub struct VectorScalingConfig {
     pub gradient_tolerance: f64,
     /// Iteration limit of L-BFGS.
     pub max_iterations: usize,
+}
+
+impl VectorScalingConfig {
+    /// Checks a positive tolerance and iteration limit.
+    ///
+    /// # Errors
+    /// [`HeadError::Config`] naming the setting.
+    pub fn validate(&self) -> Result<(), HeadError> {
+        if self.gradient_tolerance.is_nan() || self.gradient_tolerance <= 0.0 || self.max_iterations == 0 {
+            return Err(HeadError::config(
+                "vector_scaling",
+                format!(
+                    "gradient_tolerance ({}) and max_iterations ({}) must be positive",
+                    self.gradient_tolerance, self.max_iterations
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for VectorScalingConfig {
@@ -390,12 +430,7 @@ impl VectorScalingHead {
         if split.n() == 0 {
             return Err(HeadError::fit("vector_scaling", "the fit split is empty"));
         }
-        if cfg.gradient_tolerance.is_nan() || cfg.gradient_tolerance <= 0.0 || cfg.max_iterations == 0 {
-            return Err(HeadError::config(
-                "vector_scaling",
-                "gradient_tolerance and max_iterations must be positive",
-            ));
-        }
+        cfg.validate()?;
         let (c, z) = (split.num_classes(), split.logits_f64());
         let theta0: Vec<f64> = std::iter::repeat_n(1.0, c).chain(std::iter::repeat_n(0.0, c)).collect();
         let (theta, iterations, nll) = lbfgs(

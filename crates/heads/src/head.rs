@@ -8,7 +8,7 @@ use crate::choice_calibration::{ChoiceTemperatureConfig, ChoiceTemperatureHead};
 use crate::classical::{BuiltinHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead};
 use crate::error::HeadError;
 use crate::mahalanobis::{MahalanobisConfig, MahalanobisHead};
-use crate::trainable::{TrainableConfig, TrainedHead};
+use crate::trainable::{Method, TrainableConfig, TrainedHead};
 use ueb_cache::{FeatureCache, Split, SplitData};
 use ueb_metrics::BuiltinScore;
 
@@ -88,6 +88,7 @@ macro_rules! registry {
         $(#[doc = $doc:literal])*
         $name:literal $((formerly $old:literal))? => $variant:ident $(($cfg:ident: $config:ty))?,
         splits ($fit_split:ident, $select_split:ident),
+        $(check $check:expr,)?
         fit |$ctx:ident| $fit:expr,
         load |$dir:ident, $text:ident| $load:expr;
     )*) => {
@@ -154,6 +155,22 @@ macro_rules! registry {
                 }
             }
 
+            /// Checks the settings without any data (signs, ranges, `min < max`, required
+            /// keys), so that an experiment fails while it is planned rather than after the
+            /// models are trained. Fitting checks them again.
+            ///
+            /// # Errors
+            /// The first bad setting, naming the head.
+            pub fn validate(&self) -> Result<(), HeadError> {
+                match self {
+                    $(HeadSpec::$variant $(($cfg))? => {
+                        $(let _ = $cfg;)?
+                        $($check?;)?
+                        Ok(())
+                    })*
+                }
+            }
+
             /// Fits the head.
             ///
             /// # Errors
@@ -213,11 +230,13 @@ registry! {
     /// Temperature scaling.
     "temperature" => Temperature(cfg: TemperatureConfig),
         splits (Val, Val),
+        check cfg.validate(),
         fit |ctx| TemperatureHead::fit(cfg, ctx.split(ctx.fit))?,
         load |dir, text| TemperatureHead::load(dir, text)?;
     /// Vector scaling.
     "vector_scaling" => VectorScaling(cfg: VectorScalingConfig),
         splits (Val, Val),
+        check cfg.validate(),
         fit |ctx| VectorScalingHead::fit(cfg, ctx.split(ctx.fit))?,
         load |dir, text| VectorScalingHead::load(dir, text)?;
     /// Mahalanobis distance to the closest class mean (tied covariance).
@@ -233,17 +252,20 @@ registry! {
     /// AdUE: SmoothMax head fine-tuned for error detection.
     "adue" => Adue(cfg: TrainableConfig),
         splits (Train, Val),
+        check cfg.validate(Method::Adue),
         fit |ctx| crate::trainable::fit_adue(cfg, ctx)?,
         load |dir, _text| TrainedHead::load(dir)?;
     /// ALIEN: entropy head fine-tuned for error detection.
     "alien" => Alien(cfg: TrainableConfig),
         splits (Train, Val),
+        check cfg.validate(Method::Alien),
         fit |ctx| crate::trainable::fit_alien(cfg, ctx)?,
         load |dir, _text| TrainedHead::load(dir)?;
     /// One temperature per multiple-choice task from k examples: KL to the pre-trained
     /// counterpart (He et al. 2023), or the NLL / constant baselines.
     "choice_temperature" (formerly "mc_kl_temperature") => ChoiceTemperature(cfg: ChoiceTemperatureConfig),
         splits (Val, Val),
+        check cfg.validate(),
         fit |ctx| ChoiceTemperatureHead::fit(cfg, ctx)?,
         load |dir, text| ChoiceTemperatureHead::load(dir, text)?;
 }

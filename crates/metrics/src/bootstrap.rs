@@ -55,7 +55,7 @@ pub fn check_resamples(resamples: usize) -> Result<(), MetricsError> {
 }
 
 impl BootstrapConfig {
-    fn validate(&self) -> Result<(), MetricsError> {
+    pub(crate) fn validate(&self) -> Result<(), MetricsError> {
         check_resamples(self.resamples)?;
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             return Err(MetricsError::InvalidParameter {

@@ -230,6 +230,9 @@ impl Report {
     /// reserved score name, zero bins, an invalid bootstrap configuration.
     pub fn compute(pred: &Predictions, scores: &[NamedScore<'_>], cfg: &ReportConfig) -> Result<Self, MetricsError> {
         check_bins(cfg.bins)?;
+        if let Some(b) = &cfg.bootstrap {
+            b.validate()?;
+        }
         let n = pred.len();
         for (i, s) in scores.iter().enumerate() {
             check_scores("scores", s.values, n).map_err(|e| MetricsError::InScore {

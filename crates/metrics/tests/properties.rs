@@ -155,3 +155,72 @@ proptest! {
         }
     }
 }
+
+/// Logits far beyond f32's range: three equal logits of 1e16 are a uniform distribution. The
+/// former normaliser `max + ln Σ` rounded to `max` there and gave three probabilities of 1.
+#[test]
+fn softmax_and_nll_stay_exact_for_huge_finite_logits() {
+    for scale in [1e16f64, 1e100, 1e300, -1e300] {
+        let logits = [scale, scale, scale, 0.0, scale + scale.abs() * 1e-15, scale];
+        let pred = Predictions::from_logits(&logits, 3, &[0, 1]).unwrap();
+        let p = pred.probs();
+        for row in p.chunks_exact(3) {
+            let sum: f64 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-15, "{scale}: {row:?} sums to {sum}");
+        }
+        for &v in &p[..3] {
+            assert!((v - 1.0 / 3.0).abs() < 1e-15, "{scale}: {p:?}");
+        }
+        // Row 0: uniform, −log p = ln 3 exactly as defined.
+        let nll0 = pred.nll_terms()[0];
+        assert!((nll0 - 3f64.ln()).abs() < 1e-15, "{scale}: {nll0}");
+    }
+    let mut p = [0.0; 2];
+    ueb_metrics::softmax_row(&[1e308, -1e308], &mut p);
+    assert_eq!(p, [1.0, 0.0]);
+}
+
+/// Bounded metrics stay in their bounds when their sums round past them: nine correct
+/// predictions ranked first each add 1/9 to `aupr_success`, and nine additions of 1/9 make
+/// 1.0000000000000002 in f64.
+#[test]
+fn bounded_metrics_never_leave_their_range_by_rounding() {
+    assert!((0..9).map(|_| 1.0 / 9.0).sum::<f64>() > 1.0, "the premise of this test");
+    let mut errors = vec![false; 9];
+    errors.push(true);
+    let u: Vec<f64> = (0..10).map(f64::from).collect();
+    let r = ErrorDetection::with_default_bins(&errors, &u).unwrap();
+    assert_eq!(r.aupr_success, Ok(1.0));
+    assert_eq!(r.roc_auc, Ok(1.0));
+    assert_eq!(r.aupr_error, Ok(1.0));
+    for (name, v) in r.entries() {
+        if let Ok(v) = v {
+            assert!(v <= 1.0 && (name == "prr" || v >= 0.0), "{name} = {v}");
+        }
+    }
+}
+
+/// Requests that would exhaust memory are refused with the limit, before any work.
+#[test]
+fn bins_and_resamples_are_bounded() {
+    use ueb_metrics::{BootstrapConfig, MAX_BINS, MAX_RESAMPLES, MetricsError};
+    let pred = Predictions::from_probs(&[0.6, 0.4, 0.3, 0.7], 2, &[0, 0]).unwrap();
+    for (bins, resamples) in [
+        (MAX_BINS + 1, 10),
+        (10, MAX_RESAMPLES + 1),
+        (usize::MAX, 10),
+        (10, usize::MAX),
+    ] {
+        let cfg = ReportConfig {
+            bins,
+            bootstrap: Some(BootstrapConfig {
+                resamples,
+                ..BootstrapConfig::default()
+            }),
+        };
+        let e = Report::compute(&pred, &[], &cfg).unwrap_err();
+        assert!(matches!(e, MetricsError::InvalidParameter { .. }), "{e}");
+    }
+    assert!(ueb_metrics::check_bins(MAX_BINS).is_ok());
+    assert!(ueb_metrics::check_resamples(MAX_RESAMPLES).is_ok());
+}

@@ -688,6 +688,15 @@ fn check_backbone_datasets(b: &RawBackbone, datasets: &[(DatasetSpec, bool)]) ->
 
 /// A name usable as one path component.
 fn check_name(kind: &str, name: &str) -> Result<()> {
+    // Every file system ueb runs on takes names of 255 bytes; a label also names files in it.
+    const MAX_NAME: usize = 200;
+    if name.len() > MAX_NAME {
+        bail!(
+            "{kind} name {:?}… is {} bytes long; at most {MAX_NAME} (it names a directory)",
+            name.chars().take(40).collect::<String>(),
+            name.len()
+        );
+    }
     if name.is_empty() || name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         bail!("{kind} name {name:?} must be letters, digits, '-', '_' or '.' (it names a directory)");
@@ -817,6 +826,11 @@ impl Plan {
                     h.spec.name()
                 );
             }
+            // The head's error names the head; a label is added when it differs.
+            match h.spec.validate() {
+                Err(e) if label != h.spec.name() => return Err(e).with_context(|| format!("heads: {label}")),
+                other => other?,
+            }
             heads.push(PlanHead {
                 label,
                 spec: h.spec.clone(),
@@ -853,11 +867,25 @@ impl Plan {
             if !bnames.insert(b.name.clone()) {
                 bail!("backbones: {} appears twice", b.name);
             }
+            if b.finetune.max_length == Some(0) {
+                bail!("backbone {}: finetune.max_length must be at least 1", b.name);
+            }
             if b.model == "scratch" {
                 if matches!(b.finetune.mode.as_deref(), Some("lora" | "frozen")) {
                     bail!(
                         "backbone {}: a scratch model trains fully (finetune.mode: full)",
                         b.name
+                    );
+                }
+                let scratch = b.scratch.clone().unwrap_or_default();
+                scratch.validate().with_context(|| format!("backbone {}", b.name))?;
+                if let Some(l) = b.finetune.max_length
+                    && l > scratch.max_positions
+                {
+                    bail!(
+                        "backbone {}: finetune.max_length {l} is longer than the scratch model's max_positions {}",
+                        b.name,
+                        scratch.max_positions
                     );
                 }
             } else {
@@ -937,6 +965,9 @@ impl Plan {
                 .map(|n| n.to_string_lossy().into_owned())
                 .ok_or_else(|| message!("caches: {} has no directory name", c.display()))?;
             check_name("cache directory", &name)?;
+            // The whole cache is read and its logits checked against its classifier now, not
+            // after the heads before it have been fitted.
+            ueb_cache::FeatureCache::load(c).with_context(|| format!("caches: {}", c.display()))?;
             if !cnames.insert(name.clone()) {
                 bail!("caches: two caches are named {name}; rename one directory");
             }

@@ -39,7 +39,8 @@ struct Hyper {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 struct EpochRecord {
     epoch: usize,
-    /// `null` when the run diverged in this epoch.
+    /// `null` when the run diverged in this epoch (non-finite loss, or selection scores that
+    /// are non-finite or all equal).
     val_roc_auc: Option<f64>,
     /// Mean training loss over the epoch's batches (with dropout), weighted by batch size.
     train_loss: f64,
@@ -141,6 +142,14 @@ fn select_auc(
         }
     }
     if u.iter().any(|v| !v.is_finite()) {
+        return Ok(None);
+    }
+    // Scores that no longer vary rank nothing: weights blown up to huge finite values saturate
+    // the softmax, every score is the same and the ROC-AUC a meaningless ½ (decision T24).
+    let (lo, hi) = u.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
+    if u.len() > 1 && lo == hi {
         return Ok(None);
     }
     let report = ErrorDetection::compute(&data.select_errors, &u, BINS)?;
@@ -412,7 +421,7 @@ pub(crate) fn fit(method: Method, cfg: &TrainableConfig, ctx: &FitContext<'_>) -
     let Some((hp, r)) = best else {
         return Err(HeadError::fit(
             name,
-            "every grid point diverged (non-finite scores); lower the learning rates",
+            "every grid point diverged (non-finite or constant scores); lower the learning rates",
         ));
     };
     let Some(kept) = r.kept else {

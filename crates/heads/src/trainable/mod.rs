@@ -175,6 +175,15 @@ pub struct ResolvedConfig {
 }
 
 impl TrainableConfig {
+    /// Checks the settings of `method` without a cache (the dropout default of either
+    /// classifier kind is valid).
+    ///
+    /// # Errors
+    /// As [`TrainableConfig::resolve`].
+    pub fn validate(&self, method: Method) -> Result<(), HeadError> {
+        self.resolve(method, ClassifierKind::Mlp).map(drop)
+    }
+
     /// Fills in the method's defaults and checks every value.
     ///
     /// # Errors
