@@ -121,7 +121,7 @@ fn hostile_npy_headers_are_refused_before_allocation() {
     let y = write(d, "y.csv", "0\n1\n");
     let npy = |header: &str, body: &[u8]| {
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
