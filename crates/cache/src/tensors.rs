@@ -216,3 +216,137 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     }
     written
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rename that fails (the target is a non-empty directory) leaves no temporary file.
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.json");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("keep"), b"x").unwrap();
+        assert!(write_atomic(&target, b"{}").is_err());
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["out.json"]);
+        write_atomic(&dir.path().join("fine.json"), b"{}").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("fine.json")).unwrap(), b"{}");
+    }
+
+    /// A cache whose files are mutated (bytes flipped, truncated, sizes overwritten) loads or
+    /// fails with an error; it never panics or allocates what the files cannot back.
+    /// `UEB_FUZZ_CASES` cases (256 by default).
+    #[test]
+    fn mutated_cache_files_never_panic() {
+        use crate::{
+            Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, RowUnit, SplitData,
+        };
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let split = SplitData {
+            features: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            logits: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            labels: vec![0, 1, 1],
+            group: None,
+            dim: 2,
+            num_classes: 2,
+        };
+        let cache = FeatureCache {
+            meta: CacheMeta {
+                format: "ueb-cache".into(),
+                version: 1,
+                task: RowUnit::Sequence,
+                num_classes: 2,
+                feature_dim: 2,
+                classifier: ClassifierMeta {
+                    kind: ClassifierKind::Linear,
+                    activation: Activation::None,
+                },
+                label_names: vec!["a".into(), "b".into()],
+                provenance: serde_json::Value::Null,
+            },
+            classifier: Classifier {
+                kind: ClassifierKind::Linear,
+                activation: Activation::None,
+                dense_weight: None,
+                dense_bias: None,
+                out_weight: vec![1.0, 0.0, 0.0, 1.0],
+                out_bias: None,
+                dim: 2,
+                num_classes: 2,
+            },
+            train: split.clone(),
+            val: split.clone(),
+            test: split,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        cache.write(&good).unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&good)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        assert!(FeatureCache::load(&good).is_ok());
+        let cases = std::env::var("UEB_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let edit = prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| (0u8, i, u64::from(b))),
+            (any::<usize>(), any::<u64>()).prop_map(|(i, w)| (1u8, i, w)),
+            (any::<usize>(), Just(0u64)).prop_map(|(i, _)| (2u8, i, 0)),
+            (
+                any::<usize>(),
+                prop_oneof![Just(u64::MAX), Just(u64::from(u32::MAX)), 0u64..100_000]
+            )
+                .prop_map(|(i, w)| (1u8, i, w)),
+        ];
+        let work = dir.path().join("work");
+        runner
+            .run(&(0..files.len(), prop::collection::vec(edit, 1..5)), |(k, edits)| {
+                let mut bytes = files[k].1.clone();
+                for (kind, at, value) in edits {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let i = at % bytes.len();
+                    match kind {
+                        0 => bytes[i] = value as u8,
+                        1 => {
+                            for (j, b) in value.to_le_bytes().into_iter().enumerate() {
+                                if let Some(slot) = bytes.get_mut(i + j) {
+                                    *slot = b;
+                                }
+                            }
+                        }
+                        _ => bytes.truncate(i),
+                    }
+                }
+                std::fs::create_dir_all(&work).unwrap();
+                for (name, original) in &files {
+                    std::fs::write(work.join(name), original).unwrap();
+                }
+                std::fs::write(work.join(&files[k].0), &bytes).unwrap();
+                let _ = FeatureCache::load(&work);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

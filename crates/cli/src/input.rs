@@ -375,13 +375,19 @@ fn shorten(field: &str) -> String {
     }
 }
 
+/// A Parquet table; a corrupt file is an error, whatever the reader does with it (decision D11).
 fn parquet_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
+    ueb_data::untrusted::catch_panic(|| parquet_rows(path, role, select))
+        .unwrap_or_else(|reason| Err(anyhow!("{}: not a valid Parquet file: {reason}", path.display())))
+}
+
+fn parquet_rows(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
+    use parquet::file::reader::FileReader;
     use parquet::record::Field;
 
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let reader =
-        SerializedFileReader::new(file).with_context(|| format!("{}: not a valid Parquet file", path.display()))?;
+    std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let reader = ueb_data::untrusted::open_parquet(path)
+        .map_err(|reason| anyhow!("{}: not a valid Parquet file: {reason}", path.display()))?;
     let schema = reader.metadata().file_metadata().schema_descr();
     let names: Vec<String> = schema
         .root_schema()

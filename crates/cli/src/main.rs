@@ -4,6 +4,8 @@ mod data_cmd;
 mod device;
 mod eval;
 mod extract;
+#[cfg(test)]
+mod fuzz;
 mod input;
 mod output;
 mod report_cmd;
@@ -44,6 +46,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    ueb_data::untrusted::install_quiet_hook();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(&args),

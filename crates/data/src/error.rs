@@ -47,6 +47,15 @@ pub enum DataError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// A Parquet file whose metadata or pages are corrupt (the reader's panic, caught, or an
+    /// offset outside the file).
+    #[error("{}: not a valid Parquet file: {reason}", path.display())]
+    BadParquet {
+        /// The file.
+        path: PathBuf,
+        /// What the check or the reader found.
+        reason: String,
+    },
     /// A text file is not valid UTF-8.
     #[error("{}: line {line}: not valid UTF-8", path.display())]
     Utf8 {

@@ -2,10 +2,9 @@
 //! by a column mapping ([`GenericSpec`]) that a YAML file (or the experiment YAML) provides.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::FileReader;
 use parquet::record::Field;
 use serde::{Deserialize, Serialize};
 
@@ -332,13 +331,25 @@ fn json_scalar(value: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// The rows of a Parquet file; a corrupt file is an error, whatever the reader does with it.
 fn read_parquet(path: &Path, columns: &[&Column]) -> Result<Vec<Record>> {
+    crate::untrusted::catch_panic(|| read_parquet_rows(path, columns)).unwrap_or_else(|reason| {
+        Err(DataError::BadParquet {
+            path: path.to_path_buf(),
+            reason,
+        })
+    })
+}
+
+fn read_parquet_rows(path: &Path, columns: &[&Column]) -> Result<Vec<Record>> {
     let pq = |source| DataError::Parquet {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(pq)?;
+    let reader = crate::untrusted::open_parquet(path).map_err(|reason| DataError::BadParquet {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     let schema = reader.metadata().file_metadata().schema_descr();
     let names: Vec<String> = schema
         .root_schema()

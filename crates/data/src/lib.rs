@@ -25,6 +25,7 @@ pub mod rng;
 mod split;
 mod stats;
 mod synthetic;
+pub mod untrusted;
 
 pub use dataset::{Dataset, Example, Input, Label, Oracle, Split, SplitParts, Task, fingerprint};
 pub use error::{DataError, Location, Result};

@@ -321,6 +321,9 @@ fn draw(p: &[f64], rng: &mut SplitMix64) -> usize {
     p.len() - 1
 }
 
+/// The most words a generated dataset may hold (a few GB of text).
+const MAX_WORDS: usize = 500_000_000;
+
 fn validate(cfg: &SyntheticConfig) -> Result<()> {
     let bad = |field: &str, reason: String| Err(DataError::invalid(format!("synthetic.{field}"), reason));
     let unit = |x: f64| (0.0..=1.0).contains(&x);
@@ -355,6 +358,31 @@ fn validate(cfg: &SyntheticConfig) -> Result<()> {
         if n == 0 {
             return bad(field, "must be at least 1".to_owned());
         }
+    }
+    // Sizes are bounded so that a typo fails here instead of exhausting memory (decision D12).
+    for (field, n, max) in [
+        ("num_classes", cfg.num_classes, 10_000),
+        ("cue_words", cfg.cue_words, 1_000_000),
+        ("shared_words", cfg.shared_words, 1_000_000),
+        ("mixing_levels", cfg.mixing_levels, 10_000),
+        ("max_len", cfg.max_len, 100_000),
+    ] {
+        if n > max {
+            return bad(field, format!("{n} is above the limit of {max}"));
+        }
+    }
+    let words = [cfg.train, cfg.val, cfg.test]
+        .iter()
+        .try_fold(0usize, |acc, &n| acc.checked_add(n))
+        .and_then(|n| n.checked_mul(cfg.max_len));
+    if words.is_none_or(|w| w > MAX_WORDS) {
+        return bad(
+            "train",
+            format!(
+                "(train + val + test) × max_len = ({} + {} + {}) × {} is above the limit of {MAX_WORDS} words",
+                cfg.train, cfg.val, cfg.test, cfg.max_len
+            ),
+        );
     }
     if let Some(prior) = &cfg.class_prior {
         if prior.len() != cfg.num_classes {

@@ -279,6 +279,29 @@ fn adue_round_trip_and_f64_and_ndarray() {
     assert!(dev < 1e-3, "flex and ndarray training differ by {dev:e}");
 }
 
+/// A learning rate of 1e30 saturates the head (huge, finite weights, every score the same):
+/// that is divergence, not a fitted head with a ROC-AUC of ½ from ties.
+#[test]
+fn a_run_whose_scores_collapse_is_reported_as_diverged() {
+    let cache = cache(5);
+    let device = Device::flex();
+    let mut cfg = small(Method::Adue);
+    cfg.grid.epochs = Some(vec![2]);
+    cfg.grid.lr = Some(vec![1e30]);
+    let e = fit_adue(&cfg, &ctx(&cache, &device, 0)).err().map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("every grid point diverged")),
+        "{e:?}"
+    );
+    cfg.grid.lr = Some(vec![1e30, 1e-2]);
+    let head = fit_adue(&cfg, &ctx(&cache, &device, 0)).unwrap();
+    let s = head.summary();
+    assert_eq!(s["chosen"]["lr"], 1e-2, "{s}");
+    let grid = s["grid"].as_array().unwrap();
+    let blown = grid.iter().find(|g| g["lr"] == 1e30).unwrap();
+    assert_eq!(blown["diverged"], true, "{blown}");
+}
+
 #[test]
 fn bad_inputs_are_errors() {
     let cache = cache(8);

@@ -1133,4 +1133,213 @@ mod tests {
         let shards: Vec<usize> = (1..=2).map(|i| plan.shard(i, 2).len()).collect();
         assert_eq!(shards, [3, 2]);
     }
+
+    /// What used to pass the dry run and fail only after fine-tuning is refused while planning.
+    #[test]
+    fn settings_that_cannot_run_fail_while_planning() {
+        for (heads, want) in [
+            (
+                "[{temperature: {min_temperature: 5.0, max_temperature: 1.0}}]",
+                "min_temperature < max_temperature",
+            ),
+            ("[{vector_scaling: {max_iterations: 0}}]", "max_iterations"),
+            ("[{alien: {grid: {lr: [-1.0e-3]}}}]", "grid.lr holds -0.001"),
+            ("[{adue: {batch_size: 0}}]", "batch_size must be at least 1"),
+            (
+                "[{choice_temperature: {objective: constant, constant_temperature: -1.0}}]",
+                "constant_temperature",
+            ),
+            ("[{choice_temperature: {objective: nll, k: 0}}]", "k must be at least 1"),
+        ] {
+            let e = error(&synthetic(heads));
+            assert!(e.contains(want), "{heads}: {e}");
+        }
+        let labelled = error(&synthetic("[{adue: {batch_size: 0}, as: small-batches}]"));
+        assert!(labelled.contains("heads: small-batches"), "{labelled}");
+
+        let e = error(&synthetic("[sr]").replace("heads: 2,", "heads: 3,"));
+        assert!(e.contains("hidden_size 16 is not a multiple of heads 3"), "{e}");
+        let e = error(&synthetic("[sr]").replace("max_length: 40}", "max_length: 0}"));
+        assert!(e.contains("max_length must be at least 1"), "{e}");
+        let e = error(&synthetic("[sr]").replace("max_length: 40}", "max_length: 41}"));
+        assert!(e.contains("longer than the scratch model's max_positions 40"), "{e}");
+        let long = "l".repeat(250);
+        let e = error(&synthetic(&format!("[{{sr: {{}}, as: {long}}}]")));
+        assert!(e.contains("250 bytes long") && e.len() < 400, "{e}");
+    }
+
+    /// A bring-your-own cache whose logits do not come from its classifier is refused while
+    /// planning, not after the heads before it have been fitted.
+    #[test]
+    fn a_cache_with_foreign_logits_fails_while_planning() {
+        use ueb_cache::{
+            Activation, CacheMeta, Classifier, ClassifierKind, ClassifierMeta, FeatureCache, RowUnit, SplitData,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let split = |shift: f32| SplitData {
+            features: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            // out = identity: the logits are the features, plus `shift`.
+            logits: vec![1.0 + shift, 0.0, 0.0, 1.0, 1.0, 1.0],
+            labels: vec![0, 1, 1],
+            group: None,
+            dim: 2,
+            num_classes: 2,
+        };
+        let cache = |shift: f32| FeatureCache {
+            meta: CacheMeta {
+                format: "ueb-cache".into(),
+                version: 1,
+                task: RowUnit::Sequence,
+                num_classes: 2,
+                feature_dim: 2,
+                classifier: ClassifierMeta {
+                    kind: ClassifierKind::Linear,
+                    activation: Activation::None,
+                },
+                label_names: vec!["a".into(), "b".into()],
+                provenance: serde_json::Value::Null,
+            },
+            classifier: Classifier {
+                kind: ClassifierKind::Linear,
+                activation: Activation::None,
+                dense_weight: None,
+                dense_bias: None,
+                out_weight: vec![1.0, 0.0, 0.0, 1.0],
+                out_bias: None,
+                dim: 2,
+                num_classes: 2,
+            },
+            train: split(0.0),
+            val: split(0.0),
+            test: split(shift),
+        };
+        let good = dir.path().join("good");
+        cache(0.0).write(&good).unwrap();
+        let text = |c: &std::path::Path| format!("name: x\ncaches: [{}]\nheads: [sr]\n", c.display());
+        resolve(&text(&good)).unwrap();
+        let bad = dir.path().join("bad");
+        cache(0.5).write(&bad).unwrap();
+        let e = error(&text(&bad));
+        assert!(e.contains("caches:") && e.contains("bad"), "{e}");
+    }
+
+    /// Experiment files built from the lines and values that matter to the parser and the plan
+    /// (huge counts, bad sizes, anchors, tags, broken brackets): an error or a plan, never a
+    /// panic or an allocation beyond the machine. `UEB_FUZZ_CASES` cases (256 by default).
+    #[test]
+    fn experiment_files_never_panic() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let cases = std::env::var("UEB_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let line = prop_oneof![
+            Just("name: x"),
+            Just("name: ../../x"),
+            Just("seeds: [0, 1]"),
+            Just("seeds: [18446744073709551615]"),
+            Just("seeds: [-1]"),
+            Just("heads: [sr]"),
+            Just("heads: [{alien: {grid: {lr: [1.0e30]}, max_epochs: 99999999999}}]"),
+            Just("heads: [{temperature: {min_temperature: 0.0}}, {sr: {}, as: x}]"),
+            Just("heads: [{choice_temperature: {reference: 'backbone:'}}]"),
+            Just("backbones:"),
+            Just("  - name: tiny"),
+            Just("    model: scratch"),
+            Just("    scratch: {hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 40}"),
+            Just("    scratch: {hidden_size: 18446744073709551615, heads: 0}"),
+            Just("    finetune: {epochs: 1, max_length: 0}"),
+            Just("datasets:"),
+            Just("  - {name: synthetic, synthetic: {train: 60, val: 30, test: 30}}"),
+            Just("  - {name: synthetic, synthetic: {train: 18446744073709551615}}"),
+            Just("  - {name: synthetic, synthetic: {num_classes: 100000000, max_len: 100000000}}"),
+            Just("  - sst2"),
+            Just("caches: [/nonexistent]"),
+            Just("metrics: {bins: 0, bootstrap: 18446744073709551615}"),
+            Just("metrics: {bins: 18446744073709551615}"),
+            Just("device: cuda"),
+            Just("a: &a [*a, *a]"),
+            Just("b: &b [x, x]\nc: [*b, *b, *b]"),
+            Just("!!binary AAAA"),
+            Just("- ["),
+            Just("}"),
+            Just("\t"),
+        ];
+        let text = prop::collection::vec(line, 0..10).prop_map(|l| l.join("\n"));
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&text, |text| {
+                let _ = resolve(&text);
+                Ok(())
+            })
+            .unwrap();
+        // Well-formed files with hostile values here and there (each field is valid in most
+        // cases, so that the later checks are reached): they reach the plan's checks.
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let pick = |options: &'static [&'static str]| proptest::sample::select(options);
+        let field = (
+            pick(&["x", "x", "x", "x", "x", "x", "../x", "\"\""]),
+            pick(&["[0]", "[0]", "[0]", "[0]", "[0, 0]", "[]", "[18446744073709551615]"]),
+            pick(&[
+                "{hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 40}",
+                "{hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 40}",
+                "{hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 40}",
+                "{hidden_size: 16, heads: 0}",
+                "{hidden_size: 18446744073709551615, heads: 1}",
+                "{max_positions: 0}",
+                "{dropout: 1.5}",
+            ]),
+            pick(&[
+                "{epochs: 1, batch_size: 32, max_length: 40}",
+                "{epochs: 1, batch_size: 32, max_length: 40}",
+                "{epochs: 1, batch_size: 32, max_length: 40}",
+                "{epochs: 0}",
+                "{lr: -1.0}",
+                "{max_length: 0}",
+                "{batch_size: 0, mode: lora}",
+            ]),
+            pick(&[
+                "{train: 60, val: 30, test: 30}",
+                "{train: 18446744073709551615}",
+                "{train: 60, val: 30, test: 30, max_len: 100000000}",
+                "{num_classes: 1}",
+                "{train: 0}",
+            ]),
+            pick(&[
+                "[sr]",
+                "[sr]",
+                "[sr]",
+                "[{temperature: {max_temperature: -1.0}}]",
+                "[{alien: {grid: {lr: [0.0]}}}]",
+                "[{adue: {grid: {epochs: [0]}}}]",
+                "[{vector_scaling: {gradient_tolerance: .nan}}]",
+                "[{mahalanobis: {features: dense}}]",
+            ]),
+            pick(&[
+                "{bins: 15, bootstrap: 0}",
+                "{bins: 15, bootstrap: 0}",
+                "{bins: 15, bootstrap: 0}",
+                "{bins: 0}",
+                "{bootstrap: 18446744073709551615}",
+            ]),
+        );
+        runner
+            .run(&field, |(name, seeds, scratch, finetune, synthetic, heads, metrics)| {
+                let text = format!(
+                    "name: {name}\nseeds: {seeds}\nbackbones:\n  - name: tiny\n    model: scratch\n    scratch: {scratch}\n    finetune: {finetune}\ndatasets:\n  - {{name: synthetic, synthetic: {synthetic}}}\nheads: {heads}\nmetrics: {metrics}\n"
+                );
+                let _ = resolve(&text);
+                Ok(())
+            })
+            .unwrap();
+    }
 }

@@ -281,3 +281,41 @@ pub fn run_cells(
     }
     Ok(work)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::error::chain;
+    use crate::plan::Overrides;
+
+    fn plan(name: &str) -> Plan {
+        let text = format!(
+            "name: {name}\nbackbones:\n  - name: tiny\n    model: scratch\ndatasets:\n  - {{name: synthetic, synthetic: {{train: 60, val: 30, test: 30}}}}\nheads: [sr]\n"
+        );
+        Plan::from_str(&text, "test.yaml", &Overrides::default()).unwrap()
+    }
+
+    /// Two plans can never share a results directory, even when the second arrives while the
+    /// first is running; processes of the same plan can.
+    #[test]
+    fn a_results_directory_holds_one_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let (a, b) = (plan("a"), plan("b"));
+        let held = prepare(&a, &out, &BuildInfo::default()).unwrap();
+        let e = chain(&prepare(&b, &out, &BuildInfo::default()).unwrap_err());
+        assert!(
+            e.contains("holds another plan") && e.contains(&format!("process {} is running it", std::process::id())),
+            "{e}"
+        );
+        let shard = prepare(&a, &out, &BuildInfo::default()).unwrap();
+        drop((held, shard));
+        let e = chain(&prepare(&b, &out, &BuildInfo::default()).unwrap_err());
+        assert!(e.contains("holds another plan"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("plan.yaml")).unwrap(),
+            serde_yaml_ng::to_string(&a).unwrap()
+        );
+    }
+}
