@@ -77,11 +77,18 @@ fn progress_bar(len: u64, template: &str, visible: bool) -> indicatif::ProgressB
 /// `--jobs N`: shard i/n splits into the N shards i + n·k of n·N (k = 0..N), one child process
 /// each (processes, not threads: burn's random generator is per process, so each cell stays
 /// bit-identical to a sequential run); then the metrics, once all have finished.
-fn run_jobs(args: &RunArgs, plan: &Plan, out: &std::path::Path, (i, n): (usize, usize), t0: Instant) -> Result<()> {
+fn run_jobs(
+    args: &RunArgs,
+    jobs: usize,
+    plan: &Plan,
+    out: &std::path::Path,
+    (i, n): (usize, usize),
+    t0: Instant,
+) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the ueb executable")?;
-    let total = n * args.jobs;
+    let total = n * jobs;
     let mut children = Vec::new();
-    for k in 0..args.jobs {
+    for k in 0..jobs {
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("run");
         if let Some(e) = &args.experiment {
@@ -103,7 +110,7 @@ fn run_jobs(args: &RunArgs, plan: &Plan, out: &std::path::Path, (i, n): (usize, 
         "{msg} [{bar:30}] {pos}/{len} stages, {elapsed_precise} ETA {eta_precise}",
         show,
     );
-    bar.set_message(format!("{} jobs", args.jobs));
+    bar.set_message(format!("{} jobs", jobs));
     let before = finished_stages(plan, &cells, out);
     bar.set_position(before);
     bar.reset_eta();
@@ -138,10 +145,10 @@ fn run_jobs(args: &RunArgs, plan: &Plan, out: &std::path::Path, (i, n): (usize, 
     if failed > 0 {
         bail!(
             "{failed} of {} jobs failed (see their messages above); rerun to resume",
-            args.jobs
+            jobs
         );
     }
-    errln!("{}", work_line(plan, work, (i, n), Some(args.jobs), t0));
+    errln!("{}", work_line(plan, work, (i, n), Some(jobs), t0));
     finish(plan, out)
 }
 
@@ -280,8 +287,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    // More processes than cells would run empty shards (and a huge --jobs would fill the
+    // process table): one process per cell at most.
+    let cells_here = plan.shard(i, n).len().max(1);
+    let jobs = args.jobs.min(cells_here);
+    if jobs < args.jobs {
+        errln!("--jobs {}: {cells_here} cell(s) to run, so {jobs} job(s)", args.jobs);
+    }
     // The parent of `--jobs` runs nothing itself; its children open the device.
-    let device = if args.jobs > 1 {
+    let device = if jobs > 1 {
         None
     } else {
         Some(device::parse(&plan.device)?)
@@ -295,7 +309,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         tracing::info!("removed {} temporary file(s) of an interrupted run", run_dir.removed);
     }
     let Some(device) = device else {
-        return run_jobs(args, &plan, &out, (i, n), t0);
+        return run_jobs(args, jobs, &plan, &out, (i, n), t0);
     };
     let cells = plan.shard(i, n);
     let show = !args.child && std::io::IsTerminal::is_terminal(&std::io::stderr());
