@@ -1,5 +1,6 @@
-//! Loading a Hugging Face model directory (`config.json`, `model.safetensors`,
-//! `tokenizer.json`) into the encoder of `encoder.rs`, with burn-store.
+//! Loading a Hugging Face model directory (`config.json`, `model.safetensors` or the shards
+//! of `model.safetensors.index.json`, `tokenizer.json`) into the encoder of `encoder.rs`,
+//! with burn-store.
 //!
 //! How checkpoint keys map to module paths, in the order the rules apply (every rule is a
 //! regex replacement on the key; later rules see the result of earlier ones):
@@ -49,6 +50,9 @@ const COMMON_RULES: &[(&str, &str)] = &[
 /// leaves it out of the unexpected ones.
 pub(crate) const DROPPED: &str = "__reinitialised__.";
 
+/// The index of a sharded checkpoint, as transformers writes it.
+const INDEX_FILE: &str = "model.safetensors.index.json";
+
 /// The files of a Hugging Face model directory.
 #[derive(Debug, Clone)]
 pub struct ModelDir {
@@ -56,8 +60,12 @@ pub struct ModelDir {
     pub dir: PathBuf,
     /// `config.json`.
     pub config: PathBuf,
-    /// `model.safetensors`.
+    /// The weights as messages name them: `model.safetensors`, or for a sharded checkpoint
+    /// `model.safetensors.index.json`.
     pub weights: PathBuf,
+    /// The safetensors files to read: `model.safetensors` alone, or every shard the index
+    /// lists (in name order). Each is memory-mapped in turn while loading.
+    pub shards: Vec<PathBuf>,
     /// `tokenizer.json`.
     pub tokenizer: PathBuf,
 }
@@ -80,7 +88,8 @@ impl ModelDir {
             if p.is_file() {
                 return Ok(p);
             }
-            let hint = if file == "model.safetensors" && dir.join("pytorch_model.bin").is_file() {
+            let pickled = dir.join("pytorch_model.bin").is_file() || dir.join("pytorch_model.bin.index.json").is_file();
+            let hint = if file == "model.safetensors" && pickled {
                 "; only pytorch_model.bin (a pickle) is there, which ueb never executes: convert it once with \
                  transformers (`AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)`)"
                     .to_string()
@@ -93,12 +102,56 @@ impl ModelDir {
                 hint,
             })
         };
+        let config = need("config.json")?;
+        let index = dir.join(INDEX_FILE);
+        let (weights, shards) = if !dir.join("model.safetensors").is_file() && index.is_file() {
+            let shards = shard_files(&index)?;
+            (index, shards)
+        } else {
+            let single = need("model.safetensors")?;
+            (single.clone(), vec![single])
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
-            config: need("config.json")?,
-            weights: need("model.safetensors")?,
+            config,
+            weights,
+            shards,
             tokenizer: need("tokenizer.json")?,
         })
+    }
+
+    /// The headers of every weights file, merged: each tensor's dtype and shape by key.
+    ///
+    /// # Errors
+    /// An unreadable or malformed header; a key in two shards; for a sharded checkpoint, a
+    /// tensor the index places in a shard that does not hold it.
+    pub fn header(&self) -> Result<BTreeMap<String, TensorInfo>> {
+        let mut merged = BTreeMap::new();
+        let mut found_in: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for shard in &self.shards {
+            for (key, info) in read_header(shard)? {
+                if let Some(first) = found_in.get(&key) {
+                    return Err(BackboneError::weights(
+                        &self.weights,
+                        format!("tensor {key:?} is in both {} and {}", first.display(), shard.display()),
+                    ));
+                }
+                found_in.insert(key.clone(), shard.clone());
+                merged.insert(key, info);
+            }
+        }
+        if self.shards.len() > 1 || self.weights.ends_with(INDEX_FILE) {
+            for (key, file) in index_map(&self.weights)? {
+                let want = self.dir.join(&file);
+                if found_in.get(&key) != Some(&want) {
+                    return Err(BackboneError::weights(
+                        &self.weights,
+                        format!("the index places {key:?} in {file}, which does not hold it"),
+                    ));
+                }
+            }
+        }
+        Ok(merged)
     }
 
     /// Reads and validates `config.json`.
@@ -108,6 +161,102 @@ impl ModelDir {
     pub fn encoder_config(&self) -> Result<EncoderConfig> {
         EncoderConfig::from_file(&self.config)
     }
+}
+
+/// `weight_map` of a sharded checkpoint's index: tensor key → shard file name.
+fn index_map(index: &Path) -> Result<BTreeMap<String, String>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|e| BackboneError::io(index, e))?;
+    let parsed: Index = serde_json::from_str(&text)
+        .map_err(|e| BackboneError::weights(index, format!("not a safetensors index: {e}")))?;
+    Ok(parsed.weight_map)
+}
+
+/// The shard files an index lists, each once, in name order; every one must be a plain file
+/// name (no directory part) that exists next to the index.
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut names: Vec<String> = index_map(index)?.into_values().collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(BackboneError::weights(index, "the index lists no shard"));
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let plain = Path::new(&name).file_name().is_some_and(|f| f == name.as_str());
+            if !plain || !name.ends_with(".safetensors") {
+                return Err(BackboneError::weights(
+                    index,
+                    format!("shard {name:?} is not a .safetensors file name in this directory"),
+                ));
+            }
+            let p = dir.join(&name);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(BackboneError::weights(index, format!("shard {name} is missing")))
+            }
+        })
+        .collect()
+}
+
+/// What loading every shard into a module found: the union of the shards' results, with a
+/// module tensor missing only when no shard had it.
+pub(crate) struct Loaded {
+    /// Module paths applied.
+    pub applied: usize,
+    /// Module paths no shard provided.
+    pub missing: Vec<String>,
+    /// Remapped checkpoint keys the module does not use.
+    pub unused: Vec<String>,
+}
+
+/// Loads every shard of `dir` into `model` through `remap` and the PyTorch adapter with a
+/// float cast to f32; each shard is memory-mapped in turn, so no second copy of the weights
+/// is held.
+///
+/// # Errors
+/// A store error or a tensor that could not be applied (shape or dtype), naming the file.
+pub(crate) fn load_shards<M: Module + ModuleSnapshot>(
+    model: &mut M,
+    dir: &ModelDir,
+    remap: &KeyRemapper,
+) -> Result<Loaded> {
+    let mut applied = 0;
+    let mut unused = Vec::new();
+    let mut missing: Option<std::collections::BTreeSet<String>> = None;
+    for shard in &dir.shards {
+        let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
+        let mut store = SafetensorsStore::from_file(shard)
+            .remap(remap.clone())
+            .with_from_adapter(adapter)
+            .allow_partial(true)
+            .validate(true);
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| BackboneError::weights(shard, e.to_string()))?;
+        if !result.errors.is_empty() {
+            let msgs: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+            return Err(BackboneError::weights(shard, msgs.join("; ")));
+        }
+        applied += result.applied.len();
+        unused.extend(result.unused);
+        let here: std::collections::BTreeSet<String> = result.missing.into_iter().map(|(p, _)| p).collect();
+        missing = Some(match missing {
+            None => here,
+            Some(before) => before.intersection(&here).cloned().collect(),
+        });
+    }
+    Ok(Loaded {
+        applied,
+        missing: missing.unwrap_or_default().into_iter().collect(),
+        unused,
+    })
 }
 
 /// One entry of a safetensors header.
@@ -268,7 +417,7 @@ fn load_into<M: Module + ModuleSnapshot>(
     task: HeadKeys,
     drop_out_proj: bool,
 ) -> Result<(LoadReport, Vec<String>)> {
-    let header = read_header(&dir.weights)?;
+    let header = dir.header()?;
     let mut dtypes = BTreeMap::new();
     for info in header.values() {
         *dtypes.entry(info.dtype.clone()).or_insert(0) += 1;
@@ -300,19 +449,7 @@ fn load_into<M: Module + ModuleSnapshot>(
             (new, k.clone())
         })
         .collect();
-    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
-    let mut store = SafetensorsStore::from_file(&dir.weights)
-        .remap(remap)
-        .with_from_adapter(adapter)
-        .allow_partial(true)
-        .validate(true);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| BackboneError::weights(&dir.weights, e.to_string()))?;
-    if !result.errors.is_empty() {
-        let msgs: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        return Err(BackboneError::weights(&dir.weights, msgs.join("; ")));
-    }
+    let result = load_shards(model, dir, &remap)?;
     // Buffers transformers saves alongside parameters: not weights, nothing to report.
     let is_buffer = |k: &str| k.ends_with("position_ids") || k.ends_with("token_type_ids");
     let unexpected: Vec<String> = result
@@ -321,12 +458,12 @@ fn load_into<M: Module + ModuleSnapshot>(
         .filter(|k| !k.starts_with(DROPPED) && !is_buffer(k))
         .map(|k| original.get(k).cloned().unwrap_or_else(|| k.clone()))
         .collect();
-    let missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
+    let missing = result.missing;
     Ok((
         LoadReport {
             prefix,
             dtypes,
-            loaded: result.applied.len(),
+            loaded: result.applied,
             initialised: Vec::new(),
             unexpected,
             head_initialised: false,
@@ -417,7 +554,7 @@ pub fn load_sequence_classifier(
     device: &Device,
 ) -> Result<(SequenceClassifier, EncoderConfig, LoadReport)> {
     let mut config = dir.encoder_config()?;
-    let header = read_header(&dir.weights)?;
+    let header = dir.header()?;
     let ckpt_classes = checkpoint_classes(&header, config.family);
     let note = head_labels(options, ckpt_classes, config.num_labels(), &dir.config, "head")?;
     if let Some(labels) = &options.labels {

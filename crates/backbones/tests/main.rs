@@ -6,3 +6,4 @@ mod decoder_parity;
 mod finetune;
 mod minilm;
 mod parity;
+mod sharded;

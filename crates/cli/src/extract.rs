@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ueb_backbones::checkpoint_classes;
 use ueb_backbones::{
     Extractor, LoadOptions, ModelRef, TextInput, TextTokenizer, load_decoder, load_decoder_classifier, load_encoder,
-    load_sequence_classifier, read_header,
+    load_sequence_classifier,
 };
 use ueb_backbones::{checkpoint_score_classes, is_decoder};
 
@@ -115,7 +115,7 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
         bail!("{}: no texts", args.input.display());
     }
     let t0 = Instant::now();
-    let header = read_header(&model_dir.weights)?;
+    let header = model_dir.header()?;
     let where_ = model_dir.dir.display();
     let (extractor, tokenizer, family, feature) = if is_decoder(&model_dir)? {
         let (extractor, config) = if checkpoint_score_classes(&header).is_some() {

@@ -19,15 +19,13 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::store::{
-    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
-};
-use burn::tensor::{DType, Device};
+use burn::store::{KeyRemapper, ModuleSnapshot};
+use burn::tensor::Device;
 
 use super::config::DecoderConfig;
 use super::model::{CausalLm, Decoder, DecoderClassifier};
-use crate::error::{BackboneError, Result};
-use crate::loader::{DROPPED, LoadOptions, LoadReport, ModelDir, TensorInfo, head_labels, read_header, settle_missing};
+use crate::error::Result;
+use crate::loader::{DROPPED, LoadOptions, LoadReport, ModelDir, TensorInfo, head_labels, settle_missing};
 
 /// The remap rules (see the table above).
 const RULES: &[(&str, &str)] = &[(r"^(embed_tokens|layers|norm)\.", "model.$1.")];
@@ -73,31 +71,19 @@ fn load_into<M: Module + ModuleSnapshot>(
             (new, k.clone())
         })
         .collect();
-    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
-    let mut store = SafetensorsStore::from_file(&dir.weights)
-        .remap(remap)
-        .with_from_adapter(adapter)
-        .allow_partial(true)
-        .validate(true);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| BackboneError::weights(&dir.weights, e.to_string()))?;
-    if !result.errors.is_empty() {
-        let msgs: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        return Err(BackboneError::weights(&dir.weights, msgs.join("; ")));
-    }
+    let result = crate::loader::load_shards(model, dir, &remap)?;
     let unexpected: Vec<String> = result
         .unused
         .iter()
         .filter(|k| !k.starts_with(DROPPED) && !k.ends_with("rotary_emb.inv_freq"))
         .map(|k| original.get(k).cloned().unwrap_or_else(|| k.clone()))
         .collect();
-    let missing: Vec<String> = result.missing.iter().map(|(p, _)| p.clone()).collect();
+    let missing = result.missing;
     Ok((
         LoadReport {
             prefix: prefixed.then(|| "model".to_string()),
             dtypes,
-            loaded: result.applied.len(),
+            loaded: result.applied,
             initialised: Vec::new(),
             unexpected,
             head_initialised: false,
@@ -126,7 +112,7 @@ pub fn load_decoder_classifier(
     device: &Device,
 ) -> Result<(DecoderClassifier, DecoderConfig, LoadReport)> {
     let mut config = dir.decoder_config()?;
-    let header = read_header(&dir.weights)?;
+    let header = dir.header()?;
     let ckpt = checkpoint_score_classes(&header);
     let note = head_labels(options, ckpt, config.num_labels(), &dir.config, "score")?;
     if let Some(labels) = &options.labels {
@@ -148,7 +134,7 @@ pub fn load_decoder_classifier(
 /// As [`load_decoder_classifier`].
 pub fn load_causal_lm(dir: &ModelDir, device: &Device) -> Result<(CausalLm, DecoderConfig, LoadReport)> {
     let config = dir.decoder_config()?;
-    let header = read_header(&dir.weights)?;
+    let header = dir.header()?;
     let mut model = config.init_causal_lm(device);
     let (report, missing) = load_into(&mut model, dir, &header, false)?;
     let report = settle_missing(report, missing, &[], &dir.weights)?;
@@ -161,7 +147,7 @@ pub fn load_causal_lm(dir: &ModelDir, device: &Device) -> Result<(CausalLm, Deco
 /// As [`load_decoder_classifier`].
 pub fn load_decoder(dir: &ModelDir, device: &Device) -> Result<(Decoder, DecoderConfig, LoadReport)> {
     let config = dir.decoder_config()?;
-    let header = read_header(&dir.weights)?;
+    let header = dir.header()?;
     #[derive(Module, Debug)]
     struct Wrapper {
         model: Decoder,
