@@ -53,23 +53,24 @@ report dir="results/quickstart":
 
 # Paper reproductions (docs/reproducing.md maps recipes to tables and gives their runtimes).
 # `data` is the data root holding the datasets' folders (docs/datasets.md); `out` the results
-# directory. GPU recipes build the CUDA backend (`cuda` feature).
+# directory; `backend` the GPU backend to build and run on: `wgpu` (default: builds anywhere,
+# offline) or `cuda` (its build downloads an LLVM bundle once; docs/backbones.md).
 
 # 2505.15443, main results, encoder columns (RoBERTa-base, ELECTRA-base; LoRA; 5 datasets × 5 seeds).
-reproduce-encoders data="data" out="results/paper-encoders":
-    cargo run --release -p ueb-cli --features cuda -- run experiments/paper-encoders.yaml --data-root {{data}} --out {{out}}
+reproduce-encoders data="data" out="results/paper-encoders" backend="wgpu":
+    cargo run --release -p ueb-cli --features {{backend}} -- run experiments/paper-encoders.yaml --device {{backend}} --data-root {{data}} --out {{out}}
 
 # 2505.15443, main results, decoder columns (LLaMA-2-7B, Qwen2.5-7B, Qwen3-8B; LoRA).
-reproduce-decoders data="data" out="results/paper-decoders":
-    cargo run --release -p ueb-cli --features cuda -- run experiments/paper-decoders.yaml --data-root {{data}} --out {{out}}
+reproduce-decoders data="data" out="results/paper-decoders" backend="wgpu":
+    cargo run --release -p ueb-cli --features {{backend}} -- run experiments/paper-decoders.yaml --device {{backend}} --data-root {{data}} --out {{out}}
 
 # 2505.15443, ablations of the AdUE and ALIEN losses (RoBERTa-base).
-reproduce-ablations data="data" out="results/paper-ablations":
-    cargo run --release -p ueb-cli --features cuda -- run experiments/paper-ablations.yaml --data-root {{data}} --out {{out}}
+reproduce-ablations data="data" out="results/paper-ablations" backend="wgpu":
+    cargo run --release -p ueb-cli --features {{backend}} -- run experiments/paper-ablations.yaml --device {{backend}} --data-root {{data}} --out {{out}}
 
 # 2310.11732 on MMLU: Llama-2-7b base vs chat (0- and 5-shot), temperature fitted against the base.
-reproduce-multiple-choice-calibration data="data" out="results/multiple-choice-calibration":
-    cargo run --release -p ueb-cli --features cuda -- run experiments/multiple-choice-calibration.yaml --data-root {{data}} --out {{out}}
+reproduce-multiple-choice-calibration data="data" out="results/multiple-choice-calibration" backend="wgpu":
+    cargo run --release -p ueb-cli --features {{backend}} -- run experiments/multiple-choice-calibration.yaml --device {{backend}} --data-root {{data}} --out {{out}}
 
 # The CPU-sized real reproduction committed under results/minilm-cpu (MiniLM-L6, frozen).
 reproduce-minilm-cpu data="data" out="results/minilm-cpu":
