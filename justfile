@@ -30,7 +30,7 @@ golden:
 # The GPU path on any Vulkan adapter (Mesa's lavapipe on a machine without a GPU:
 # apt-get install mesa-vulkan-drivers libvulkan1): extract and an alien fit on wgpu vs flex.
 test-wgpu:
-    cargo test -p ueb-cli --features wgpu --test wgpu_cli
+    cargo test --workspace --features ueb-cli/wgpu --test wgpu_cli
 
 # The encoders' parity test against the real all-MiniLM-L6-v2 (fetched from PyPI).
 test-minilm dir="${HOME}/.cache/ueb/all-MiniLM-L6-v2":
