@@ -55,11 +55,12 @@ summary_of() { # the `| head | …: ROC-AUC×100 | ECE×100 |` table ueb run pri
 }
 for d in "${devices[@]}"; do
     t0=$(date +%s.%N)
-    if timeout 240 "$UEB" run --device "$d" --out "$OUT/quickstart-$d" >"$OUT/quickstart-$d.log" 2>"$OUT/quickstart-$d.err"; then
-        qs_status[$d]="ok"
-    else
-        qs_status[$d]="failed (see quickstart-$d.err)"
-    fi
+    timeout 240 "$UEB" run --device "$d" --out "$OUT/quickstart-$d" >"$OUT/quickstart-$d.log" 2>"$OUT/quickstart-$d.err"
+    case $? in
+        0) qs_status[$d]="ok" ;;
+        124) qs_status[$d]="timed out after 240 s" ;;
+        *) qs_status[$d]="failed (see quickstart-$d.err)" ;;
+    esac
     qs_seconds[$d]=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
     summary_of "$OUT/quickstart-$d.log" >"$OUT/quickstart-$d.summary"
 done
@@ -102,11 +103,12 @@ EOF
 declare -A base_cache base_alien base_status
 for d in "${devices[@]}"; do
     [ "$d" = flex ] && continue   # minutes on a CPU: not what this check measures
-    if timeout 300 "$UEB" run "$OUT/base-sized.yaml" --device "$d" --out "$OUT/base-$d" >"$OUT/base-$d.log" 2>"$OUT/base-$d.err"; then
-        base_status[$d]="ok"
-    else
-        base_status[$d]="failed (see base-$d.err)"
-    fi
+    timeout 300 "$UEB" run "$OUT/base-sized.yaml" --device "$d" --out "$OUT/base-$d" >"$OUT/base-$d.log" 2>"$OUT/base-$d.err"
+    case $? in
+        0) base_status[$d]="ok" ;;
+        124) base_status[$d]="timed out after 300 s" ;;
+        *) base_status[$d]="failed (see base-$d.err)" ;;
+    esac
     stage_seconds() { grep -o '"seconds": *[0-9.e+-]*' "$1" 2>/dev/null | head -1 | sed 's/.*: *//'; }
     base_cache[$d]=$(stage_seconds "$OUT/base-$d/caches/base-sized/synthetic/seed-0/stage.json")
     base_alien[$d]=$(stage_seconds "$OUT/base-$d/cells/base-sized/synthetic/seed-0/alien/stage.json")
