@@ -96,7 +96,11 @@ fn metrics(dir: &Path) -> std::collections::BTreeMap<(String, String), f64> {
     let mut out = std::collections::BTreeMap::new();
     for row in reader.get_row_iter(None).unwrap() {
         let row = row.unwrap();
-        let get = |name: &str| row.get_column_iter().find(|(n, _)| n.as_str() == name).map(|(_, f)| f.clone());
+        let get = |name: &str| {
+            row.get_column_iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, f)| f.clone())
+        };
         let (Some(Field::Str(head)), Some(Field::Str(metric)), Some(Field::Double(v))) =
             (get("head"), get("metric"), get("value"))
         else {
