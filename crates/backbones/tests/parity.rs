@@ -198,7 +198,8 @@ fn resized_head_is_initialised_and_reported() {
     assert!(report.unexpected.is_empty(), "{}", report.summary());
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a fixture directory (flat) to `to`, for tests that break a copy.
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

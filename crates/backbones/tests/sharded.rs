@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+
+use crate::parity::copy_dir;
 use ueb_backbones::{
     Extractor, LoadOptions, ModelDir, TextInput, TextTokenizer, load_decoder_classifier, load_sequence_classifier,
 };
@@ -51,14 +53,6 @@ fn sharded_checkpoints_load_the_single_file_model_bit_for_bit() {
         assert_eq!(bits(&f1), bits(&f2), "{name}: features");
         assert_eq!(bits(&z1), bits(&z2), "{name}: logits");
         assert_eq!(r1, r2, "{name}: load reports");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
 
