@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::binning::{BinningHead, HistogramBinningConfig};
 use crate::choice_calibration::{ChoiceTemperatureConfig, ChoiceTemperatureHead};
 use crate::classical::{BuiltinHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead};
 use crate::error::HeadError;
@@ -239,6 +240,17 @@ registry! {
         check cfg.validate(),
         fit |ctx| VectorScalingHead::fit(cfg, ctx.split(ctx.fit))?,
         load |dir, text| VectorScalingHead::load(dir, text)?;
+    /// Histogram binning of each class's probability (one-vs-rest), rows renormalised.
+    "histogram_binning" => HistogramBinning(cfg: HistogramBinningConfig),
+        splits (Val, Val),
+        check cfg.validate(),
+        fit |ctx| BinningHead::fit_histogram(cfg, ctx.split(ctx.fit))?,
+        load |dir, text| BinningHead::load(dir, text)?;
+    /// Isotonic regression of each class's probability (one-vs-rest), rows renormalised.
+    "isotonic" => Isotonic,
+        splits (Val, Val),
+        fit |ctx| BinningHead::fit_isotonic(ctx.split(ctx.fit))?,
+        load |dir, text| BinningHead::load(dir, text)?;
     /// Mahalanobis distance to the closest class mean (tied covariance).
     "mahalanobis" => Mahalanobis(cfg: MahalanobisConfig),
         splits (Train, Val),
@@ -316,7 +328,7 @@ mod tests {
 
     #[test]
     fn every_registry_name_parses_names_and_serialises_as_itself() {
-        assert_eq!(HEAD_NAMES.len(), 10);
+        assert_eq!(HEAD_NAMES.len(), 12);
         for &name in HEAD_NAMES {
             let spec = HeadSpec::from_name(name).unwrap();
             assert_eq!(spec.name(), name);
@@ -331,7 +343,13 @@ mod tests {
             assert_eq!(back, spec);
         }
         assert!(HeadSpec::from_name("temprature").is_err());
-        let calibrators = ["temperature", "vector_scaling", "choice_temperature"];
+        let calibrators = [
+            "temperature",
+            "vector_scaling",
+            "histogram_binning",
+            "isotonic",
+            "choice_temperature",
+        ];
         for &name in HEAD_NAMES {
             let (fit, select) = HeadSpec::from_name(name).unwrap().default_splits();
             let want = if calibrators.contains(&name) {

@@ -50,7 +50,7 @@ pub fn check_bins(bins: usize) -> Result<(), MetricsError> {
 const FAST_BIN_LIMIT: usize = 1 << 20;
 
 /// The upper edges `m/M`, `m = 0..=M`, each one f64 division as the spec defines them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EqualWidthEdges {
     edges: Vec<f64>,
 }

@@ -1,0 +1,313 @@
+//! Per-class post-hoc calibrators of the softmax probabilities: `histogram_binning` and
+//! `isotonic` (issue 24; the survey's post-hoc adjustment).
+//!
+//! Each maps every class's probability p_k through a function fitted one-vs-rest on the fit
+//! split's (p_k, 1[y = k]), then renormalises the row (a row that maps to all zeros becomes
+//! uniform, as scikit-learn's `CalibratedClassifierCV` does). The score is `u = 1 − max p̂`.
+//!
+//! - `histogram_binning`: `bins` equal-width bins ((m−1)/M, m/M] of p_k (§11's binning rule);
+//!   a bin's value is the fraction of its fit rows with label k, an empty bin its mid-point.
+//! - `isotonic`: the isotonic (non-decreasing) least-squares regression of 1[y = k] on p_k, as
+//!   scikit-learn's `IsotonicRegression(out_of_bounds="clip")`: equal p_k are merged first (mean
+//!   target, weight = count), pool-adjacent-violators, then linear interpolation between the
+//!   fitted points, clipped to their range.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use ueb_cache::SplitData;
+use ueb_metrics::BuiltinScore;
+use ueb_metrics::calibration::EqualWidthEdges;
+
+use crate::error::HeadError;
+use crate::head::{Head, check_classes, parse_json, write_json};
+
+/// Settings of `histogram_binning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistogramBinningConfig {
+    /// Equal-width bins per class (15).
+    pub bins: usize,
+}
+
+impl Default for HistogramBinningConfig {
+    fn default() -> Self {
+        Self { bins: 15 }
+    }
+}
+
+impl HistogramBinningConfig {
+    /// Checks 1 ≤ bins ≤ 10 000.
+    ///
+    /// # Errors
+    /// [`HeadError::Config`] naming the value.
+    pub fn validate(&self) -> Result<(), HeadError> {
+        ueb_metrics::check_bins(self.bins).map_err(|e| HeadError::config("histogram_binning", e.to_string()))
+    }
+}
+
+/// One class's fitted map from p_k to a calibrated value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ClassMap {
+    /// Equal-width bins and their values.
+    Bins { values: Vec<f64> },
+    /// Increasing x thresholds and their fitted y; linear in between, clipped outside.
+    Isotonic { x: Vec<f64>, y: Vec<f64> },
+}
+
+impl ClassMap {
+    fn apply(&self, p: f64, edges: Option<&EqualWidthEdges>) -> f64 {
+        match self {
+            ClassMap::Bins { values } => edges.map_or(0.0, |e| values[e.bin(p)]),
+            ClassMap::Isotonic { x, y } => interpolate(x, y, p),
+        }
+    }
+}
+
+/// `np.interp(p, x, y)` for increasing `x`: the end values outside, linear inside.
+fn interpolate(x: &[f64], y: &[f64], p: f64) -> f64 {
+    let n = x.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if p <= x[0] {
+        return y[0];
+    }
+    if p >= x[n - 1] {
+        return y[n - 1];
+    }
+    // The first threshold above p: x[j − 1] ≤ p < x[j].
+    let j = x.partition_point(|&v| v <= p);
+    let (x0, x1, y0, y1) = (x[j - 1], x[j], y[j - 1], y[j]);
+    y0 + (p - x0) * (y1 - y0) / (x1 - x0)
+}
+
+/// Weighted isotonic (non-decreasing) regression of `targets` on increasing unique `x`, by
+/// pool-adjacent-violators.
+fn pava(targets: &[f64], weights: &[f64]) -> Vec<f64> {
+    // Blocks: (mean, weight, length).
+    let mut blocks: Vec<(f64, f64, usize)> = Vec::with_capacity(targets.len());
+    for (&t, &w) in targets.iter().zip(weights) {
+        blocks.push((t, w, 1));
+        while blocks.len() > 1 {
+            let (m1, w1, l1) = blocks[blocks.len() - 1];
+            let (m0, w0, l0) = blocks[blocks.len() - 2];
+            if m0 <= m1 {
+                break;
+            }
+            blocks.truncate(blocks.len() - 2);
+            let w = w0 + w1;
+            blocks.push(((m0 * w0 + m1 * w1) / w, w, l0 + l1));
+        }
+    }
+    blocks
+        .into_iter()
+        .flat_map(|(m, _, l)| std::iter::repeat_n(m, l))
+        .collect()
+}
+
+/// The isotonic map of class `k` from the fit rows.
+fn fit_isotonic(probs: &[f64], labels: &[i64], c: usize, k: usize) -> ClassMap {
+    let mut pairs: Vec<(f64, f64)> = probs
+        .chunks_exact(c)
+        .zip(labels)
+        .map(|(row, &y)| (row[k], f64::from(u8::from(y as usize == k))))
+        .collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Equal p_k merged: mean target, weight = count (scikit-learn's `_make_unique`).
+    let (mut x, mut t, mut w) = (Vec::new(), Vec::new(), Vec::new());
+    for (p, target) in pairs {
+        match x.last() {
+            Some(&last) if last == p => {
+                let i = w.len() - 1;
+                t[i] += target;
+                w[i] += 1.0;
+            }
+            _ => {
+                x.push(p);
+                t.push(target);
+                w.push(1.0);
+            }
+        }
+    }
+    for (ti, wi) in t.iter_mut().zip(&w) {
+        *ti /= wi;
+    }
+    let y = pava(&t, &w);
+    ClassMap::Isotonic { x, y }
+}
+
+/// The histogram-binning map of class `k` from the fit rows.
+fn fit_bins(probs: &[f64], labels: &[i64], c: usize, k: usize, edges: &EqualWidthEdges, bins: usize) -> ClassMap {
+    let mut hits = vec![0u64; bins];
+    let mut count = vec![0u64; bins];
+    for (row, &y) in probs.chunks_exact(c).zip(labels) {
+        let b = edges.bin(row[k]);
+        count[b] += 1;
+        hits[b] += u64::from(y as usize == k);
+    }
+    let values = (0..bins)
+        .map(|b| {
+            if count[b] == 0 {
+                (b as f64 + 0.5) / bins as f64
+            } else {
+                hits[b] as f64 / count[b] as f64
+            }
+        })
+        .collect();
+    ClassMap::Bins { values }
+}
+
+/// A fitted per-class calibrator (`histogram_binning` or `isotonic`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinningHead {
+    name: &'static str,
+    maps: Vec<ClassMap>,
+    edges: Option<EqualWidthEdges>,
+    bins: usize,
+    num_classes: usize,
+}
+
+impl BinningHead {
+    /// Fits `histogram_binning` on `split`.
+    ///
+    /// # Errors
+    /// Invalid settings or an empty split.
+    pub fn fit_histogram(cfg: &HistogramBinningConfig, split: &SplitData) -> Result<Self, HeadError> {
+        cfg.validate()?;
+        let (c, probs) = Self::fit_data("histogram_binning", split)?;
+        let edges = EqualWidthEdges::new(cfg.bins);
+        let maps = (0..c)
+            .map(|k| fit_bins(&probs, &split.labels, c, k, &edges, cfg.bins))
+            .collect();
+        Ok(Self {
+            name: "histogram_binning",
+            maps,
+            edges: Some(edges),
+            bins: cfg.bins,
+            num_classes: c,
+        })
+    }
+
+    /// Fits `isotonic` on `split`.
+    ///
+    /// # Errors
+    /// An empty split.
+    pub fn fit_isotonic(split: &SplitData) -> Result<Self, HeadError> {
+        let (c, probs) = Self::fit_data("isotonic", split)?;
+        let maps = (0..c).map(|k| fit_isotonic(&probs, &split.labels, c, k)).collect();
+        Ok(Self {
+            name: "isotonic",
+            maps,
+            edges: None,
+            bins: 0,
+            num_classes: c,
+        })
+    }
+
+    fn fit_data(name: &str, split: &SplitData) -> Result<(usize, Vec<f64>), HeadError> {
+        if split.n() == 0 {
+            return Err(HeadError::fit(name, "the fit split is empty"));
+        }
+        Ok((split.num_classes(), split.probs()))
+    }
+
+    /// Calibrated probabilities `[n, C]` of `split`, rows renormalised.
+    fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        check_classes(self.name, split, self.num_classes)?;
+        let c = self.num_classes;
+        let mut out = split.probs();
+        for row in out.chunks_exact_mut(c) {
+            for (k, p) in row.iter_mut().enumerate() {
+                *p = self.maps[k].apply(*p, self.edges.as_ref());
+            }
+            let sum: f64 = row.iter().sum();
+            if sum == 0.0 {
+                row.fill(1.0 / c as f64);
+            } else {
+                row.iter_mut().for_each(|p| *p /= sum);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn load(dir: &Path, text: &str) -> Result<Self, HeadError> {
+        #[derive(Deserialize)]
+        struct Saved {
+            head: String,
+            bins: usize,
+            maps: Vec<ClassMap>,
+        }
+        let saved: Saved = parse_json(dir, text)?;
+        let name = match saved.head.as_str() {
+            "histogram_binning" => "histogram_binning",
+            _ => "isotonic",
+        };
+        let bad = |reason: &str| HeadError::Meta {
+            path: dir.join("head.json"),
+            reason: reason.to_string(),
+        };
+        let edges = if name == "histogram_binning" {
+            ueb_metrics::check_bins(saved.bins).map_err(|e| bad(&e.to_string()))?;
+            for m in &saved.maps {
+                if !matches!(m, ClassMap::Bins { values } if values.len() == saved.bins) {
+                    return Err(bad("every class needs `bins` bin values"));
+                }
+            }
+            Some(EqualWidthEdges::new(saved.bins))
+        } else {
+            for m in &saved.maps {
+                let ok = matches!(m, ClassMap::Isotonic { x, y } if x.len() == y.len() && !x.is_empty() && x.windows(2).all(|w| w[0] < w[1]));
+                if !ok {
+                    return Err(bad("every class needs increasing thresholds `x` with one `y` each"));
+                }
+            }
+            None
+        };
+        if saved.maps.len() < 2 {
+            return Err(bad("a calibrator needs at least two classes"));
+        }
+        Ok(Self {
+            name,
+            num_classes: saved.maps.len(),
+            maps: saved.maps,
+            edges,
+            bins: saved.bins,
+        })
+    }
+}
+
+impl Head for BinningHead {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        let c = self.num_classes;
+        Ok(self
+            .calibrated(split)?
+            .chunks_exact(c)
+            .map(|row| BuiltinScore::Sr.of_row(row))
+            .collect())
+    }
+
+    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
+        Some(self.calibrated(split))
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        match self.name {
+            "histogram_binning" => json!({"bins": self.bins}),
+            _ => json!({"thresholds_per_class": self.maps.iter().map(|m| match m {
+                ClassMap::Isotonic { x, .. } => x.len(),
+                ClassMap::Bins { values } => values.len(),
+            }).collect::<Vec<_>>()}),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), HeadError> {
+        write_json(dir, &json!({"head": self.name, "bins": self.bins, "maps": self.maps}))
+    }
+}

@@ -1,0 +1,86 @@
+//! `isotonic` and `histogram_binning` against scikit-learn's `IsotonicRegression` and a numpy
+//! implementation of the definition (`fixtures/make_binning_fixture.py`), and their save/load
+//! round trip.
+
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use serde_json::Value;
+use ueb_cache::SplitData;
+use ueb_heads::Head;
+use ueb_heads::binning::{BinningHead, HistogramBinningConfig};
+
+fn fixture() -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/binning.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn split(fx: &Value, name: &str) -> SplitData {
+    let c = fx["num_classes"].as_u64().unwrap() as usize;
+    let logits: Vec<f32> = fx[name]["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let labels: Vec<i64> = fx[name]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let n = labels.len();
+    SplitData {
+        features: vec![0.0; n],
+        logits,
+        labels,
+        group: None,
+        dim: 1,
+        num_classes: c,
+    }
+}
+
+fn close(got: &[f64], want: &Value, what: &str) {
+    let want: Vec<f64> = want.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(got.len(), want.len(), "{what}");
+    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-12, "{what}: worst |difference| {worst:e}");
+}
+
+#[test]
+fn per_class_calibrators_match_scikit_learn_and_the_definition() {
+    let fx = fixture();
+    let (val, test) = (split(&fx, "val"), split(&fx, "test"));
+    let bins = fx["bins"].as_u64().unwrap() as usize;
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, head) in [
+        ("isotonic", BinningHead::fit_isotonic(&val).unwrap()),
+        (
+            "histogram_binning",
+            BinningHead::fit_histogram(&HistogramBinningConfig { bins }, &val).unwrap(),
+        ),
+    ] {
+        let p = head.probabilities(&test).unwrap().unwrap();
+        close(&p, &fx[name], name);
+        // The score is 1 − max p̂ of those probabilities.
+        let u = head.score(&test).unwrap();
+        for (row, ui) in p.chunks_exact(3).zip(&u) {
+            assert_eq!(*ui, 1.0 - row.iter().copied().fold(f64::MIN, f64::max));
+        }
+        // Saved and loaded, the same numbers.
+        let dir = tmp.path().join(name);
+        head.save(&dir).unwrap();
+        let back = ueb_heads::load(&dir).unwrap();
+        assert_eq!(back.name(), name);
+        assert_eq!(back.probabilities(&test).unwrap().unwrap(), p, "{name}");
+    }
+    // Bad settings and inputs are errors.
+    assert!(BinningHead::fit_histogram(&HistogramBinningConfig { bins: 0 }, &val).is_err());
+    let mut empty = val.clone();
+    empty.labels.clear();
+    empty.logits.clear();
+    empty.features.clear();
+    assert!(BinningHead::fit_isotonic(&empty).is_err());
+}
