@@ -198,7 +198,7 @@ static REGISTRY: [DatasetInfo; 13] = [
             (or, with `test_holdout: k`, k seeded rows of the annotated train held out first)",
         files: &[
             "toxigen/toxigen_annotated_train.csv",
-            "toxigen/toxigen_annotated_test.csv (absent from ../shared/data)",
+            "toxigen/toxigen_annotated_test.csv (the official 940-row test split)",
         ],
         how_to_get: "the `annotated` configuration of the Hugging Face dataset \
             `toxigen/toxigen-data` (train and test) saved as CSV with its columns.",
@@ -547,11 +547,16 @@ fn load_toxigen(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset>
                     locator.show(path)
                 ));
             }
-            Some(SplitParts::new(
-                "test",
-                locator.show(path),
-                toxigen::read(path, info.name, "test")?,
-            ))
+            let test = toxigen::read(path, info.name, "test")?;
+            let repeated = toxigen::texts_in(&test, &train);
+            if repeated > 0 {
+                notes.push(format!(
+                    "{repeated} of the {} test texts also occur in the annotated train split (the \
+                     official release annotates them twice); a model trained on train has seen them",
+                    test.len()
+                ));
+            }
+            Some(SplitParts::new("test", locator.show(path), test))
         }
         (None, Some(k)) => {
             let seed = options.seed ^ TEST_HOLDOUT_STREAM;

@@ -336,6 +336,21 @@ fn toxigen_threshold_unwrap_and_missing_test() {
     assert_eq!(sizes(&d), pairs(&[("train", 4), ("val", 1), ("test", 1)]));
     assert_eq!(ids(&d, "test"), ["toxigen:test:0"]);
     assert!(d.notes().is_empty());
+
+    // The official test file writes texts plainly; two of these are train texts (one after
+    // unwrapping `b'…'`, one with surrounding spaces): the notes count them.
+    let mut test = String::from(TOXIGEN_HEADER);
+    test += &toxigen_row("plain text", "4", "4");
+    test += &toxigen_row("\"  not a literal \"", "1", "1");
+    test += &toxigen_row("new text", "1", "1");
+    write(dir.path(), "toxigen/toxigen_annotated_test.csv", &test);
+    let d = load("toxigen", &options(dir.path())).unwrap();
+    assert_eq!(d.notes().len(), 1, "{:?}", d.notes());
+    assert!(
+        d.notes()[0].starts_with("2 of the 3 test texts also occur in the annotated train split"),
+        "{:?}",
+        d.notes()
+    );
 }
 
 #[test]

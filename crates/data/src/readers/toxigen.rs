@@ -109,3 +109,13 @@ pub(crate) fn read(path: &Path, dataset: &str, file_split: &str) -> Result<Vec<E
         })
         .collect()
 }
+
+/// How many of `test`'s texts (trimmed) also occur in `train`.
+pub(crate) fn texts_in(test: &[Example], train: &[Example]) -> usize {
+    let text = |e: &Example| match &e.input {
+        Input::Text(t) => Some(t.trim().to_owned()),
+        _ => None,
+    };
+    let seen: std::collections::HashSet<String> = train.iter().filter_map(text).collect();
+    test.iter().filter_map(text).filter(|t| seen.contains(t)).count()
+}
