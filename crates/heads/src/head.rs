@@ -9,6 +9,7 @@ use crate::choice_calibration::{ChoiceTemperatureConfig, ChoiceTemperatureHead};
 use crate::classical::{BuiltinHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead};
 use crate::error::HeadError;
 use crate::mahalanobis::{MahalanobisConfig, MahalanobisHead};
+use crate::platt::PlattHead;
 use crate::trainable::{Method, TrainableConfig, TrainedHead};
 use ueb_cache::{FeatureCache, Split, SplitData};
 use ueb_metrics::BuiltinScore;
@@ -251,6 +252,11 @@ registry! {
         splits (Val, Val),
         fit |ctx| BinningHead::fit_isotonic(ctx.split(ctx.fit))?,
         load |dir, text| BinningHead::load(dir, text)?;
+    /// Platt scaling (scikit-learn's sigmoid calibration), one-vs-rest beyond two classes.
+    "platt" => Platt,
+        splits (Val, Val),
+        fit |ctx| PlattHead::fit(ctx.split(ctx.fit))?,
+        load |dir, text| PlattHead::load(dir, text)?;
     /// Mahalanobis distance to the closest class mean (tied covariance).
     "mahalanobis" => Mahalanobis(cfg: MahalanobisConfig),
         splits (Train, Val),
@@ -328,7 +334,7 @@ mod tests {
 
     #[test]
     fn every_registry_name_parses_names_and_serialises_as_itself() {
-        assert_eq!(HEAD_NAMES.len(), 12);
+        assert_eq!(HEAD_NAMES.len(), 13);
         for &name in HEAD_NAMES {
             let spec = HeadSpec::from_name(name).unwrap();
             assert_eq!(spec.name(), name);
@@ -348,6 +354,7 @@ mod tests {
             "vector_scaling",
             "histogram_binning",
             "isotonic",
+            "platt",
             "choice_temperature",
         ];
         for &name in HEAD_NAMES {
