@@ -1,24 +1,40 @@
-//! Writing one value per row (scores) as `.npy`, `.csv` or `.parquet`.
+//! Writing per-row outputs (scores, probabilities) as `.npy`, `.csv` or `.parquet`.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// Writes `values` as a one-column file named `column` (CSV header, Parquet column), chosen by
-/// the extension; via a temporary file and a rename, so a crash never leaves half a file.
+/// Writes `values` as a one-column file named `column` (CSV header, Parquet column; a 1-D
+/// `.npy`), chosen by the extension; via a temporary file and a rename, so a crash never
+/// leaves half a file.
 pub(crate) fn write_column(path: &Path, column: &str, values: &[f64]) -> Result<()> {
+    write_table(path, &[column.to_string()], values, true)
+}
+
+/// Writes row-major `values` with `columns.len()` values per row: a CSV with those names as
+/// header, a Parquet file with one DOUBLE column each, or a 2-D `.npy` `[N, C]`.
+pub(crate) fn write_matrix(path: &Path, columns: &[String], values: &[f64]) -> Result<()> {
+    write_table(path, columns, values, false)
+}
+
+fn write_table(path: &Path, columns: &[String], values: &[f64], vector: bool) -> Result<()> {
     check_path(path)?;
+    let c = columns.len().max(1);
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let bytes = match ext.as_deref() {
-        Some("npy") => npy_f64(values),
+        Some("npy") => npy_f64(values, (!vector).then_some(c)),
         Some("csv") => {
-            let mut s = format!("{column}\n");
-            for v in values {
-                s.push_str(&format!("{v}\n")); // shortest round-trip representation
+            let mut s = columns.join(",");
+            s.push('\n');
+            for row in values.chunks(c) {
+                // Shortest round-trip representation.
+                let cells: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+                s.push_str(&cells.join(","));
+                s.push('\n');
             }
             s.into_bytes()
         }
-        Some("parquet") => parquet_f64(column, values)?,
+        Some("parquet") => parquet_f64(columns, values)?,
         _ => bail!(
             "{}: unsupported output type (expected .npy, .csv or .parquet)",
             path.display()
@@ -52,12 +68,13 @@ pub(crate) fn check_path(path: &Path) -> Result<()> {
     }
 }
 
-/// A version-1 `.npy` file holding a little-endian f64 vector.
-fn npy_f64(values: &[f64]) -> Vec<u8> {
-    let mut header = format!(
-        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
-        values.len()
-    );
+/// A version-1 `.npy` file of little-endian f64: a vector, or `[N, cols]` row-major.
+fn npy_f64(values: &[f64], cols: Option<usize>) -> Vec<u8> {
+    let shape = match cols {
+        None => format!("({},)", values.len()),
+        Some(c) => format!("({}, {c})", values.len() / c.max(1)),
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
     // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -73,8 +90,8 @@ fn npy_f64(values: &[f64]) -> Vec<u8> {
     out
 }
 
-/// A Parquet file with one required DOUBLE column.
-fn parquet_f64(column: &str, values: &[f64]) -> Result<Vec<u8>> {
+/// A Parquet file with one required DOUBLE column per name, from row-major `values`.
+fn parquet_f64(columns: &[String], values: &[f64]) -> Result<Vec<u8>> {
     use std::sync::Arc;
 
     use parquet::data_type::DoubleType;
@@ -82,9 +99,8 @@ fn parquet_f64(column: &str, values: &[f64]) -> Result<Vec<u8>> {
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
 
-    let schema = Arc::new(parse_message_type(&format!(
-        "message scores {{ REQUIRED DOUBLE {column}; }}"
-    ))?);
+    let fields: String = columns.iter().map(|c| format!("REQUIRED DOUBLE {c}; ")).collect();
+    let schema = Arc::new(parse_message_type(&format!("message table {{ {fields}}}"))?);
     let props = Arc::new(
         WriterProperties::builder()
             .set_compression(parquet::basic::Compression::SNAPPY)
@@ -94,8 +110,11 @@ fn parquet_f64(column: &str, values: &[f64]) -> Result<Vec<u8>> {
     {
         let mut writer = SerializedFileWriter::new(&mut buf, schema, props)?;
         let mut group = writer.next_row_group()?;
-        if let Some(mut col) = group.next_column()? {
-            col.typed::<DoubleType>().write_batch(values, None, None)?;
+        let c = columns.len().max(1);
+        for k in 0..c {
+            let Some(mut col) = group.next_column()? else { break };
+            let column: Vec<f64> = values.chunks(c).map(|row| row[k]).collect();
+            col.typed::<DoubleType>().write_batch(&column, None, None)?;
             col.close()?;
         }
         group.close()?;

@@ -13,7 +13,7 @@ use crate::{device, output};
 /// Arguments of `ueb score`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Splits: by default calibrators (temperature, vector_scaling) fit on val; the distance heads fit on \
+Splits: by default calibrators (temperature, vector_scaling, histogram_binning, isotonic, platt) fit on val; the distance heads fit on \
 train with gold labels; adue and alien train on train and select hyperparameters on val.
 The --config file holds the head's settings, e.g. for mahalanobis `features: dense` and \
 `l2_normalize: true`, for alien `grid: {lr: [1.0e-4], alpha: [0.1], beta: [0.01]}`; `score_precision: f32` (mahalanobis, relative_mahalanobis, adue, alien) runs the scoring's matrix products (and an mlp head's whole dense layer) in f32, as PyTorch float32 does (default f64).")]
@@ -21,8 +21,8 @@ pub(crate) struct ScoreArgs {
     /// Feature cache directory (docs/cache-format.md).
     #[arg(long, value_name = "DIR")]
     cache: PathBuf,
-    /// Head to fit: sr, entropy, margin, temperature, vector_scaling, mahalanobis,
-    /// relative_mahalanobis, adue or alien.
+    /// Head to fit, by its registry name (sr, temperature, mahalanobis, alien, …; an unknown
+    /// name lists them all).
     #[arg(long, value_name = "NAME")]
     head: String,
     /// YAML file with the head's settings.
@@ -46,6 +46,10 @@ pub(crate) struct ScoreArgs {
     /// Output: one score per row of the split, in order (.npy, .csv or .parquet; column `u`).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Also write a calibrating head's probabilities of the split, [N, C] in row order
+    /// (.npy, .csv or .parquet; columns p0, p1, …).
+    #[arg(long, value_name = "FILE")]
+    probs_out: Option<PathBuf>,
     /// Also save the fitted head to this directory (reload with ueb-heads' `load`).
     #[arg(long, value_name = "DIR")]
     save_head: Option<PathBuf>,
@@ -89,6 +93,9 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
     let spec = spec(&args.head, args.config.as_ref())?;
     // Every output is checked before the fit, and nothing is written before all are.
     output::check_path(&args.out)?;
+    if let Some(p) = &args.probs_out {
+        output::check_path(p)?;
+    }
     if let Some(dir) = &args.save_head
         && dir.exists()
         && !dir.is_dir()
@@ -108,7 +115,20 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
     let head = spec.fit(&ctx)?;
     let split = cache.split(args.split);
     let u = head.score(split)?;
+    let probs = match (&args.probs_out, head.probabilities(split)) {
+        (Some(_), None) => bail!(
+            "--probs-out: head `{}` scores rows but outputs no probabilities of its own (the \
+             classifier's are in the cache); only calibrators do",
+            head.name()
+        ),
+        (Some(path), Some(p)) => Some((path, p?)),
+        (None, _) => None,
+    };
     output::write_column(&args.out, "u", &u)?;
+    if let Some((path, p)) = probs {
+        let names: Vec<String> = (0..split.num_classes()).map(|k| format!("p{k}")).collect();
+        output::write_matrix(path, &names, &p)?;
+    }
     if let Some(dir) = &args.save_head {
         head.save(dir)?;
     }

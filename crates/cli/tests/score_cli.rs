@@ -44,6 +44,70 @@ fn scores_match_the_fixture_in_every_output_format() {
             assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{head}: {g} vs {w}");
         }
     }
+    // A calibrator's probabilities: rows of the split, whose 1 − max is the fixture's score
+    // (numpy/scipy); in every format; a head without probabilities of its own is refused.
+    let expected = floats(&fx["temperature"]["test_scores"]);
+    for ext in ["csv", "npy", "parquet"] {
+        let probs = dir.path().join(format!("probs.{ext}"));
+        let o = ueb()
+            .args(["score", "--head", "temperature", "--cache"])
+            .arg(&cache)
+            .arg("--out")
+            .arg(dir.path().join("t.npy"))
+            .arg("--probs-out")
+            .arg(&probs)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        if ext == "csv" {
+            let text = std::fs::read_to_string(&probs).unwrap();
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some("p0,p1,p2"));
+            let rows: Vec<Vec<f64>> = lines
+                .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+                .collect();
+            assert_eq!(rows.len(), expected.len());
+            for (row, u) in rows.iter().zip(&expected) {
+                let max = row.iter().copied().fold(f64::MIN, f64::max);
+                assert!((1.0 - max - u).abs() <= 1e-5, "{row:?} vs u = {u}");
+                assert!((row.iter().sum::<f64>() - 1.0).abs() <= 1e-12);
+            }
+        }
+        // Every format reads back as probabilities in ueb eval (shape [N, 3], rows sum to 1).
+        let labels = dir.path().join("labels.csv");
+        let y: String = (0..expected.len()).map(|i| format!("{}\n", i % 3)).collect();
+        std::fs::write(&labels, y).unwrap();
+        let o = ueb()
+            .args(["eval", "--probs"])
+            .arg(&probs)
+            .arg("--labels")
+            .arg(&labels)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{ext}: {}", String::from_utf8_lossy(&o.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["num_classes"], 3, "{ext}");
+    }
+    let o = ueb()
+        .args(["score", "--head", "sr", "--cache"])
+        .arg(&cache)
+        .arg("--out")
+        .arg(dir.path().join("sr.npy"))
+        .arg("--probs-out")
+        .arg(dir.path().join("none.npy"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("outputs no probabilities of its own"),
+        "{e}"
+    );
+    assert!(
+        !dir.path().join("sr.npy").exists(),
+        "written before --probs-out was refused"
+    );
+
     // The same scores as CSV (shortest round-trip text) and Parquet, read back by ueb eval.
     for ext in ["csv", "parquet"] {
         let out = dir.path().join(format!("sr.{ext}"));
