@@ -295,9 +295,14 @@ impl VectorScalingConfig {
     /// # Errors
     /// [`HeadError::Config`] naming the setting.
     pub fn validate(&self) -> Result<(), HeadError> {
+        self.check("vector_scaling")
+    }
+
+    /// [`VectorScalingConfig::validate`] for the head `head` that fits with these settings.
+    pub(crate) fn check(&self, head: &str) -> Result<(), HeadError> {
         if self.gradient_tolerance.is_nan() || self.gradient_tolerance <= 0.0 || self.max_iterations == 0 {
             return Err(HeadError::config(
-                "vector_scaling",
+                head,
                 format!(
                     "gradient_tolerance ({}) and max_iterations ({}) must be positive",
                     self.gradient_tolerance, self.max_iterations
@@ -500,6 +505,134 @@ impl Head for VectorScalingHead {
         write_json(
             dir,
             &json!({"head": "vector_scaling", "scale": self.scale, "bias": self.bias}),
+        )
+    }
+}
+
+/// Matrix scaling: `softmax(W z + b)` with a full `C × C` matrix `W` and bias `b` minimising
+/// the NLL of the fit split (L-BFGS from `W = I`, `b = 0`), the unpenalised multinomial
+/// logistic regression on the logits. Settings as vector scaling's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixScalingHead {
+    /// `W`, row-major `[C, C]`: row k maps the logits to class k's new logit.
+    pub weight: Vec<f64>,
+    /// `b`.
+    pub bias: Vec<f64>,
+    iterations: usize,
+    nll: f64,
+}
+
+/// NLL and gradient of matrix scaling at θ = (W row-major, b).
+fn ms_objective(z: &[f64], labels: &[i64], c: usize, theta: &[f64], grad: &mut [f64]) -> f64 {
+    grad.fill(0.0);
+    let (w, b) = theta.split_at(c * c);
+    let n = labels.len() as f64;
+    let mut row = vec![0.0; c];
+    let mut total = 0.0;
+    for (zi, &y) in z.chunks_exact(c).zip(labels) {
+        for k in 0..c {
+            row[k] = b[k] + w[k * c..(k + 1) * c].iter().zip(zi).map(|(a, x)| a * x).sum::<f64>();
+        }
+        let (max, log_sum) = log_softmax_parts(&row);
+        total += (max - row[y as usize]) + log_sum;
+        for k in 0..c {
+            let r = ((row[k] - max) - log_sum).exp() - f64::from(u8::from(k == y as usize));
+            for j in 0..c {
+                grad[k * c + j] += r * zi[j] / n;
+            }
+            grad[c * c + k] += r / n;
+        }
+    }
+    total / n
+}
+
+impl MatrixScalingHead {
+    /// Fits W and b on `split`.
+    ///
+    /// # Errors
+    /// An empty split or an invalid configuration.
+    pub fn fit(cfg: &VectorScalingConfig, split: &SplitData) -> Result<Self, HeadError> {
+        if split.n() == 0 {
+            return Err(HeadError::fit("matrix_scaling", "the fit split is empty"));
+        }
+        cfg.check("matrix_scaling")?;
+        let (c, z) = (split.num_classes(), split.logits_f64());
+        let mut theta0 = vec![0.0; c * c + c];
+        for k in 0..c {
+            theta0[k * c + k] = 1.0;
+        }
+        let (theta, iterations, nll) = lbfgs(
+            theta0,
+            |t, g| ms_objective(&z, &split.labels, c, t, g),
+            cfg.gradient_tolerance,
+            cfg.max_iterations,
+        );
+        Ok(Self {
+            weight: theta[..c * c].to_vec(),
+            bias: theta[c * c..].to_vec(),
+            iterations,
+            nll,
+        })
+    }
+
+    pub(crate) fn load(dir: &Path, text: &str) -> Result<Self, HeadError> {
+        #[derive(Deserialize)]
+        struct Saved {
+            weight: Vec<f64>,
+            bias: Vec<f64>,
+        }
+        let s: Saved = parse_json(dir, text)?;
+        let c = s.bias.len();
+        if c < 2 || s.weight.len() != c * c {
+            return Err(HeadError::Meta {
+                path: dir.join("head.json"),
+                reason: "weight must be C × C and bias have C entries, C ≥ 2".into(),
+            });
+        }
+        Ok(Self {
+            weight: s.weight,
+            bias: s.bias,
+            iterations: 0,
+            nll: f64::NAN,
+        })
+    }
+
+    fn calibrated(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        let c = self.bias.len();
+        check_classes("matrix_scaling", split, c)?;
+        let mut out = vec![0.0; split.n() * c];
+        let mut row = vec![0.0; c];
+        for (zi, oi) in split.logits_f64().chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+            for ((r, b), w) in row.iter_mut().zip(&self.bias).zip(self.weight.chunks_exact(c)) {
+                *r = b + w.iter().zip(zi).map(|(a, x)| a * x).sum::<f64>();
+            }
+            softmax_row(&row, oi);
+        }
+        Ok(out)
+    }
+}
+
+impl Head for MatrixScalingHead {
+    fn name(&self) -> &'static str {
+        "matrix_scaling"
+    }
+
+    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
+        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.bias.len()))
+    }
+
+    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
+        Some(self.calibrated(split))
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        json!({"weight": self.weight, "bias": self.bias, "iterations": self.iterations, "fit_nll": self.nll})
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), HeadError> {
+        write_json(
+            dir,
+            &json!({"head": "matrix_scaling", "weight": self.weight, "bias": self.bias}),
         )
     }
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::binning::{BinningHead, HistogramBinningConfig};
 use crate::choice_calibration::{ChoiceTemperatureConfig, ChoiceTemperatureHead};
-use crate::classical::{BuiltinHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead};
+use crate::classical::{
+    BuiltinHead, MatrixScalingHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead,
+};
 use crate::error::HeadError;
 use crate::mahalanobis::{MahalanobisConfig, MahalanobisHead};
 use crate::platt::PlattHead;
@@ -241,6 +243,12 @@ registry! {
         check cfg.validate(),
         fit |ctx| VectorScalingHead::fit(cfg, ctx.split(ctx.fit))?,
         load |dir, text| VectorScalingHead::load(dir, text)?;
+    /// Matrix scaling: softmax(W z + b), W a full C × C matrix.
+    "matrix_scaling" => MatrixScaling(cfg: VectorScalingConfig),
+        splits (Val, Val),
+        check cfg.check("matrix_scaling"),
+        fit |ctx| MatrixScalingHead::fit(cfg, ctx.split(ctx.fit))?,
+        load |dir, text| MatrixScalingHead::load(dir, text)?;
     /// Histogram binning of each class's probability (one-vs-rest), rows renormalised.
     "histogram_binning" => HistogramBinning(cfg: HistogramBinningConfig),
         splits (Val, Val),
@@ -334,7 +342,7 @@ mod tests {
 
     #[test]
     fn every_registry_name_parses_names_and_serialises_as_itself() {
-        assert_eq!(HEAD_NAMES.len(), 13);
+        assert_eq!(HEAD_NAMES.len(), 14);
         for &name in HEAD_NAMES {
             let spec = HeadSpec::from_name(name).unwrap();
             assert_eq!(spec.name(), name);
@@ -352,6 +360,7 @@ mod tests {
         let calibrators = [
             "temperature",
             "vector_scaling",
+            "matrix_scaling",
             "histogram_binning",
             "isotonic",
             "platt",

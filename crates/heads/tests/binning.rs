@@ -11,6 +11,7 @@ use serde_json::Value;
 use ueb_cache::SplitData;
 use ueb_heads::Head;
 use ueb_heads::binning::{BinningHead, HistogramBinningConfig};
+use ueb_heads::classical::{MatrixScalingHead, VectorScalingConfig};
 use ueb_heads::platt::PlattHead;
 
 fn fixture() -> Value {
@@ -55,7 +56,7 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
     let bins = fx["bins"].as_u64().unwrap() as usize;
     let tmp = tempfile::tempdir().unwrap();
     // Platt's (a, b) are an optimum scikit-learn's L-BFGS reaches to its tolerance only.
-    let heads: [(&str, Box<dyn Head>, f64); 3] = [
+    let heads: [(&str, Box<dyn Head>, f64); 4] = [
         ("isotonic", Box::new(BinningHead::fit_isotonic(&val).unwrap()), 1e-12),
         (
             "histogram_binning",
@@ -63,6 +64,20 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
             1e-12,
         ),
         ("platt", Box::new(PlattHead::fit(&val).unwrap()), 1e-6),
+        (
+            "matrix_scaling",
+            Box::new(
+                MatrixScalingHead::fit(
+                    &VectorScalingConfig {
+                        gradient_tolerance: 1e-12,
+                        max_iterations: 10_000,
+                    },
+                    &val,
+                )
+                .unwrap(),
+            ),
+            1e-6,
+        ),
     ];
     for (name, head, tol) in heads {
         let p = head.probabilities(&test).unwrap().unwrap();
