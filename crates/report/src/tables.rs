@@ -32,7 +32,7 @@ impl TableMetric {
 }
 
 /// The tables of a report, in order: ROC-AUC × 100 first, then PRR, AURC, ECE, Brier, NLL.
-pub const TABLE_METRICS: [TableMetric; 6] = [
+pub const TABLE_METRICS: [TableMetric; 7] = [
     TableMetric {
         name: "roc_auc",
         title: "ROC-AUC × 100",
@@ -58,6 +58,16 @@ pub const TABLE_METRICS: [TableMetric; 6] = [
         name: "ece",
         title: "ECE × 100",
         title_tex: "ECE $\\times 100$",
+        scale: 100.0,
+        decimals: 2,
+    },
+    // The score read as an error probability: ECE of the confidence 1 − u against correctness.
+    // A head that does not change the probabilities (sr, mahalanobis, adue, alien) shows the
+    // classifier's ECE in the ECE table; this table is its own (undefined when u leaves [0, 1]).
+    TableMetric {
+        name: "ece_score",
+        title: "ECE of 1 − u as P(correct) × 100",
+        title_tex: "ECE of $1-u$ as $P(\\text{correct}) \\times 100$",
         scale: 100.0,
         decimals: 2,
     },

@@ -58,7 +58,7 @@ fn report_merges_shards_and_lists_missing_cells() {
         csv.starts_with("head,tiny/synth-a mean,tiny/synth-a std,tiny/synth-a n,"),
         "{csv}"
     );
-    for name in ["prr", "aurc", "ece", "brier", "nll"] {
+    for name in ["prr", "aurc", "ece", "ece_score", "brier", "nll"] {
         for ext in ["md", "tex", "csv"] {
             assert!(root.join(format!("tables/{name}.{ext}")).is_file(), "{name}.{ext}");
         }
