@@ -7,6 +7,9 @@
 //!
 //! - `histogram_binning`: `bins` equal-width bins ((m−1)/M, m/M] of p_k (§11's binning rule);
 //!   a bin's value is the fraction of its fit rows with label k, an empty bin its mid-point.
+//!   With `binning: equal_mass`, M groups of the fit rows' p_k in a stable sort instead (sizes
+//!   differing by at most one, the first N mod M larger: §11's equal-mass rule); a value goes
+//!   to the first group whose largest p_k is at least it, the last group above.
 //! - `isotonic`: the isotonic (non-decreasing) least-squares regression of 1[y = k] on p_k, as
 //!   scikit-learn's `IsotonicRegression(out_of_bounds="clip")`: equal p_k are merged first (mean
 //!   target, weight = count), pool-adjacent-violators, then linear interpolation between the
@@ -23,17 +26,33 @@ use ueb_metrics::calibration::EqualWidthEdges;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
 
+/// How `histogram_binning` cuts [0, 1].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binning {
+    /// Equal-width bins ((m−1)/M, m/M].
+    #[default]
+    EqualWidth,
+    /// Equal-mass groups of the fit rows.
+    EqualMass,
+}
+
 /// Settings of `histogram_binning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistogramBinningConfig {
-    /// Equal-width bins per class (15).
+    /// Bins per class (15).
     pub bins: usize,
+    /// `equal_width` (default) or `equal_mass`.
+    pub binning: Binning,
 }
 
 impl Default for HistogramBinningConfig {
     fn default() -> Self {
-        Self { bins: 15 }
+        Self {
+            bins: 15,
+            binning: Binning::EqualWidth,
+        }
     }
 }
 
@@ -55,6 +74,8 @@ enum ClassMap {
     Bins { values: Vec<f64> },
     /// Increasing x thresholds and their fitted y; linear in between, clipped outside.
     Isotonic { x: Vec<f64>, y: Vec<f64> },
+    /// Equal-mass groups: each group's largest value and its value.
+    Groups { upper: Vec<f64>, values: Vec<f64> },
 }
 
 impl ClassMap {
@@ -62,6 +83,10 @@ impl ClassMap {
         match self {
             ClassMap::Bins { values } => edges.map_or(0.0, |e| values[e.bin(p)]),
             ClassMap::Isotonic { x, y } => interpolate(x, y, p),
+            ClassMap::Groups { upper, values } => {
+                let g = upper.partition_point(|&u| u < p).min(values.len().saturating_sub(1));
+                values.get(g).copied().unwrap_or(0.0)
+            }
         }
     }
 }
@@ -160,6 +185,30 @@ fn fit_bins(probs: &[f64], labels: &[i64], c: usize, k: usize, edges: &EqualWidt
     ClassMap::Bins { values }
 }
 
+/// The equal-mass map of class `k` from the fit rows.
+fn fit_groups(probs: &[f64], labels: &[i64], c: usize, k: usize, bins: usize) -> ClassMap {
+    let mut rows: Vec<(f64, bool)> = probs
+        .chunks_exact(c)
+        .zip(labels)
+        .map(|(row, &y)| (row[k], y as usize == k))
+        .collect();
+    // Stable: equal values keep their row order, as §11's grouping rule sorts.
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = rows.len();
+    let (mut upper, mut values, mut start) = (Vec::new(), Vec::new(), 0);
+    for g in 0..bins {
+        let size = n / bins + usize::from(g < n % bins);
+        if size == 0 {
+            continue;
+        }
+        let group = &rows[start..start + size];
+        start += size;
+        upper.push(group.iter().fold(f64::NEG_INFINITY, |m, r| m.max(r.0)));
+        values.push(group.iter().filter(|r| r.1).count() as f64 / size as f64);
+    }
+    ClassMap::Groups { upper, values }
+}
+
 /// A fitted per-class calibrator (`histogram_binning` or `isotonic`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BinningHead {
@@ -178,14 +227,25 @@ impl BinningHead {
     pub fn fit_histogram(cfg: &HistogramBinningConfig, split: &SplitData) -> Result<Self, HeadError> {
         cfg.validate()?;
         let (c, probs) = Self::fit_data("histogram_binning", split)?;
-        let edges = EqualWidthEdges::new(cfg.bins);
-        let maps = (0..c)
-            .map(|k| fit_bins(&probs, &split.labels, c, k, &edges, cfg.bins))
-            .collect();
+        let (maps, edges) = match cfg.binning {
+            Binning::EqualWidth => {
+                let edges = EqualWidthEdges::new(cfg.bins);
+                let maps = (0..c)
+                    .map(|k| fit_bins(&probs, &split.labels, c, k, &edges, cfg.bins))
+                    .collect();
+                (maps, Some(edges))
+            }
+            Binning::EqualMass => {
+                let maps = (0..c)
+                    .map(|k| fit_groups(&probs, &split.labels, c, k, cfg.bins))
+                    .collect();
+                (maps, None)
+            }
+        };
         Ok(Self {
             name: "histogram_binning",
             maps,
-            edges: Some(edges),
+            edges,
             bins: cfg.bins,
             num_classes: c,
         })
@@ -249,7 +309,18 @@ impl BinningHead {
             path: dir.join("head.json"),
             reason: reason.to_string(),
         };
-        let edges = if name == "histogram_binning" {
+        let equal_mass = saved.maps.iter().all(|m| matches!(m, ClassMap::Groups { .. }));
+        let edges = if name == "histogram_binning" && equal_mass {
+            for m in &saved.maps {
+                let ok = matches!(m, ClassMap::Groups { upper, values } if upper.len() == values.len() && !values.is_empty() && upper.windows(2).all(|w| w[0] <= w[1]));
+                if !ok {
+                    return Err(bad(
+                        "every class needs non-decreasing group bounds `upper` with one value each",
+                    ));
+                }
+            }
+            None
+        } else if name == "histogram_binning" {
             ueb_metrics::check_bins(saved.bins).map_err(|e| bad(&e.to_string()))?;
             for m in &saved.maps {
                 if !matches!(m, ClassMap::Bins { values } if values.len() == saved.bins) {
@@ -302,7 +373,7 @@ impl Head for BinningHead {
             "histogram_binning" => json!({"bins": self.bins}),
             _ => json!({"thresholds_per_class": self.maps.iter().map(|m| match m {
                 ClassMap::Isotonic { x, .. } => x.len(),
-                ClassMap::Bins { values } => values.len(),
+                ClassMap::Bins { values } | ClassMap::Groups { values, .. } => values.len(),
             }).collect::<Vec<_>>()}),
         }
     }

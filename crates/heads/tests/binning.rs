@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 use ueb_cache::SplitData;
 use ueb_heads::Head;
-use ueb_heads::binning::{BinningHead, HistogramBinningConfig};
+use ueb_heads::binning::{Binning, BinningHead, HistogramBinningConfig};
 use ueb_heads::classical::{MatrixScalingHead, VectorScalingConfig};
 use ueb_heads::platt::PlattHead;
 
@@ -56,11 +56,34 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
     let bins = fx["bins"].as_u64().unwrap() as usize;
     let tmp = tempfile::tempdir().unwrap();
     // Platt's (a, b) are an optimum scikit-learn's L-BFGS reaches to its tolerance only.
-    let heads: [(&str, Box<dyn Head>, f64); 4] = [
+    let heads: [(&str, Box<dyn Head>, f64); 5] = [
         ("isotonic", Box::new(BinningHead::fit_isotonic(&val).unwrap()), 1e-12),
         (
             "histogram_binning",
-            Box::new(BinningHead::fit_histogram(&HistogramBinningConfig { bins }, &val).unwrap()),
+            Box::new(
+                BinningHead::fit_histogram(
+                    &HistogramBinningConfig {
+                        bins,
+                        binning: Binning::EqualWidth,
+                    },
+                    &val,
+                )
+                .unwrap(),
+            ),
+            1e-12,
+        ),
+        (
+            "histogram_binning_equal_mass",
+            Box::new(
+                BinningHead::fit_histogram(
+                    &HistogramBinningConfig {
+                        bins,
+                        binning: Binning::EqualMass,
+                    },
+                    &val,
+                )
+                .unwrap(),
+            ),
             1e-12,
         ),
         ("platt", Box::new(PlattHead::fit(&val).unwrap()), 1e-6),
@@ -91,7 +114,7 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
         let dir = tmp.path().join(name);
         head.save(&dir).unwrap();
         let back = ueb_heads::load(&dir).unwrap();
-        assert_eq!(back.name(), name);
+        assert_eq!(back.name(), name.trim_end_matches("_equal_mass"));
         assert_eq!(back.probabilities(&test).unwrap().unwrap(), p, "{name}");
     }
     // Two classes: one fit on z₁ − z₀.
@@ -105,7 +128,11 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
     );
 
     // Bad settings and inputs are errors.
-    assert!(BinningHead::fit_histogram(&HistogramBinningConfig { bins: 0 }, &val).is_err());
+    let zero = HistogramBinningConfig {
+        bins: 0,
+        ..HistogramBinningConfig::default()
+    };
+    assert!(BinningHead::fit_histogram(&zero, &val).is_err());
     let mut empty = val.clone();
     empty.labels.clear();
     empty.logits.clear();
