@@ -34,6 +34,15 @@ pub(crate) struct RunArgs {
     /// Where registry datasets are read from (overrides the file's `data_root`; default `data`).
     #[arg(long, value_name = "DIR")]
     data_root: Option<PathBuf>,
+    /// Change the experiment before it is validated: a dotted KEY (list entries by name or
+    /// `as:` label) and a YAML VALUE, e.g. `--set heads.alien.grid.lr=[1.0e-5,4.0e-4]`,
+    /// `--set backbones.tiny.finetune.epochs=1`, `--set metrics.bootstrap=0`. Repeatable; in
+    /// order; recorded in plan.yaml.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The seeds, comma-separated (the same as `--set seeds=[…]`).
+    #[arg(long, value_name = "S,S,…", value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
     /// Run only shard i of n (1-based): every n-th cell from the i-th.
     #[arg(long, value_name = "i/n")]
     shard: Option<String>,
@@ -96,6 +105,10 @@ fn run_jobs(
         }
         cmd.arg("--out").arg(out).arg("--device").arg(&plan.device);
         cmd.arg("--data-root").arg(&plan.data_root);
+        // The children resolve the same plan: the same overrides, as applied.
+        for set in &plan.overrides {
+            cmd.arg("--set").arg(set);
+        }
         cmd.arg("--shard").arg(format!("{}/{total}", i + n * k)).arg("--child");
         for _ in 0..args.verbose {
             cmd.arg("-v");
@@ -246,10 +259,16 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let t0 = Instant::now();
+    let mut sets = args.sets.clone();
+    if let Some(seeds) = &args.seeds {
+        let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        sets.push(format!("seeds=[{}]", list.join(", ")));
+    }
     let overrides = Overrides {
         device: args.device.clone(),
         data_root: args.data_root.clone(),
         backends: Some(device::available()),
+        sets,
     };
     let plan = match &args.experiment {
         Some(path) => Plan::from_file(path, &overrides)?,

@@ -384,6 +384,20 @@ fn jobs_report_what_they_ran_and_skipped() {
     assert!(out.join("metrics.parquet").is_file());
     let e = run_stderr(&exp, &out, &["--jobs", "2"]);
     assert!(e.contains("0 of 6 head fit(s) run"), "{e}");
+    // Overrides reach the jobs (they resolve the parent's plan), and plan.yaml records them.
+    let set = tmp.path().join("set");
+    let e = run_stderr(
+        &exp,
+        &set,
+        &["--jobs", "2", "--set", "metrics.bootstrap=0", "--seeds", "1,0"],
+    );
+    assert!(e.contains("2 cell(s) in 2 jobs"), "{e}");
+    let plan = std::fs::read_to_string(set.join("plan.yaml")).unwrap();
+    assert!(
+        plan.contains("overrides:") && plan.contains("metrics.bootstrap=0") && plan.contains("seeds=[1, 0]"),
+        "{plan}"
+    );
+    assert!(set.join("metrics.parquet").is_file());
 }
 
 /// A tiny checkpoint of ueb-backbones' parity fixtures.

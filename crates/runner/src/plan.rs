@@ -505,6 +505,10 @@ pub struct Plan {
     pub data_root: PathBuf,
     /// Every cell, in a fixed order (backbone, dataset, seed; or cache, seed).
     pub cells: Vec<Cell>,
+    /// The command line's `--set KEY=VALUE` overrides, in order, as applied to the file
+    /// (absent without any, so that plans without overrides keep their text).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 fn finetune_config(raw: &RawFinetune, backbone: &str) -> Result<FinetuneConfig> {
@@ -758,6 +762,120 @@ pub struct Overrides {
     /// The backends the binary was built with: a plan naming another device is refused
     /// (`None`: any backend name is accepted).
     pub backends: Option<Vec<&'static str>>,
+    /// `--set KEY=VALUE`: changes to the experiment file before it is validated (see
+    /// [`apply_set`]).
+    pub sets: Vec<String>,
+}
+
+/// Applies one `--set KEY=VALUE` to a parsed experiment file: `KEY` is a dotted path
+/// (`seeds`, `metrics.bootstrap`, `backbones.tiny.finetune.lr`, `heads.alien.grid.lr`), whose
+/// list steps name an entry (a backbone or dataset by `name`, a head by its name or `as:`
+/// label); `VALUE` is YAML (`[1.0e-5, 4.0e-4]`, `0.1`, `lora`). Missing mappings on the way
+/// are created, so a key the file leaves at its default can be set; validation then refuses
+/// keys that do not exist.
+///
+/// # Errors
+/// A malformed override, a value that is not YAML, or a path naming no entry or going
+/// through a plain value, each naming the override.
+pub fn apply_set(root: &mut serde_yaml_ng::Value, set: &str) -> Result<()> {
+    use serde_yaml_ng::{Mapping, Value};
+    let Some((path, text)) = set.split_once('=') else {
+        bail!("--set {set}: expected KEY=VALUE (e.g. --set metrics.bootstrap=0)");
+    };
+    let new: Value = serde_yaml_ng::from_str(text).map_err(|e| message!("--set {set}: the value is not YAML: {e}"))?;
+    let keys: Vec<&str> = path.split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        bail!("--set {set}: `{path}` has an empty key");
+    }
+    let mut cur = root;
+    for (i, key) in keys.iter().enumerate() {
+        let last = i + 1 == keys.len();
+        let here = keys[..=i].join(".");
+        if cur.is_null() {
+            *cur = Value::Mapping(Mapping::new());
+        }
+        cur = match cur {
+            Value::Mapping(m) => {
+                let k = Value::String((*key).to_string());
+                if last {
+                    m.insert(k, new);
+                    return Ok(());
+                }
+                m.entry(k).or_insert(Value::Null)
+            }
+            Value::Sequence(items) => {
+                let names: Vec<String> = items.iter().filter_map(entry_name).collect();
+                let Some(pos) = items
+                    .iter()
+                    .position(|e| entry_name(e).as_deref() == Some(*key) || entry_label(e).as_deref() == Some(*key))
+                else {
+                    bail!(
+                        "--set {set}: `{here}` names no entry of `{}` (entries: {})",
+                        keys[..i].join("."),
+                        names.join(", ")
+                    );
+                };
+                if last {
+                    bail!("--set {set}: `{here}` is a whole entry; set one of its keys");
+                }
+                let item = &mut items[pos];
+                // A bare name (`- sr`, `- sst2`) becomes the mapping it abbreviates.
+                if let Value::String(name) = item {
+                    let name = name.clone();
+                    let mut m = Mapping::new();
+                    if keys[0] == "heads" {
+                        m.insert(Value::String(name), Value::Mapping(Mapping::new()));
+                    } else {
+                        m.insert(Value::String("name".into()), Value::String(name));
+                    }
+                    *item = Value::Mapping(m);
+                }
+                descend_entry(item, keys[0] == "heads")
+            }
+            _ => bail!("--set {set}: `{}` is a value, not a mapping", keys[..i].join(".")),
+        };
+    }
+    Ok(())
+}
+
+/// The name of a list entry: a bare string, a mapping's `name`, or a head's single key.
+fn entry_name(e: &serde_yaml_ng::Value) -> Option<String> {
+    use serde_yaml_ng::Value;
+    match e {
+        Value::String(s) => Some(s.clone()),
+        Value::Mapping(m) => m.get("name").and_then(Value::as_str).map(str::to_string).or_else(|| {
+            m.keys()
+                .filter_map(Value::as_str)
+                .find(|k| *k != "as")
+                .map(str::to_string)
+        }),
+        _ => None,
+    }
+}
+
+/// A head entry's `as:` label.
+fn entry_label(e: &serde_yaml_ng::Value) -> Option<String> {
+    e.get("as").and_then(serde_yaml_ng::Value::as_str).map(str::to_string)
+}
+
+/// Where the keys after a list entry go: a head's settings (its single non-`as` key's value,
+/// made a mapping), or the entry itself.
+fn descend_entry(item: &mut serde_yaml_ng::Value, head: bool) -> &mut serde_yaml_ng::Value {
+    use serde_yaml_ng::{Mapping, Value};
+    let key = match &*item {
+        Value::Mapping(m) if head => m.keys().find(|k| k.as_str() != Some("as")).cloned(),
+        _ => None,
+    };
+    match (item, key) {
+        (Value::Mapping(m), Some(key)) => {
+            let settings = m.entry(key).or_insert(Value::Null);
+            if settings.is_null() {
+                *settings = Value::Mapping(Mapping::new());
+            }
+            settings
+        }
+        (item, _) => item,
+    }
 }
 
 impl Plan {
@@ -777,7 +895,17 @@ impl Plan {
     /// # Errors
     /// As [`Plan::from_file`].
     pub fn from_str(text: &str, origin: &str, overrides: &Overrides) -> Result<Self> {
-        let raw: RawExperiment = serde_yaml_ng::from_str(text).map_err(|e| message!("{origin}: {e}"))?;
+        let raw: RawExperiment = if overrides.sets.is_empty() {
+            serde_yaml_ng::from_str(text).map_err(|e| message!("{origin}: {e}"))?
+        } else {
+            // Overrides change the parsed file; its errors then name the key, not a line.
+            let mut value: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(text).map_err(|e| message!("{origin}: {e}"))?;
+            for set in &overrides.sets {
+                apply_set(&mut value, set).with_context(|| origin.to_string())?;
+            }
+            serde_yaml_ng::from_value(value).map_err(|e| message!("{origin} with {}: {e}", overrides.sets.join(" ")))?
+        };
         Self::resolve(raw, overrides).with_context(|| origin.to_string())
     }
 
@@ -988,6 +1116,7 @@ impl Plan {
             metrics: raw.metrics,
             data_root,
             cells,
+            overrides: overrides.sets.clone(),
         })
     }
 
@@ -1341,5 +1470,58 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// `--set` changes the file before validation, addresses list entries by name or label,
+    /// is recorded in the plan, and names what it cannot apply.
+    #[test]
+    fn overrides_change_the_file_before_validation() {
+        let with = |sets: &[&str]| {
+            let o = Overrides {
+                sets: sets.iter().map(|s| s.to_string()).collect(),
+                ..Overrides::default()
+            };
+            Plan::from_str(&synthetic("[sr, alien, {alien: {}, as: other}]"), "test.yaml", &o)
+        };
+        let plan = with(&[
+            "seeds=[3, 4]",
+            "heads.alien.grid.lr=[1.0e-5, 4.0e-4]",
+            "heads.other.max_epochs=7",
+            "backbones.tiny.finetune.epochs=2",
+            "metrics.bootstrap=0",
+        ])
+        .unwrap();
+        assert_eq!(plan.seeds, [3, 4]);
+        assert_eq!(plan.metrics.bootstrap, 0);
+        let HeadSpec::Alien(cfg) = &plan.heads[1].spec else {
+            panic!()
+        };
+        assert_eq!(cfg.grid.lr.as_deref(), Some(&[1.0e-5, 4.0e-4][..]));
+        let HeadSpec::Alien(cfg) = &plan.heads[2].spec else {
+            panic!()
+        };
+        assert_eq!(cfg.max_epochs, Some(7));
+        assert_eq!(plan.overrides.len(), 5);
+        assert!(serde_yaml_ng::to_string(&plan).unwrap().contains("overrides:"));
+        assert!(
+            !serde_yaml_ng::to_string(&with(&[]).unwrap())
+                .unwrap()
+                .contains("overrides")
+        );
+        for (set, want) in [
+            (
+                "heads.nope.x=1",
+                "`heads.nope` names no entry of `heads` (entries: sr, alien, alien)",
+            ),
+            ("backbones.tiny=1", "is a whole entry"),
+            ("name.first=1", "`name` is a value, not a mapping"),
+            ("metrics.binz=3", "unknown field `binz`"),
+            ("metrics.bins", "expected KEY=VALUE"),
+            ("metrics..bins=3", "empty key"),
+            ("seeds=[1, 1]", "seeds: 1 appears twice"),
+        ] {
+            let e = chain(&with(&[set]).unwrap_err());
+            assert!(e.contains(want), "{set}: {e}");
+        }
     }
 }
