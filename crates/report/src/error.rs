@@ -67,10 +67,10 @@ pub enum ReportError {
         /// What is wrong.
         reason: String,
     },
-    /// No TTF font was found for the figures' text.
+    /// The font `UEB_FONT` names is not there.
     #[error(
-        "no font for the figures' text: looked at {}; install DejaVu Sans (Debian/Ubuntu: \
-         `apt-get install fonts-dejavu-core`) or set UEB_FONT to a .ttf file",
+        "no font for the figures' text: {}; point UEB_FONT to a .ttf file, or unset it to use \
+         the embedded DejaVu Sans",
         looked.join(", ")
     )]
     NoFont {

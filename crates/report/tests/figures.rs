@@ -90,16 +90,15 @@ fn figures_are_deterministic() {
 }
 
 #[test]
-fn no_font_is_a_clear_error() {
-    let missing = [Path::new("/nonexistent/ueb/DejaVuSans.ttf")];
-    let err = find_font(None, &missing).unwrap_err().to_string();
-    assert!(err.contains("/nonexistent/ueb/DejaVuSans.ttf"), "{err}");
-    assert!(err.contains("fonts-dejavu-core"), "{err}");
-    assert!(err.contains("UEB_FONT"), "{err}");
-    let err = find_font(Some(Path::new("/nonexistent/font.ttf")), &[])
+fn the_embedded_font_needs_nothing_and_a_bad_ueb_font_is_a_clear_error() {
+    assert_eq!(find_font(None).unwrap(), None, "no UEB_FONT: the embedded DejaVu Sans");
+    let err = find_font(Some(Path::new("/nonexistent/font.ttf")))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("UEB_FONT=/nonexistent/font.ttf"), "{err}");
+    assert!(
+        err.contains("UEB_FONT=/nonexistent/font.ttf") && err.contains("embedded"),
+        "{err}"
+    );
 }
 
 #[test]
