@@ -23,7 +23,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Uncertainty-estimation bench for language-model classifiers.
 #[derive(Debug, Parser)]
-#[command(name = "ueb", version, about, long_about = None)]
+#[command(
+    name = "ueb",
+    version,
+    about = "Uncertainty-estimation bench for language-model classifiers: experiments (fine-tuning, \
+             feature caches, uncertainty heads, metrics), metric reports of predictions, tables and figures",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -50,6 +50,10 @@ pub(crate) struct ScoreArgs {
     /// (.npy, .csv or .parquet; columns p0, p1, …).
     #[arg(long, value_name = "FILE")]
     probs_out: Option<PathBuf>,
+    /// Print one JSON object instead of the text: the cache, the head, its summary, the split,
+    /// the files written and the ROC-AUC (or why it is undefined).
+    #[arg(long)]
+    json: bool,
     /// Also save the fitted head to this directory (reload with ueb-heads' `load`).
     #[arg(long, value_name = "DIR")]
     save_head: Option<PathBuf>,
@@ -133,6 +137,34 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
         head.save(dir)?;
     }
 
+    let errors = split.errors();
+    let roc_auc = ueb_metrics::ErrorDetection::with_default_bins(&errors, &u)?.roc_auc;
+    if args.json {
+        let deviations: serde_json::Map<String, serde_json::Value> = report
+            .max_logit_deviation
+            .iter()
+            .map(|(s, d)| (s.to_string(), serde_json::json!(d)))
+            .collect();
+        let value = serde_json::json!({
+            "cache": args.cache,
+            "num_classes": cache.meta.num_classes,
+            "feature_dim": cache.meta.feature_dim,
+            "max_logit_deviation": deviations,
+            "head": head.name(),
+            "fit": ctx.fit.to_string(),
+            "select": ctx.select.to_string(),
+            "summary": head.summary(),
+            "split": args.split.to_string(),
+            "n": u.len(),
+            "out": args.out,
+            "probs_out": args.probs_out,
+            "saved_head": args.save_head,
+            "roc_auc": roc_auc.ok(),
+            "roc_auc_reason": roc_auc.err().map(|why| why.to_string()),
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
     let deviation = report
         .max_logit_deviation
         .iter()
@@ -152,8 +184,7 @@ pub(crate) fn run(args: &ScoreArgs) -> Result<()> {
         ctx.select
     );
     outln!("{}", serde_json::to_string_pretty(&head.summary())?);
-    let errors = split.errors();
-    match ueb_metrics::ErrorDetection::with_default_bins(&errors, &u)?.roc_auc {
+    match roc_auc {
         Ok(auc) => outln!(
             "{} split: {} scores written to {}; error-detection ROC-AUC {auc:.4}",
             args.split,

@@ -108,6 +108,30 @@ fn scores_match_the_fixture_in_every_output_format() {
         "written before --probs-out was refused"
     );
 
+    // --json: one object a script can read, with the same ROC-AUC the text prints.
+    let o = ueb()
+        .args(["score", "--head", "temperature", "--json", "--cache"])
+        .arg(&cache)
+        .arg("--out")
+        .arg(dir.path().join("j.npy"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["head"], "temperature");
+    assert_eq!(v["fit"], "val");
+    assert_eq!(v["n"], expected.len());
+    assert!(v["summary"]["temperature"].as_f64().is_some(), "{v}");
+    // The ROC-AUC of the scores written, over the test split's errors.
+    let u = read_npy(&dir.path().join("j.npy"));
+    let (fc, _) = ueb_cache::FeatureCache::load(&cache).unwrap();
+    let errors = fc.split(ueb_cache::Split::Test).errors();
+    let want = ueb_metrics::ErrorDetection::with_default_bins(&errors, &u)
+        .unwrap()
+        .roc_auc
+        .unwrap();
+    assert_eq!(v["roc_auc"].as_f64(), Some(want), "{v}");
+
     // The same scores as CSV (shortest round-trip text) and Parquet, read back by ueb eval.
     for ext in ["csv", "parquet"] {
         let out = dir.path().join(format!("sr.{ext}"));
