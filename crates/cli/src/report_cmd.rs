@@ -22,6 +22,10 @@ pub(crate) struct ReportArgs {
     /// Skip the figures (tables only).
     #[arg(long)]
     no_figures: bool,
+    /// Print one JSON object instead of the text: head stages found, where their metrics came
+    /// from, the stages still missing, and every file written.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs `ueb report`.
@@ -32,6 +36,19 @@ pub(crate) fn run(args: &ReportArgs) -> Result<()> {
         figures: !args.no_figures,
     };
     let summary = write_report_with(&args.dir, &options)?;
+    if args.json {
+        let value = serde_json::json!({
+            "dir": args.dir,
+            "head_stages": summary.head_stages,
+            "from_metrics_file": summary.from_metrics_file,
+            "computed": summary.computed,
+            "missing": summary.missing,
+            "written": summary.written,
+            "index": options.formats.html.then(|| args.dir.join("index.html")),
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
     let tables = summary
         .written
         .iter()

@@ -398,6 +398,26 @@ fn jobs_report_what_they_ran_and_skipped() {
         "{plan}"
     );
     assert!(set.join("metrics.parquet").is_file());
+    // `ueb report --json`: one object a script can read.
+    let o = ueb()
+        .arg("report")
+        .arg(&set)
+        .args(["--json", "--no-figures", "--formats", "md"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["head_stages"], 6, "{v}");
+    assert_eq!(v["from_metrics_file"], 6, "{v}");
+    assert_eq!(v["missing"].as_array().map(Vec::len), Some(0), "{v}");
+    let written: Vec<&str> = v["written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(written.iter().any(|p| p.ends_with("tables/roc_auc.md")), "{v}");
+    assert!(v["index"].is_null(), "{v}");
 }
 
 /// A tiny checkpoint of ueb-backbones' parity fixtures.
