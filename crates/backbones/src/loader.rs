@@ -140,7 +140,7 @@ impl ModelDir {
                 merged.insert(key, info);
             }
         }
-        if self.shards.len() > 1 || self.weights.ends_with(INDEX_FILE) {
+        if self.weights.ends_with(INDEX_FILE) {
             for (key, file) in index_map(&self.weights)? {
                 let want = self.dir.join(&file);
                 if found_in.get(&key) != Some(&want) {

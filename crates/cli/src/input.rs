@@ -321,11 +321,13 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
             };
             anyhow!("{}: line {line} (row {row}) {what}", path.display())
         })?;
-        let line = line_at(rec.position(), row + 1);
+        // Counted only for a message: counting lines on every row would be quadratic.
+        let line = || line_at(rec.position(), row + 1);
         if rec.len() != names.len() {
             bail!(
-                "{}: line {line} (row {row}) has {} fields, expected {}",
+                "{}: line {} (row {row}) has {} fields, expected {}",
                 path.display(),
+                line(),
                 rec.len(),
                 names.len()
             );
@@ -334,8 +336,9 @@ fn csv_table(path: &Path, role: Role, select: Option<&str>) -> Result<Array> {
             let field = &rec[c];
             let v: f64 = field.parse().map_err(|_| {
                 anyhow!(
-                    "{}: line {line} (row {row}), column `{}`: cannot read `{}` as a number",
+                    "{}: line {} (row {row}), column `{}`: cannot read `{}` as a number",
                     path.display(),
+                    line(),
                     names[c],
                     shorten(field)
                 )

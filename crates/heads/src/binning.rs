@@ -23,6 +23,7 @@ use ueb_cache::SplitData;
 use ueb_metrics::BuiltinScore;
 use ueb_metrics::calibration::EqualWidthEdges;
 
+use crate::classical::score_rows;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
 
@@ -356,12 +357,7 @@ impl Head for BinningHead {
     }
 
     fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        let c = self.num_classes;
-        Ok(self
-            .calibrated(split)?
-            .chunks_exact(c)
-            .map(|row| BuiltinScore::Sr.of_row(row))
-            .collect())
+        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
     }
 
     fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {

@@ -41,7 +41,7 @@ impl BuiltinHead {
 }
 
 /// The score of each row of row-major probabilities.
-fn score_rows(score: BuiltinScore, probs: &[f64], c: usize) -> Vec<f64> {
+pub(crate) fn score_rows(score: BuiltinScore, probs: &[f64], c: usize) -> Vec<f64> {
     probs.chunks_exact(c).map(|p| score.of_row(p)).collect()
 }
 

@@ -14,6 +14,7 @@ use serde_json::json;
 use ueb_cache::SplitData;
 use ueb_metrics::BuiltinScore;
 
+use crate::classical::score_rows;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
 
@@ -208,12 +209,7 @@ impl Head for PlattHead {
     }
 
     fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        let c = self.num_classes;
-        Ok(self
-            .calibrated(split)?
-            .chunks_exact(c)
-            .map(|row| BuiltinScore::Sr.of_row(row))
-            .collect())
+        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
     }
 
     fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
