@@ -18,8 +18,9 @@
 //! | token task `classifier.` | `token_head.` | `*ForTokenClassification` |
 //!
 //! burn-store's PyTorch adapter then transposes `Linear` weights (`[out, in]` → `[in, out]`)
-//! and renames LayerNorm `weight`/`bias` to `gamma`/`beta`; a float cast makes f16/bf16
-//! checkpoints f32. Only safetensors are read: no code path unpickles anything.
+//! and renames LayerNorm `weight`/`bias` to `gamma`/`beta`; a float cast gives every tensor the
+//! float type of the model's device (f32 by default, bf16/f16 when the device was configured
+//! for half precision). Only safetensors are read: no code path unpickles anything.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -217,7 +218,8 @@ pub(crate) struct Loaded {
 }
 
 /// Loads every shard of `dir` into `model` through `remap` and the PyTorch adapter with a
-/// float cast to f32; each shard is memory-mapped in turn, so no second copy of the weights
+/// float cast to the float type of the model's device (f32, or the half precision the device
+/// was configured for); each shard is memory-mapped in turn, so no second copy of the weights
 /// is held.
 ///
 /// # Errors
@@ -230,8 +232,15 @@ pub(crate) fn load_shards<M: Module + ModuleSnapshot>(
     let mut applied = 0;
     let mut unused = Vec::new();
     let mut missing: Option<std::collections::BTreeSet<String>> = None;
+    // The float type the model's device creates tensors in (f32 unless the device was
+    // configured for half precision): each shard's tensors are cast to it as they are read, so
+    // a bf16 checkpoint on a bf16 device is never widened.
+    let dtype = model
+        .devices()
+        .first()
+        .map_or(DType::F32, |d| DType::from(d.settings().float_dtype));
     for shard in &dir.shards {
-        let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
+        let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype));
         let mut store = SafetensorsStore::from_file(shard)
             .remap(remap.clone())
             .with_from_adapter(adapter)

@@ -14,8 +14,9 @@ use ueb_backbones::{
 };
 use ueb_backbones::{checkpoint_score_classes, is_decoder};
 
-use crate::device;
+use crate::device::{self, parse_precision};
 use crate::stdio::errln;
+use ueb_runner::{DeviceName, Precision};
 
 /// Arguments of `ueb extract`.
 #[derive(Debug, Args)]
@@ -47,6 +48,10 @@ pub(crate) struct ExtractArgs {
     /// Backend: flex, ndarray, wgpu, cuda[:N].
     #[arg(long, default_value = "flex", value_name = "D")]
     device: String,
+    /// Floating-point type of the model pass: f32, bf16 or f16 (GPU devices only: CPU devices
+    /// compute in f32 and say so). Features and logits are written as f32 either way.
+    #[arg(long, default_value = "f32", value_name = "P", value_parser = parse_precision)]
+    precision: Precision,
     /// Output .safetensors file.
     #[arg(long, value_name = "FILE.safetensors")]
     out: PathBuf,
@@ -108,7 +113,13 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
     if ext != "safetensors" {
         bail!("--out {}: the output must be a .safetensors file", args.out.display());
     }
-    let device = device::parse(&args.device)?;
+    let (precision, note) = args
+        .precision
+        .on(DeviceName::parse(&args.device, Some(&device::available()))?);
+    if let Some(note) = note {
+        errln!("{note}");
+    }
+    let device = device::open(&args.device, precision)?;
     let model_dir = ModelRef::parse(&args.model)?.resolve()?;
     let texts = read_texts(&args.input, &args.text_field, args.text_pair_field.as_deref())?;
     if texts.is_empty() {
@@ -179,6 +190,7 @@ pub(crate) fn run(args: &ExtractArgs) -> Result<()> {
     meta.insert("family".to_string(), family.to_string());
     meta.insert("max_length".to_string(), tokenizer.max_length().to_string());
     meta.insert("features".to_string(), feature.to_string());
+    meta.insert("precision".to_string(), precision.to_string());
     ueb_cache::write_safetensors(&args.out, &tensors, &[], &[], Some(meta))?;
     errln!(
         "wrote {} ({n} rows, d = {}{}) in {:.2} s; model pass {:.2} s, {:.0} tokens/s",

@@ -9,9 +9,9 @@ use clap::Args;
 use ueb_runner::plan::{Cell, Source};
 use ueb_runner::run::{BuildInfo, Observer, Work, cache_dirs, finished_stages, parse_shard, total_stages};
 use ueb_runner::stages::CacheRef;
-use ueb_runner::{Overrides, Plan};
+use ueb_runner::{Overrides, Plan, Precision};
 
-use crate::device;
+use crate::device::{self, parse_precision};
 use crate::stdio::{errln, out, outln};
 
 /// The embedded default experiment.
@@ -31,6 +31,10 @@ pub(crate) struct RunArgs {
     /// Backend: flex, ndarray, wgpu, cuda[:N] (overrides the file's `device`).
     #[arg(long, value_name = "D")]
     device: Option<String>,
+    /// Floating-point type of the backbone passes: f32, bf16 or f16 (overrides the file's
+    /// `precision`; GPU devices only: CPU devices compute in f32 and say so).
+    #[arg(long, value_name = "P", value_parser = parse_precision)]
+    precision: Option<Precision>,
     /// Where registry datasets are read from (overrides the file's `data_root`; default `data`).
     #[arg(long, value_name = "DIR")]
     data_root: Option<PathBuf>,
@@ -104,6 +108,7 @@ fn run_jobs(
             cmd.arg(e);
         }
         cmd.arg("--out").arg(out).arg("--device").arg(&plan.device);
+        cmd.arg("--precision").arg(plan.precision.as_str());
         cmd.arg("--data-root").arg(&plan.data_root);
         // The children resolve the same plan: the same overrides, as applied.
         for set in &plan.overrides {
@@ -266,6 +271,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
     }
     let overrides = Overrides {
         device: args.device.clone(),
+        precision: args.precision,
         data_root: args.data_root.clone(),
         backends: Some(device::available()),
         sets,
@@ -274,6 +280,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         Some(path) => Plan::from_file(path, &overrides)?,
         None => Plan::from_str(QUICKSTART, "experiments/quickstart.yaml (embedded)", &overrides)?,
     };
+    if !args.child {
+        for note in &plan.notes {
+            errln!("{note}");
+        }
+    }
     let (i, n) = match &args.shard {
         Some(s) => parse_shard(s)?,
         None => (1, 1),
@@ -317,7 +328,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
     let device = if jobs > 1 {
         None
     } else {
-        Some(device::parse(&plan.device)?)
+        Some(device::open(&plan.device, plan.precision)?)
     };
     if args.child {
         watch_parent();

@@ -246,3 +246,50 @@ fn bad_input_names_the_problem() {
     assert!(e.contains("HF_HUB_OFFLINE") && e.contains("config.json"), "{e}");
     assert!(!Path::new(o).exists(), "no output after an error");
 }
+
+#[test]
+fn half_precision_on_a_cpu_device_says_it_computes_in_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("t.txt");
+    std::fs::write(&input, "A short text.\nAnother one, a little longer.\n").unwrap();
+    let run = |extra: &[&str], out: &Path| {
+        let o = ueb()
+            .args(["extract", "--model"])
+            .arg(model("bert"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap();
+        let e = String::from_utf8(o.stderr).unwrap();
+        assert!(o.status.success(), "{e}");
+        e
+    };
+    let (a, b) = (tmp.path().join("a.safetensors"), tmp.path().join("b.safetensors"));
+    let e = run(&[], &a);
+    assert!(!e.contains("precision"), "{e}");
+    let e = run(&["--precision", "bf16"], &b);
+    assert!(
+        e.contains("precision bf16: the flex device computes in f32 (half precision is for GPU devices"),
+        "{e}"
+    );
+    assert_eq!(read_f32(&a, "features"), read_f32(&b, "features"));
+    let bytes = std::fs::read(&b).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["precision"], "f32");
+
+    let o = ueb()
+        .args(["extract", "--precision", "half", "--model"])
+        .arg(model("bert"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&a)
+        .output()
+        .unwrap();
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(!o.status.success());
+    assert!(e.contains("precision `half`: expected one of f32, bf16, f16"), "{e}");
+}

@@ -9,12 +9,16 @@ mod common;
 
 use std::path::Path;
 
-use common::{read_npy, ueb, write_cache};
+use common::{choice_cases, fixture_model, read_npy, ueb, write_cache, write_mmlu};
 
 fn features(path: &Path) -> Vec<f32> {
+    tensor(path, "features")
+}
+
+fn tensor(path: &Path, key: &str) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor("features")
+    st.tensor(key)
         .unwrap()
         .data()
         .chunks_exact(4)
@@ -150,4 +154,120 @@ fn a_run_on_wgpu_gives_the_flex_results_per_head() {
         compared += 1;
     }
     assert_eq!(compared, 10, "{:?}", runs[0].keys());
+}
+
+/// The largest |a - b| as a fraction of the largest |b|.
+fn relative_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .fold(0.0, f64::max);
+    let scale = b.iter().map(|y| f64::from(y.abs())).fold(0.0, f64::max);
+    d / scale
+}
+
+/// f16 on the adapter against flex's f32, for an encoder and a decoder classifier; bf16 either
+/// runs (an adapter with bf16 arithmetic) or is refused with what the adapter can do
+/// (lavapipe has no bf16).
+#[test]
+fn extract_in_half_precision_on_wgpu_stays_near_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("t.txt");
+    std::fs::write(
+        &input,
+        "A short text.\nAnother, somewhat longer text with more tokens in it.\nCafé 😍\n",
+    )
+    .unwrap();
+    let extract = |model: &str, device: &str, precision: &str| {
+        let out = tmp.path().join(format!("{model}-{device}-{precision}.safetensors"));
+        let o = ueb()
+            .args(["extract", "--device", device, "--precision", precision, "--model"])
+            .arg(fixture_model(model))
+            .arg("--input")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        (o.status.success().then_some(out), String::from_utf8(o.stderr).unwrap())
+    };
+    for model in ["electra-proj", "llama"] {
+        let (flex, e) = extract(model, "flex", "f32");
+        let flex = flex.unwrap_or_else(|| panic!("{e}"));
+        let (half, e) = extract(model, "wgpu", "f16");
+        let half = half.unwrap_or_else(|| panic!("{e}"));
+        for key in ["features", "logits"] {
+            if model == "electra-proj" && key == "logits" {
+                continue; // a base checkpoint: features only
+            }
+            let rel = relative_diff(&tensor(&half, key), &tensor(&flex, key));
+            eprintln!("{model} {key}: f16 on wgpu vs f32 on flex, {rel:.3e} of the largest value");
+            assert!(
+                rel <= 0.01,
+                "{model} {key}: f16 differs from f32 by {rel:e} of the largest value"
+            );
+            assert!(rel > 0.0, "{model} {key}: f16 equals f32 exactly: the pass was not f16");
+        }
+        match extract(model, "wgpu", "bf16") {
+            (Some(bf16), _) => {
+                let rel = relative_diff(&tensor(&bf16, "features"), &tensor(&flex, "features"));
+                assert!(
+                    rel <= 0.05,
+                    "{model}: bf16 differs from f32 by {rel:e} of the largest value"
+                );
+            }
+            (None, e) => assert!(
+                e.contains("--device wgpu: this device cannot compute in bf16 (it can in f32, f16)"),
+                "{e}"
+            ),
+        }
+    }
+}
+
+/// A multiple-choice run in f16 on the adapter: the plan and the cache stage record the
+/// precision, and the letter logits stay near transformers' f32 ones.
+#[test]
+fn a_multiple_choice_run_in_f16_on_wgpu_stays_near_transformers() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_mmlu(tmp.path(), true);
+    let exp = tmp.path().join("mc.yaml");
+    std::fs::write(
+        &exp,
+        format!(
+            "name: mc\nseeds: [0]\nprecision: f16\nbackbones:\n  - {{name: lm, model: {}}}\ndatasets:\n  - {{name: mmlu, root: {}}}\nheads: [sr]\nmetrics: {{bins: 10, bootstrap: 0}}\n",
+            fixture_model("llama-lm").display(),
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = ueb()
+        .arg("run")
+        .arg(&exp)
+        .args(["--device", "wgpu", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan = std::fs::read_to_string(out.join("plan.yaml")).unwrap();
+    assert!(plan.contains("precision: f16"), "{plan}");
+    let stage: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("caches/lm/mmlu/all-seeds/stage.json")).unwrap())
+            .unwrap();
+    assert_eq!(stage["inputs"]["precision"], "f16", "{stage}");
+    let (cache, _) = ueb_cache::FeatureCache::load(&out.join("caches/lm/mmlu/all-seeds")).unwrap();
+    let test = cache.split(ueb_cache::Split::Test);
+    let (_, _, _, want) = choice_cases("llama-lm")
+        .into_iter()
+        .find(|c| c.0 == "zero_shot")
+        .unwrap();
+    let want: Vec<f32> = want.iter().flatten().map(|&x| x as f32).collect();
+    let rel = relative_diff(&test.logits, &want);
+    eprintln!("llama-lm letter logits: f16 on wgpu vs transformers' f32, {rel:.3e} of the largest value");
+    assert!(
+        rel <= 0.01,
+        "letter logits differ from transformers' by {rel:e} of the largest value"
+    );
 }

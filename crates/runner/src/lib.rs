@@ -14,7 +14,7 @@ pub mod results;
 pub mod run;
 pub mod stages;
 
-pub use device::DeviceName;
+pub use device::{DeviceName, Precision};
 pub use error::{Context, Result, RunnerError};
 pub use plan::{Overrides, Plan};
 pub use run::{BuildInfo, Observer, Work, run_cells};

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::device::Precision;
 use crate::error::{Context, Result, bail, message};
 use serde::{Deserialize, Serialize};
 use ueb_backbones::FinetuneConfig;
@@ -22,6 +23,10 @@ pub struct RawExperiment {
     /// Backend (`flex`, `ndarray`, `wgpu`, `cuda[:N]`); `--device` overrides.
     #[serde(default)]
     pub device: Option<String>,
+    /// Floating-point type of the backbone passes (`f32`, `bf16`, `f16`); `--precision`
+    /// overrides. CPU devices compute in f32 whatever is asked.
+    #[serde(default)]
+    pub precision: Option<Precision>,
     /// Backbones to fine-tune and export, crossed with `datasets`.
     #[serde(default)]
     pub backbones: Vec<RawBackbone>,
@@ -459,6 +464,13 @@ impl Cell {
         matches!(&self.source, Source::Model { dataset, .. } if dataset.is_multiple_choice())
     }
 
+    /// Whether building the cell's cache trains on the device: every backbone × dataset cell
+    /// fine-tunes (or trains its head), except multiple-choice prompting, which only reads the
+    /// model.
+    pub fn trains(&self) -> bool {
+        matches!(&self.source, Source::Model { .. }) && !self.is_multiple_choice()
+    }
+
     /// The cell's cache under `caches/`: `backbone/dataset/seed-k`, or
     /// `backbone/dataset/all-seeds` for a multiple-choice cell, whose cache every seed shares
     /// (no training: the prompts and the model do not depend on the seed).
@@ -495,6 +507,14 @@ pub struct Plan {
     pub name: String,
     /// Backend.
     pub device: String,
+    /// The precision the device computes the backbone passes in (absent when f32, so that
+    /// plans written before precision existed keep their text).
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    /// What resolving the plan changed that the user should hear (a precision a CPU device
+    /// does not compute in); printed, not saved.
+    #[serde(skip)]
+    pub notes: Vec<String>,
     /// Seeds.
     pub seeds: Vec<u64>,
     /// Heads in order, with their settings filled in.
@@ -757,6 +777,8 @@ fn check_references(heads: &[PlanHead], backbones: &[Backbone]) -> Result<()> {
 pub struct Overrides {
     /// `--device`.
     pub device: Option<String>,
+    /// `--precision`.
+    pub precision: Option<Precision>,
     /// `--data-root`.
     pub data_root: Option<PathBuf>,
     /// The backends the binary was built with: a plan naming another device is refused
@@ -982,7 +1004,12 @@ impl Plan {
             .map(str::to_string)
             .or(raw.device.clone())
             .unwrap_or_else(|| "flex".into());
-        crate::device::DeviceName::parse(&device, overrides.backends.as_deref())?;
+        let device_name = crate::device::DeviceName::parse(&device, overrides.backends.as_deref())?;
+        let (precision, precision_note) = overrides
+            .precision
+            .or(raw.precision)
+            .unwrap_or_default()
+            .on(device_name);
         let data_root = raw
             .data_root
             .clone()
@@ -1108,9 +1135,19 @@ impl Plan {
                 });
             }
         }
+        if !precision.is_f32()
+            && let Some(cell) = cells.iter().find(|c| c.trains())
+        {
+            bail!(
+                "precision {precision}: cell {} trains on the device, and training in half precision needs f32 master weights, which ueb does not keep yet; train with precision: f32 (half precision serves multiple-choice prompting and `ueb extract`)",
+                cell.rel_dir().display()
+            );
+        }
         Ok(Plan {
             name: raw.name,
             device,
+            precision,
+            notes: precision_note.into_iter().collect(),
             seeds: raw.seeds,
             heads,
             metrics: raw.metrics,
@@ -1155,6 +1192,47 @@ mod tests {
         format!(
             "name: x\n{SCRATCH}datasets:\n  - {{name: synthetic, synthetic: {{train: 60, val: 30, test: 30}}}}\nheads: {heads}\n"
         )
+    }
+
+    #[test]
+    fn half_precision_is_for_gpus_and_not_for_training() {
+        // A CPU device keeps f32, says so, and its plan's text is the f32 plan's.
+        let f32_plan = resolve(&synthetic("[sr]")).unwrap();
+        let plan = resolve(&synthetic("[sr]").replace("name: x\n", "name: x\nprecision: bf16\n")).unwrap();
+        assert_eq!(plan.precision, Precision::F32);
+        assert_eq!(plan.notes.len(), 1);
+        assert!(
+            plan.notes[0].contains("flex device computes in f32"),
+            "{:?}",
+            plan.notes
+        );
+        assert_eq!(
+            serde_yaml_ng::to_string(&plan).unwrap(),
+            serde_yaml_ng::to_string(&f32_plan).unwrap()
+        );
+        assert!(!serde_yaml_ng::to_string(&f32_plan).unwrap().contains("precision"));
+        // On a GPU the precision holds, and a cell that trains is refused, by name.
+        let gpu = |p: Precision| Overrides {
+            device: Some("wgpu".into()),
+            precision: Some(p),
+            ..Overrides::default()
+        };
+        let e = Plan::from_str(&synthetic("[sr]"), "test.yaml", &gpu(Precision::F16)).unwrap_err();
+        let e = chain(&e);
+        assert!(e.contains("precision f16: cell tiny/synthetic/seed-0 trains"), "{e}");
+        assert!(e.contains("f32 master weights"), "{e}");
+        let plan = Plan::from_str(&synthetic("[sr]"), "test.yaml", &gpu(Precision::F32)).unwrap();
+        assert!(plan.notes.is_empty());
+        // The command line's precision wins over the file's; an unknown one names the choices.
+        let plan = Plan::from_str(
+            &synthetic("[sr]").replace("name: x\n", "name: x\nprecision: bf16\n"),
+            "test.yaml",
+            &gpu(Precision::F32),
+        )
+        .unwrap();
+        assert_eq!(plan.precision, Precision::F32);
+        let e = error(&synthetic("[sr]").replace("name: x\n", "name: x\nprecision: fp16\n"));
+        assert!(e.contains("fp16") && e.contains("bf16"), "{e}");
     }
 
     #[test]

@@ -190,6 +190,17 @@ fn cache_inputs(backbone: &Backbone, dataset: &DatasetSpec, seed: u64, data: &st
     })
 }
 
+/// A stage's inputs with the precision of its model pass, which changes the numbers; f32, the
+/// default, is left out so that stages recorded before precision existed stay valid.
+fn with_precision(mut inputs: serde_json::Value, precision: crate::device::Precision) -> serde_json::Value {
+    if !precision.is_f32()
+        && let Some(map) = inputs.as_object_mut()
+    {
+        map.insert("precision".into(), serde_json::Value::from(precision.as_str()));
+    }
+    inputs
+}
+
 /// Runs (or skips) the cache stage of `cell`.
 pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progress: bool) -> Result<(CacheRef, bool)> {
     match &cell.source {
@@ -276,6 +287,7 @@ fn choice_cache_stage(
         "dataset": dataset,
         "data": digest,
     });
+    let inputs = with_precision(inputs, plan.precision);
     let hash = hash_json(&inputs);
     let _lock = StageLock::acquire(&dir)?;
     if done(&dir, &hash) && FeatureCache::load(&dir).is_ok() {

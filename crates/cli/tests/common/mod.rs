@@ -85,3 +85,80 @@ pub fn read_npy(path: &PathBuf) -> Vec<f64> {
         .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
         .collect()
 }
+
+/// A model fixture of the backbones crate (tiny random checkpoints made by transformers).
+pub fn fixture_model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../backbones/tests/fixtures")
+        .join(name)
+}
+
+/// The multiple-choice cases transformers recorded for a tiny causal LM fixture
+/// (`make_decoder_fixtures.py`): `(case name, dev questions, test questions, letter logits)`.
+#[allow(clippy::type_complexity)]
+pub fn choice_cases(model: &str) -> Vec<(String, Vec<serde_json::Value>, Vec<serde_json::Value>, Vec<Vec<f64>>)> {
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_model(model).join("expected.json")).unwrap()).unwrap();
+    exp["multiple_choice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["subject"], "science");
+            let logits = c["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+                .collect();
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["shots"].as_array().unwrap().clone(),
+                c["questions"].as_array().unwrap().clone(),
+                logits,
+            )
+        })
+        .collect()
+}
+
+/// A tiny MMLU in the registry's layout (`mmlu/{test,val,dev}.csv`, subject "science"): test
+/// holds the fixtures' questions, dev their solved examples, val 15 more questions (split 80/20
+/// into train and val by the dataset's protocol).
+pub fn write_mmlu(root: &Path, with_dev: bool) {
+    let (_, shots, questions, _) = choice_cases("qwen2-lm").remove(1);
+    let row = |q: &serde_json::Value| -> String {
+        let c: Vec<String> = q["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| format!("\"{}\"", x.as_str().unwrap()))
+            .collect();
+        let answer = ["A", "B", "C", "D"][q["answer"].as_u64().unwrap() as usize];
+        format!(
+            "science,\"{}\",{},{answer}\n",
+            q["question"].as_str().unwrap(),
+            c.join(",")
+        )
+    };
+    let header = "subject,question,A,B,C,D,answer\n";
+    let dir = root.join("mmlu");
+    std::fs::create_dir_all(&dir).unwrap();
+    let test: String = questions.iter().map(row).collect();
+    std::fs::write(dir.join("test.csv"), format!("{header}{test}")).unwrap();
+    if with_dev {
+        let dev: String = shots.iter().map(row).collect();
+        std::fs::write(dir.join("dev.csv"), format!("{header}{dev}")).unwrap();
+    }
+    let mut val = String::from(header);
+    for k in 0..15 {
+        val.push_str(&format!(
+            "science,\"What is {k} plus {k}?\",\"{}\",\"{}\",\"{}\",\"{}\",{}\n",
+            2 * k,
+            2 * k + 1,
+            k,
+            3 * k + 1,
+            ["A", "B", "C", "D"][k % 4]
+        ));
+    }
+    std::fs::write(dir.join("val.csv"), val).unwrap();
+}
