@@ -15,7 +15,9 @@
 # one fine-tuning epoch and the feature export) and an ALIEN fit on it, per device; and, when
 # a CUDA PyTorch is installed, the same encoder's forward and training step in PyTorch
 # (bench/encoder_vs_torch.py, which builds that model with torch itself). Sized to finish
-# within 8 minutes on one H100. Precision: f32 everywhere (half precision is not built yet).
+# within 8 minutes on one H100. The quickstart and the base-sized run are f32 (they train, and
+# training stays f32); a TinyLlama-shaped decoder is extracted in f32, bf16 and f16 per device
+# (bench/half_precision_check.py), with each half pass's deviation from f32.
 set -uo pipefail
 
 UEB="${1:-target/release/ueb}"
@@ -114,6 +116,21 @@ for d in "${devices[@]}"; do
     base_alien[$d]=$(stage_seconds "$OUT/base-$d/cells/base-sized/synthetic/seed-0/alien/stage.json")
 done
 
+# --- Half precision: a TinyLlama-shaped decoder (random bf16 weights) in f32, bf16 and f16 ---
+# Model-pass seconds per device and precision, and each half pass's deviation from the same
+# device's f32 pass (bench/half_precision_check.py; needs numpy, writes 1.9 GB).
+half_json="null"
+if [ -n "$(printf '%s\n' "${devices[@]}" | grep -v '^flex$')" ] && python3 -c 'import numpy' 2>/dev/null; then
+    gpus=$(printf '%s\n' "${devices[@]}" | grep -v '^flex$' | paste -sd, -)
+    if timeout 200 python3 bench/half_precision_check.py --ueb "$UEB" --devices "$gpus" --shape 1b \
+        --texts 256 --timeout 60 --work "$OUT/half-precision-model" >"$OUT/half-precision.json" 2>"$OUT/half-precision.err"; then
+        half_json="$(cat "$OUT/half-precision.json")"
+    else
+        half_json="\"failed: see half-precision.err\""
+    fi
+    rm -rf "$OUT/half-precision-model"
+fi
+
 # --- PyTorch, when torch and transformers are installed -------------------------------------
 # bench/encoder_vs_torch.py builds its RoBERTa-base-sized model with torch itself (no
 # download) and times `ueb extract` on the GPU devices beside PyTorch.
@@ -156,7 +173,7 @@ fi
     echo ""
     echo "  },"
     echo "  \"pytorch\": $torch_json,"
-    echo "  \"precision\": \"f32 (bf16/f16 are not built yet)\""
+    echo "  \"half_precision\": $half_json"
     echo "}"
 } >"$JSON"
 
@@ -183,6 +200,23 @@ fi
             echo "| $d | $head | $auc | $fauc | $ece | $fece |"
         done <"$OUT/quickstart-$d.summary"
     done
+    if [ "${half_json:0:1}" = "{" ]; then
+        echo
+        echo "Half precision (TinyLlama-shaped decoder, random bf16 weights, 256 texts); deviation: the"
+        echo "largest |difference| from the same device's f32 pass over the largest |f32| value:"
+        echo
+        python3 - "$OUT/half-precision.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("| device | precision | status | model pass s | tokens/s | features deviation | logits deviation |")
+print("|---|---|---|---|---|---|---|")
+for x in r["results"]:
+    g = lambda k, f="{}": f.format(x[k]) if x.get(k) is not None else "–"
+    status = x["status"] + (f" ({x['message']})" if "message" in x else "")
+    print(f"| {x['device']} | {x['precision']} | {status} | {g('model_pass_seconds')} | {g('tokens_per_second')} "
+          f"| {g('features_deviation', '{:.2e}')} | {g('logits_deviation', '{:.2e}')} |")
+PY
+    fi
 } >"$MD"
 
 cat "$MD"

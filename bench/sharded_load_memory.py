@@ -5,10 +5,14 @@ Writes a LLaMA-shaped `LlamaForSequenceClassification` checkpoint of random bf16
 (shape chosen by --shape; the tokenizer is the tiny LLaMA fixture's, whose ids all lie inside
 the vocabulary), split into shards of --shard-mb with a `model.safetensors.index.json` as
 transformers writes it, then runs `ueb extract` on two short texts under `/usr/bin/time -v`
-and reports the peak resident memory against the weights' size on disk (bf16) and as f32
-(what the model holds after the load's cast). Needs numpy only; no torch, no network.
+and reports the peak resident memory against the weights' size on disk (bf16) and as the
+model holds them after the load's cast (f32 by default; half with --precision bf16/f16 on a
+GPU device, whose memory lavapipe keeps in the process). Needs numpy only; no torch, no
+network.
 
     python bench/sharded_load_memory.py --ueb target/release/ueb --shape 1b --work /tmp/sharded
+    python bench/sharded_load_memory.py --ueb target/debug/ueb --shape 7b --shard-mb 1024 \
+        --device wgpu --precision f16
 """
 
 import argparse
@@ -125,12 +129,19 @@ def main():
     ap.add_argument("--shape", choices=sorted(SHAPES), default="1b")
     ap.add_argument("--shard-mb", type=int, default=1024)
     ap.add_argument("--work", type=Path, default=Path("/tmp/ueb-sharded-bf16"))
+    ap.add_argument("--device", default="flex")
+    ap.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32")
+    ap.add_argument("--reuse", action="store_true", help="keep the checkpoint already in --work")
     args = ap.parse_args()
-    total = make(args.work, args.shape, args.shard_mb)
+    if args.reuse and (args.work / "model.safetensors.index.json").is_file():
+        index = json.loads((args.work / "model.safetensors.index.json").read_text())
+        total = index["metadata"]["total_size"]
+    else:
+        total = make(args.work, args.shape, args.shard_mb)
     texts = args.work / "texts.txt"
     texts.write_text("a short text\nanother one\n")
     cmd = ["/usr/bin/time", "-v", args.ueb, "extract", "--model", str(args.work), "--input", str(texts),
-           "--device", "flex", "--out", str(args.work / "out.safetensors")]
+           "--device", args.device, "--precision", args.precision, "--out", str(args.work / "out.safetensors")]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(run.stderr)
@@ -138,13 +149,19 @@ def main():
     wall = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", run.stderr).group(1)
     shards = len(list(args.work.glob("model-*.safetensors")))
     gib = 1 << 30
+    # The model's weights as loaded: f32 doubles the bf16 file; bf16/f16 keep its size (unless
+    # the device refused the precision: ueb then says so and computes in f32).
+    half = args.precision != "f32" and "computes in f32" not in run.stderr
+    loaded = total if half else 2 * total
     print(json.dumps({
         "shape": args.shape,
         "shards": shards,
+        "device": args.device,
+        "precision": args.precision if half else "f32",
         "weights_bf16_gib": round(total / gib, 3),
-        "weights_f32_gib": round(2 * total / gib, 3),
+        "weights_loaded_gib": round(loaded / gib, 3),
         "peak_rss_gib": round(rss_kb * 1024 / gib, 3),
-        "peak_over_f32": round(rss_kb * 1024 / (2 * total), 3),
+        "peak_over_loaded": round(rss_kb * 1024 / loaded, 3),
         "wall": wall,
     }, indent=2))
 

@@ -1,7 +1,7 @@
 //! Running a model over tokenized texts: features (an encoder's first token, a decoder's last
 //! real token, in the last layer) and, when the model has a head, logits, in input order.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 use indicatif::ProgressBar;
 
 use crate::decoder::{CausalLm, Decoder, DecoderClassifier, last_token};
@@ -86,10 +86,11 @@ impl Extractor {
     }
 
     /// The encoder's host pass ([`HostEncoder`]) when the model is an encoder and `device` is a
-    /// CPU device (flex or ndarray, with or without autodiff): the same function, computed
-    /// without burn's per-operation passes (see `host`).
+    /// CPU device (flex or ndarray, with or without autodiff) computing in f32: the same
+    /// function, computed without burn's per-operation passes (see `host`). A CPU device set
+    /// to half precision runs the burn modules, so that every activation has its float type.
     fn host_encoder(&self, device: &Device) -> Result<Option<HostEncoder>> {
-        if !ueb_kernels::burn_ops::is_cpu_device(device) {
+        if !ueb_kernels::burn_ops::is_cpu_device(device) || device.settings().float_dtype != FloatDType::F32 {
             return Ok(None);
         }
         match self {
