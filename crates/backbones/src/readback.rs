@@ -7,12 +7,34 @@ use burn::tensor::Tensor;
 
 use crate::error::{BackboneError, Result};
 
-/// Reads a tensor back to the host, row-major.
+/// Reads a tensor back to the host, row-major. A device that failed while computing it (out of
+/// memory, a lost GPU) is an error with the device's account, not a panic.
 pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
+    t.try_into_data()
+        .map_err(|e| {
+            BackboneError::Invalid(format!(
+                "the device failed computing a tensor: {}",
+                first_line(&e.to_string())
+            ))
+        })?
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| BackboneError::Invalid(format!("reading a tensor back: {e:?}")))
+}
+
+/// The first line of a multi-line device error, and its last cause (burn chains them with
+/// "Caused by:"), so that a message says what ran out without burn's whole account.
+fn first_line(e: &str) -> String {
+    let lines: Vec<&str> = e
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "Caused by:")
+        .collect();
+    match (lines.first(), lines.last()) {
+        (Some(a), Some(b)) if a != b => format!("{a}: {b}"),
+        (Some(a), _) => (*a).to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// A `Linear` as PyTorch stores it.

@@ -10,13 +10,24 @@ use ueb_heads::{FitContext, HEAD_NAMES, HeadSpec};
 use crate::stdio::outln;
 use crate::{device, output};
 
+/// Heads that fit on val and select on val by default: the calibrators, from the head registry.
+fn calibrators() -> Vec<&'static str> {
+    HEAD_NAMES
+        .iter()
+        .copied()
+        .filter(|n| HeadSpec::from_name(n).is_ok_and(|s| s.default_splits() == (Split::Val, Split::Val)))
+        .collect()
+}
+
+const CONFIG_HELP: &str = "The --config file holds the head's settings, e.g. for mahalanobis `features: dense` and \
+`l2_normalize: true`, for alien `grid: {lr: [1.0e-4], alpha: [0.1], beta: [0.01]}`; `score_precision: f32` (mahalanobis, relative_mahalanobis, adue, alien) runs the scoring's matrix products (and an mlp head's whole dense layer) in f32, as PyTorch float32 does (default f64).";
+
 /// Arguments of `ueb score`.
 #[derive(Debug, Args)]
-#[command(after_help = "\
-Splits: by default calibrators (temperature, vector_scaling, histogram_binning, isotonic, platt) fit on val; the distance heads fit on \
+#[command(after_help = format!("\
+Splits: by default the calibrators ({}) fit on val; the distance heads fit on \
 train with gold labels; adue and alien train on train and select hyperparameters on val.
-The --config file holds the head's settings, e.g. for mahalanobis `features: dense` and \
-`l2_normalize: true`, for alien `grid: {lr: [1.0e-4], alpha: [0.1], beta: [0.01]}`; `score_precision: f32` (mahalanobis, relative_mahalanobis, adue, alien) runs the scoring's matrix products (and an mlp head's whole dense layer) in f32, as PyTorch float32 does (default f64).")]
+{}", calibrators().join(", "), CONFIG_HELP))]
 pub(crate) struct ScoreArgs {
     /// Feature cache directory (docs/cache-format.md).
     #[arg(long, value_name = "DIR")]

@@ -134,6 +134,19 @@ fn pava(targets: &[f64], weights: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Rows of per-class probabilities (`[n, c]`) divided by their sums, as scikit-learn's
+/// `CalibratedClassifierCV` does; a row summing to 0 becomes uniform.
+pub(crate) fn renormalise_rows(p: &mut [f64], c: usize) {
+    for row in p.chunks_exact_mut(c) {
+        let sum: f64 = row.iter().sum();
+        if sum == 0.0 {
+            row.fill(1.0 / c as f64);
+        } else {
+            row.iter_mut().for_each(|v| *v /= sum);
+        }
+    }
+}
+
 /// The isotonic map of class `k` from the fit rows.
 fn fit_isotonic(probs: &[f64], labels: &[i64], c: usize, k: usize) -> ClassMap {
     let mut pairs: Vec<(f64, f64)> = probs
@@ -284,13 +297,8 @@ impl BinningHead {
             for (k, p) in row.iter_mut().enumerate() {
                 *p = self.maps[k].apply(*p, self.edges.as_ref());
             }
-            let sum: f64 = row.iter().sum();
-            if sum == 0.0 {
-                row.fill(1.0 / c as f64);
-            } else {
-                row.iter_mut().for_each(|p| *p /= sum);
-            }
         }
+        renormalise_rows(&mut out, c);
         Ok(out)
     }
 

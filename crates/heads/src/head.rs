@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::beta::BetaHead;
 use crate::binning::{BinningHead, HistogramBinningConfig};
 use crate::choice_calibration::{ChoiceTemperatureConfig, ChoiceTemperatureHead};
 use crate::classical::{
@@ -265,6 +266,11 @@ registry! {
         splits (Val, Val),
         fit |ctx| PlattHead::fit(ctx.split(ctx.fit))?,
         load |dir, text| PlattHead::load(dir, text)?;
+    /// Beta calibration (betacal's `abm`), one-vs-rest beyond two classes.
+    "beta" => Beta,
+        splits (Val, Val),
+        fit |ctx| BetaHead::fit(ctx.split(ctx.fit))?,
+        load |dir, text| BetaHead::load(dir, text)?;
     /// Mahalanobis distance to the closest class mean (tied covariance).
     "mahalanobis" => Mahalanobis(cfg: MahalanobisConfig),
         splits (Train, Val),
@@ -342,7 +348,7 @@ mod tests {
 
     #[test]
     fn every_registry_name_parses_names_and_serialises_as_itself() {
-        assert_eq!(HEAD_NAMES.len(), 14);
+        assert_eq!(HEAD_NAMES.len(), 15);
         for &name in HEAD_NAMES {
             let spec = HeadSpec::from_name(name).unwrap();
             assert_eq!(spec.name(), name);
@@ -364,6 +370,7 @@ mod tests {
             "histogram_binning",
             "isotonic",
             "platt",
+            "beta",
             "choice_temperature",
         ];
         for &name in HEAD_NAMES {

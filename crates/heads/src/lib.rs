@@ -1,5 +1,5 @@
 //! Uncertainty-estimation heads fitted on cached features and logits: the built-in scores,
-//! temperature, vector and matrix scaling, per-class histogram binning, isotonic regression and Platt scaling, Mahalanobis and relative Mahalanobis distances, and the
+//! temperature, vector and matrix scaling, per-class histogram binning, isotonic regression, Platt and beta calibration, Mahalanobis and relative Mahalanobis distances, and the
 //! trainable AdUE and ALIEN heads of arXiv 2505.15443, the multiple-choice temperature of
 //! arXiv 2310.11732. The cache they read is `ueb-cache`'s.
 //!
@@ -8,11 +8,13 @@
 //! more uncertain, one value per row in order. Fitted heads save to a directory and [`load`]
 //! back with identical scores.
 
+pub mod beta;
 pub mod binning;
 pub mod choice_calibration;
 pub mod classical;
 mod error;
 pub mod head;
+mod logistic;
 pub mod mahalanobis;
 pub mod platt;
 pub mod trainable;

@@ -3,9 +3,8 @@
 //! The decision value is F = z₁ − z₀ for two classes (p̂₁ = σ(−(aF + b)), p̂₀ = 1 − p̂₁), and
 //! F_k = z_k − logsumexp of the other logits for more, one-vs-rest, rows renormalised. (a, b)
 //! minimise the cross-entropy against Platt's smoothed targets (N₊ + 1)/(N₊ + 2) and
-//! 1/(N₋ + 2), from a = 0, b = ln((N₋ + 1)/(N₊ + 1)). The problem is convex in (a, b); Newton's
-//! method with a backtracking line search solves it to rounding, where scikit-learn's L-BFGS
-//! stops at its tolerance.
+//! 1/(N₋ + 2), from a = 0, b = ln((N₋ + 1)/(N₊ + 1)), solved to rounding (`logistic`), where
+//! scikit-learn's L-BFGS stops at its tolerance.
 
 use std::path::Path;
 
@@ -14,29 +13,13 @@ use serde_json::json;
 use ueb_cache::SplitData;
 use ueb_metrics::BuiltinScore;
 
+use crate::binning::renormalise_rows;
 use crate::classical::score_rows;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
+use crate::logistic::{self, sigmoid};
 
 const NAME: &str = "platt";
-
-/// ln(1 + eˣ) without overflow.
-fn softplus(x: f64) -> f64 {
-    if x > 0.0 {
-        x + (-x).exp().ln_1p()
-    } else {
-        x.exp().ln_1p()
-    }
-}
-
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
 
 /// Platt's (a, b) for decision values `f` and binary targets `positive`.
 fn fit_ab(f: &[f64], positive: &[bool]) -> (f64, f64) {
@@ -49,56 +32,10 @@ fn fit_ab(f: &[f64], positive: &[bool]) -> (f64, f64) {
     // Large decision values are scaled, as scikit-learn does; the optimum does not change.
     let scale = f.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(30.0) / 30.0;
     let f: Vec<f64> = f.iter().map(|v| v / scale).collect();
-    let loss = |a: f64, b: f64| -> f64 {
-        f.iter()
-            .zip(&t)
-            .map(|(&x, &ti)| {
-                let r = a * x + b;
-                ti * softplus(r) + (1.0 - ti) * softplus(-r)
-            })
-            .sum()
-    };
-    let (mut a, mut b) = (0.0, ((n0 + 1.0) / (n1 + 1.0)).ln());
-    let mut current = loss(a, b);
-    for _ in 0..200 {
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for (&x, &ti) in f.iter().zip(&t) {
-            let s = sigmoid(a * x + b);
-            let g = s - (1.0 - ti);
-            let h = s * (1.0 - s);
-            ga += g * x;
-            gb += g;
-            haa += h * x * x;
-            hab += h * x;
-            hbb += h;
-        }
-        if ga.abs().max(gb.abs()) <= 1e-13 * f.len() as f64 {
-            break;
-        }
-        let det = haa * hbb - hab * hab;
-        // A singular Hessian (all F equal): a gradient step on b alone.
-        let (da, db) = if det.abs() > 1e-300 {
-            ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det)
-        } else {
-            (0.0, gb / hbb.max(1e-300))
-        };
-        let mut step = 1.0;
-        let mut improved = false;
-        while step > 1e-10 {
-            let (na, nb) = (a - step * da, b - step * db);
-            let l = loss(na, nb);
-            if l <= current {
-                (a, b, current) = (na, nb, l);
-                improved = true;
-                break;
-            }
-            step *= 0.5;
-        }
-        if !improved {
-            break;
-        }
-    }
-    (a / scale, b)
+    // Platt's P(positive) = σ(−(aF + b)) is the logistic model's σ(wF + c) with (a, b) = −(w, c),
+    // started where Platt starts: a = 0, b = ln((N₋ + 1)/(N₊ + 1)).
+    let m = logistic::fit(&f, 1, &t, 0.0, -((n0 + 1.0) / (n1 + 1.0)).ln());
+    (-m.w[0] / scale, -m.c)
 }
 
 /// The one-vs-rest decision values of each row: z_k − logsumexp of the others.
@@ -171,13 +108,8 @@ impl PlattHead {
                 let (a, b) = self.ab[k];
                 *v = sigmoid(-(a * *v + b));
             }
-            let sum: f64 = row.iter().sum();
-            if sum == 0.0 {
-                row.fill(1.0 / c as f64);
-            } else {
-                row.iter_mut().for_each(|p| *p /= sum);
-            }
         }
+        renormalise_rows(&mut out, c);
         Ok(out)
     }
 

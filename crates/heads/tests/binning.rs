@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 use ueb_cache::SplitData;
 use ueb_heads::Head;
+use ueb_heads::beta::BetaHead;
 use ueb_heads::binning::{Binning, BinningHead, HistogramBinningConfig};
 use ueb_heads::classical::{MatrixScalingHead, VectorScalingConfig};
 use ueb_heads::platt::PlattHead;
@@ -56,7 +57,7 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
     let bins = fx["bins"].as_u64().unwrap() as usize;
     let tmp = tempfile::tempdir().unwrap();
     // Platt's (a, b) are an optimum scikit-learn's L-BFGS reaches to its tolerance only.
-    let heads: [(&str, Box<dyn Head>, f64); 5] = [
+    let heads: [(&str, Box<dyn Head>, f64); 6] = [
         ("isotonic", Box::new(BinningHead::fit_isotonic(&val).unwrap()), 1e-12),
         (
             "histogram_binning",
@@ -87,6 +88,8 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
             1e-12,
         ),
         ("platt", Box::new(PlattHead::fit(&val).unwrap()), 1e-6),
+        // betacal's procedure with scikit-learn's solver run to tol = 1e-14.
+        ("beta", Box::new(BetaHead::fit(&val).unwrap()), 1e-9),
         (
             "matrix_scaling",
             Box::new(
@@ -126,6 +129,40 @@ fn per_class_calibrators_match_scikit_learn_and_the_definition() {
         "platt, binary",
         1e-6,
     );
+
+    // Beta calibration, two classes (one map on p₁), and betacal's own output, whose L-BFGS
+    // stops at scikit-learn's default tolerance.
+    let head = BetaHead::fit(&bv).unwrap();
+    let p = head.probabilities(&bt).unwrap().unwrap();
+    close(&p, &fx["binary"]["beta"], "beta, binary", 1e-9);
+    close(&p, &fx["binary"]["beta_betacal"], "beta, binary, against betacal", 2e-4);
+    let p = BetaHead::fit(&val).unwrap().probabilities(&test).unwrap().unwrap();
+    close(&p, &fx["beta_betacal"], "beta, against betacal", 5e-4);
+    // A U-shaped label rate gives a < 0 (refitted with a = 0), a cap-shaped one b < 0.
+    for case in fx["beta_refit"].as_array().unwrap() {
+        let shape = case["shape"].as_str().unwrap();
+        let (v, t) = (split(case, "val"), split(case, "test"));
+        let head = BetaHead::fit(&v).unwrap();
+        let map = head.summary();
+        let zero = if shape == "u" { "a" } else { "b" };
+        assert_eq!(map[zero][0], 0.0, "{shape}: {map}");
+        let want = case["map"].as_array().unwrap();
+        let got = [&map["a"][0], &map["b"][0], &map["c"][0]];
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g.as_f64().unwrap() - w.as_f64().unwrap()).abs() < 2e-3,
+                "{shape}: {map} vs betacal {want:?}"
+            );
+        }
+        let p = head.probabilities(&t).unwrap().unwrap();
+        close(&p, &case["beta"], &format!("beta, {shape}"), 1e-9);
+        close(
+            &p,
+            &case["beta_betacal"],
+            &format!("beta, {shape}, against betacal"),
+            2e-4,
+        );
+    }
 
     // Bad settings and inputs are errors.
     let zero = HistogramBinningConfig {
