@@ -357,7 +357,7 @@ fn vs_objective(z: &[f64], labels: &[i64], c: usize, theta: &[f64], grad: &mut [
 }
 
 /// Limited-memory BFGS with a backtracking (Armijo) line search; returns (θ, iterations, f).
-fn lbfgs(
+pub(crate) fn lbfgs(
     mut theta: Vec<f64>,
     f: impl Fn(&[f64], &mut [f64]) -> f64,
     tol: f64,

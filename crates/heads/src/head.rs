@@ -10,6 +10,7 @@ use crate::choice_calibration::{ChoiceTemperatureConfig, ChoiceTemperatureHead};
 use crate::classical::{
     BuiltinHead, MatrixScalingHead, TemperatureConfig, TemperatureHead, VectorScalingConfig, VectorScalingHead,
 };
+use crate::dirichlet::{DirichletConfig, DirichletHead};
 use crate::error::HeadError;
 use crate::mahalanobis::{MahalanobisConfig, MahalanobisHead};
 use crate::platt::PlattHead;
@@ -271,6 +272,12 @@ registry! {
         splits (Val, Val),
         fit |ctx| BetaHead::fit(ctx.split(ctx.fit))?,
         load |dir, text| BetaHead::load(dir, text)?;
+    /// Dirichlet calibration with ODIR, λ and μ chosen by stratified cross-validation.
+    "dirichlet" => Dirichlet(cfg: DirichletConfig),
+        splits (Val, Val),
+        check cfg.validate(),
+        fit |ctx| DirichletHead::fit(cfg, ctx.split(ctx.fit))?,
+        load |dir, text| DirichletHead::load(dir, text)?;
     /// Mahalanobis distance to the closest class mean (tied covariance).
     "mahalanobis" => Mahalanobis(cfg: MahalanobisConfig),
         splits (Train, Val),
@@ -348,7 +355,7 @@ mod tests {
 
     #[test]
     fn every_registry_name_parses_names_and_serialises_as_itself() {
-        assert_eq!(HEAD_NAMES.len(), 15);
+        assert_eq!(HEAD_NAMES.len(), 16);
         for &name in HEAD_NAMES {
             let spec = HeadSpec::from_name(name).unwrap();
             assert_eq!(spec.name(), name);
@@ -371,6 +378,7 @@ mod tests {
             "isotonic",
             "platt",
             "beta",
+            "dirichlet",
             "choice_temperature",
         ];
         for &name in HEAD_NAMES {

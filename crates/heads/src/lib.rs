@@ -1,5 +1,5 @@
 //! Uncertainty-estimation heads fitted on cached features and logits: the built-in scores,
-//! temperature, vector and matrix scaling, per-class histogram binning, isotonic regression, Platt and beta calibration, Mahalanobis and relative Mahalanobis distances, and the
+//! temperature, vector and matrix scaling, per-class histogram binning, isotonic regression, Platt, beta and Dirichlet calibration, Mahalanobis and relative Mahalanobis distances, and the
 //! trainable AdUE and ALIEN heads of arXiv 2505.15443, the multiple-choice temperature of
 //! arXiv 2310.11732. The cache they read is `ueb-cache`'s.
 //!
@@ -12,6 +12,7 @@ pub mod beta;
 pub mod binning;
 pub mod choice_calibration;
 pub mod classical;
+pub mod dirichlet;
 mod error;
 pub mod head;
 mod logistic;

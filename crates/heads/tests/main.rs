@@ -4,6 +4,7 @@
 mod binning;
 mod classical;
 mod devices;
+mod dirichlet;
 mod trainable_fit;
 mod trainable_init;
 mod trainable_loss;
