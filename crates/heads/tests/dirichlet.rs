@@ -70,8 +70,10 @@ fn dirichlet_matches_dirichletcal() {
     let d = worst(&floats(&s["bias"]), &floats(&fixed["bias"]));
     assert!(d <= 1e-10, "fixed (λ, μ): b differs by {d:e}: {s}");
 
-    // Cross-validation: the same held-out NLL per (λ, μ), the same choice, the same refit (the
-    // fixture's fold fits stop at dirichletcal's tolerance, a gradient 1-norm of 1e-8).
+    // Cross-validation: the same held-out NLL per (λ, μ), the same choice, the same refit. The
+    // folds' fits stop at tolerances on both sides (dirichletcal's gradient 1-norm of 1e-8,
+    // L-BFGS's end point here): their scores agree to 1e-8, three orders under the 4e-4 gap
+    // between the best pair and the next.
     let cv = &fx["cv"];
     let cfg = DirichletConfig {
         lambdas: floats(&cv["lambdas"]),
@@ -88,7 +90,7 @@ fn dirichlet_matches_dirichletcal() {
         .map(|r| r["cv_nll"].as_f64().unwrap())
         .collect();
     let d = worst(&got, &floats(&cv["mean_nll"]));
-    assert!(d <= 1e-9, "cross-validated NLL differs by {d:e}: {s}");
+    assert!(d <= 1e-8, "cross-validated NLL differs by {d:e}: {s}");
     assert_eq!(s["lambda"], cv["best"]["lambda"], "{s}");
     assert_eq!(s["mu"], cv["best"]["mu"], "{s}");
     let p = head.probabilities(&test).unwrap().unwrap();
