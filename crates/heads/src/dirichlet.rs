@@ -7,8 +7,8 @@
 //! normal f64 before the log). As in dirichletcal, the last row of [W | b] is held at zero (the
 //! model is unchanged by subtracting one row from all; the identity start becomes
 //! W_j = e_j − e_C), and (W, b) minimise the mean NLL of the fit rows plus
-//! λ·Σ_{j≠l} W_jl² + μ·Σ_j b_j² on that representation, from that identity start, by L-BFGS
-//! finished by Newton steps.
+//! λ·Σ_{j≠l} W_jl² + μ·Σ_j b_j² on that representation, from that identity start, by Newton's
+//! method (L-BFGS beyond 36 classes, as dirichletcal switches).
 //!
 //! With more than one candidate (λ, μ), each is scored by the mean over folds of the held-out
 //! mean NLL, folds made as scikit-learn's `StratifiedKFold(n_splits, shuffle=False)` makes them
@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use ueb_cache::SplitData;
 use ueb_metrics::{BuiltinScore, log_softmax_parts, softmax_row};
+
+use faer::linalg::solvers::Solve;
+use faer::{Mat, Side};
+use ueb_kernels::gemm::{Operand, matmul};
 
 use crate::classical::{lbfgs, score_rows};
 use crate::error::HeadError;
@@ -38,9 +42,9 @@ pub struct DirichletConfig {
     pub mus: Vec<f64>,
     /// Folds of the cross-validation that chooses (λ, μ) when there is more than one pair.
     pub folds: usize,
-    /// Stop L-BFGS when the gradient's max-norm falls below this.
+    /// Stop when the gradient's max-norm falls below this.
     pub gradient_tolerance: f64,
-    /// Iteration limit of L-BFGS.
+    /// Iteration limit (Newton's; L-BFGS's beyond 36 classes).
     pub max_iterations: usize,
 }
 
@@ -51,8 +55,8 @@ impl Default for DirichletConfig {
             lambdas: grid.clone(),
             mus: grid,
             folds: 5,
-            gradient_tolerance: 1e-10,
-            max_iterations: 10_000,
+            gradient_tolerance: 1e-12,
+            max_iterations: 200,
         }
     }
 }
@@ -110,23 +114,36 @@ fn log_probs(split: &SplitData) -> Vec<f64> {
         .collect()
 }
 
-/// The logits of one row: rows j < C − 1 of [W | b] (θ: W's rows, then b), the last 0.
+/// The logits of one row: rows j < C − 1 of [W | b] (θ row j at j·(C + 1): W_j, then b_j),
+/// the last 0.
 fn row_logits(theta: &[f64], c: usize, x: &[f64], out: &mut [f64]) {
-    let (w, b) = theta.split_at((c - 1) * c);
-    for j in 0..c - 1 {
-        out[j] = b[j] + w[j * c..(j + 1) * c].iter().zip(x).map(|(a, v)| a * v).sum::<f64>();
+    for (j, o) in out.iter_mut().enumerate().take(c - 1) {
+        let r = &theta[j * (c + 1)..(j + 1) * (c + 1)];
+        *o = r[c] + r[..c].iter().zip(x).map(|(a, v)| a * v).sum::<f64>();
     }
     out[c - 1] = 0.0;
 }
 
+/// Whether θ's entry (j, l) is penalised, and by which weight: W_jl off the diagonal by λ, b_j
+/// by μ.
+fn penalty_weight(c: usize, (lambda, mu): (f64, f64), j: usize, l: usize) -> f64 {
+    if l == c {
+        mu
+    } else if l != j {
+        lambda
+    } else {
+        0.0
+    }
+}
+
 /// Mean NLL plus the ODIR penalty, and its gradient, at θ.
-fn objective(d: Rows<'_>, (lambda, mu): (f64, f64), theta: &[f64], grad: &mut [f64]) -> f64 {
+fn objective(d: Rows<'_>, penalty: (f64, f64), theta: &[f64], grad: &mut [f64]) -> f64 {
     let Rows { x, labels, rows, c } = d;
     grad.fill(0.0);
     let n = rows.len() as f64;
+    let w = c + 1;
     let mut s = vec![0.0; c];
     let mut total = 0.0;
-    let wlen = (c - 1) * c;
     for &i in rows {
         let xi = &x[i * c..(i + 1) * c];
         let y = labels[i] as usize;
@@ -135,119 +152,175 @@ fn objective(d: Rows<'_>, (lambda, mu): (f64, f64), theta: &[f64], grad: &mut [f
         total += (max - s[y]) + log_sum;
         for j in 0..c - 1 {
             let r = (((s[j] - max) - log_sum).exp() - f64::from(u8::from(j == y))) / n;
-            for (g, v) in grad[j * c..(j + 1) * c].iter_mut().zip(xi) {
-                *g += r * v;
+            let g = &mut grad[j * w..(j + 1) * w];
+            for (gl, v) in g.iter_mut().zip(xi) {
+                *gl += r * v;
             }
-            grad[wlen + j] += r;
+            g[c] += r;
         }
     }
-    let mut penalty = 0.0;
+    let mut pen = 0.0;
     for j in 0..c - 1 {
-        for l in 0..c {
-            if l != j {
-                let w = theta[j * c + l];
-                penalty += lambda * w * w;
-                grad[j * c + l] += 2.0 * lambda * w;
-            }
+        for l in 0..w {
+            let k = penalty_weight(c, penalty, j, l);
+            let t = theta[j * w + l];
+            pen += k * t * t;
+            grad[j * w + l] += 2.0 * k * t;
         }
-        let b = theta[wlen + j];
-        penalty += mu * b * b;
-        grad[wlen + j] += 2.0 * mu * b;
     }
-    total / n + penalty
+    total / n + pen
 }
 
-/// Largest |gradient| at θ.
-fn gradient_norm(d: Rows<'_>, penalty: (f64, f64), theta: &[f64]) -> f64 {
-    let mut g = vec![0.0; theta.len()];
-    objective(d, penalty, theta, &mut g);
-    g.iter().fold(0.0f64, |m, v| m.max(v.abs()))
-}
-
-/// Newton steps from L-BFGS's end point, each kept only if it shrinks the gradient: L-BFGS
-/// stops when the loss no longer changes in f64, with a gradient near 1e-9, and Newton's
-/// quadratic convergence takes it to rounding. Up to `NEWTON_MAX_PARAMS` parameters (C ≤ 24),
-/// where the Hessian is cheap.
-fn newton_polish(d: Rows<'_>, (lambda, mu): (f64, f64), mut theta: Vec<f64>) -> Vec<f64> {
+/// The Hessian of [`objective`] at θ, `[P, P]` row-major (P = (C − 1)(C + 1)): with xᵢ = (ln pᵢ, 1)
+/// and qᵢ the model's probabilities, (1/n)·Σᵢ (diag(qᵢ) − qᵢqᵢᵀ) ⊗ xᵢxᵢᵀ over the first C − 1
+/// classes, plus twice the penalty weights on the diagonal. Both sums are matrix products: the
+/// block-diagonal part Xᵀ diag(q_j) X per class, the rest Zᵀ Z with Zᵢ = qᵢ ⊗ xᵢ.
+fn hessian(d: Rows<'_>, penalty: (f64, f64), theta: &[f64]) -> Result<Vec<f64>, HeadError> {
     let Rows { x, rows, c, .. } = d;
-    const NEWTON_MAX_PARAMS: usize = 600;
-    let p = theta.len();
-    if p > NEWTON_MAX_PARAMS {
-        return theta;
-    }
-    let width = c + 1; // inputs per row: ln p and 1
-    let n = rows.len() as f64;
-    let mut current = gradient_norm(d, (lambda, mu), &theta);
+    let (n, w) = (rows.len(), c + 1);
+    let p = (c - 1) * w;
+    let mut xs = vec![0.0; n * w]; // xᵢ rows
+    let mut z = vec![0.0; n * p]; // qᵢ ⊗ xᵢ rows
+    let mut qx = vec![0.0; n * w * (c - 1)]; // per class j: q_ij·xᵢ rows, class-major
     let mut s = vec![0.0; c];
     let mut q = vec![0.0; c];
-    let mut xi = vec![0.0; width];
-    for _ in 0..8 {
-        let mut g = vec![0.0; p];
-        objective(d, (lambda, mu), &theta, &mut g);
-        // Parameter (j, l) sits at j·C + l for l < C (W) and at (C − 1)·C + j for the bias.
-        let at = |j: usize, l: usize| if l < c { j * c + l } else { (c - 1) * c + j };
-        let mut h = vec![0.0; p * p];
-        for &i in rows {
-            xi[..c].copy_from_slice(&x[i * c..(i + 1) * c]);
-            xi[c] = 1.0;
-            row_logits(&theta, c, &xi[..c], &mut s);
-            softmax_row(&s, &mut q);
-            for j in 0..c - 1 {
-                for jj in 0..c - 1 {
-                    let w = q[j] * (f64::from(u8::from(j == jj)) - q[jj]) / n;
-                    if w == 0.0 {
-                        continue;
-                    }
-                    for l in 0..width {
-                        let row = at(j, l) * p;
-                        for ll in 0..width {
-                            h[row + at(jj, ll)] += w * xi[l] * xi[ll];
-                        }
-                    }
-                }
-            }
-        }
+    for (r, &i) in rows.iter().enumerate() {
+        let xi = &mut xs[r * w..(r + 1) * w];
+        xi[..c].copy_from_slice(&x[i * c..(i + 1) * c]);
+        xi[c] = 1.0;
+        row_logits(theta, c, &xi[..c], &mut s);
+        softmax_row(&s, &mut q);
         for j in 0..c - 1 {
-            for l in 0..c {
-                if l != j {
-                    h[at(j, l) * p + at(j, l)] += 2.0 * lambda;
-                }
+            for l in 0..w {
+                let v = q[j] * xi[l];
+                z[r * p + j * w + l] = v;
+                qx[(j * n + r) * w + l] = v;
             }
-            h[at(j, c) * p + at(j, c)] += 2.0 * mu;
         }
-        let Some(step) = crate::logistic::solve(&h, &g, p) else {
-            break;
-        };
-        let next: Vec<f64> = theta.iter().zip(&step).map(|(t, s)| t - s).collect();
-        let norm = gradient_norm(d, (lambda, mu), &next);
-        if norm.partial_cmp(&current) != Some(std::cmp::Ordering::Less) {
-            break;
-        }
-        (theta, current) = (next, norm);
     }
-    theta
+    let shape = |e: ueb_kernels::gemm::ShapeError| HeadError::fit(NAME, format!("Hessian product: {e:?}"));
+    let mut h = vec![0.0; p * p];
+    // −Zᵀ Z.
+    matmul(
+        &mut h,
+        p,
+        Operand::rows(&z, n, p, p).t(),
+        Operand::rows(&z, n, p, p),
+        -1.0 / n as f64,
+        false,
+        n * p * p >= 1 << 22,
+    )
+    .map_err(shape)?;
+    // + Xᵀ diag(q_j) X on the diagonal blocks.
+    let mut block = vec![0.0; w * w];
+    for j in 0..c - 1 {
+        matmul(
+            &mut block,
+            w,
+            Operand::rows(&xs, n, w, w).t(),
+            Operand::rows(&qx[j * n * w..(j + 1) * n * w], n, w, w),
+            1.0 / n as f64,
+            false,
+            false,
+        )
+        .map_err(shape)?;
+        for a in 0..w {
+            let row = (j * w + a) * p + j * w;
+            for (hv, bv) in h[row..row + w].iter_mut().zip(&block[a * w..(a + 1) * w]) {
+                *hv += bv;
+            }
+        }
+        for l in 0..w {
+            let at = j * w + l;
+            h[at * p + at] += 2.0 * penalty_weight(c, penalty, j, l);
+        }
+    }
+    Ok(h)
 }
 
-/// θ fitted on `d` from the identity start (finished by Newton with `polish`).
-fn fit_rows(cfg: &DirichletConfig, d: Rows<'_>, penalty: (f64, f64), polish: bool) -> Vec<f64> {
+/// Solves H·δ = g: Cholesky when H is positive definite, else LU with partial pivoting;
+/// `None` when neither gives a finite step.
+fn newton_step(h: Vec<f64>, g: &[f64]) -> Option<Vec<f64>> {
+    let p = g.len();
+    let hm = Mat::from_fn(p, p, |a, b| h[a * p + b]);
+    let gm = Mat::from_fn(p, 1, |a, _| g[a]);
+    let sol = match hm.llt(Side::Lower) {
+        Ok(llt) => llt.solve(&gm),
+        Err(_) => hm.partial_piv_lu().solve(&gm),
+    };
+    let step: Vec<f64> = (0..p).map(|a| sol[(a, 0)]).collect();
+    step.iter().all(|v| v.is_finite()).then_some(step)
+}
+
+/// Classes up to which the fit is Newton's method (P ≤ 36·37 parameters, as dirichletcal
+/// chooses); beyond, L-BFGS.
+const NEWTON_MAX_CLASSES: usize = 36;
+
+/// θ fitted on `d` from the identity start (or `start`: the problem is convex, so where it
+/// starts changes only how many steps it takes): Newton's method with a backtracking line search
+/// (the full step inside the quadratic region, where a line search cannot see the loss's
+/// decrease below its rounding), or L-BFGS above [`NEWTON_MAX_CLASSES`].
+fn fit_rows(
+    cfg: &DirichletConfig,
+    d: Rows<'_>,
+    penalty: (f64, f64),
+    start: Option<&[f64]>,
+) -> Result<Vec<f64>, HeadError> {
     let c = d.c;
-    let mut theta0 = vec![0.0; (c - 1) * (c + 1)];
+    let w = c + 1;
+    let mut theta = vec![0.0; (c - 1) * w];
     for j in 0..c - 1 {
-        theta0[j * c + j] = 1.0;
-        theta0[j * c + c - 1] = -1.0;
+        theta[j * w + j] = 1.0;
+        theta[j * w + c - 1] = -1.0;
     }
-    let theta = lbfgs(
-        theta0,
-        |t, g| objective(d, penalty, t, g),
-        cfg.gradient_tolerance,
-        cfg.max_iterations,
-    )
-    .0;
-    if polish {
-        newton_polish(d, penalty, theta)
-    } else {
-        theta
+    if let Some(start) = start {
+        theta.copy_from_slice(start);
     }
+    if c > NEWTON_MAX_CLASSES {
+        return Ok(lbfgs(
+            theta,
+            |t, g| objective(d, penalty, t, g),
+            cfg.gradient_tolerance,
+            cfg.max_iterations,
+        )
+        .0);
+    }
+    let mut g = vec![0.0; theta.len()];
+    let mut current = objective(d, penalty, &theta, &mut g);
+    let mut scratch = vec![0.0; theta.len()];
+    for _ in 0..cfg.max_iterations {
+        if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) <= cfg.gradient_tolerance {
+            break;
+        }
+        let Some(step) = newton_step(hessian(d, penalty, &theta)?, &g) else {
+            break;
+        };
+        let decrement: f64 = g.iter().zip(&step).map(|(a, b)| a * b).sum();
+        let mut t = 1.0;
+        let accepted = loop {
+            let next: Vec<f64> = theta.iter().zip(&step).map(|(a, b)| a - t * b).collect();
+            let l = objective(d, penalty, &next, &mut scratch);
+            if decrement.abs() < 1e-10 || l <= current - 1e-4 * t * decrement {
+                break Some((next, l));
+            }
+            t *= 0.5;
+            if t < 1e-10 {
+                break None;
+            }
+        };
+        let Some((next, l)) = accepted else {
+            break;
+        };
+        let before = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        theta = next;
+        current = l;
+        std::mem::swap(&mut g, &mut scratch);
+        // In the quadratic region a step that no longer shrinks the gradient is at rounding.
+        if decrement.abs() < 1e-10 && g.iter().fold(0.0f64, |m, v| m.max(v.abs())) >= before {
+            break;
+        }
+    }
+    Ok(theta)
 }
 
 /// scikit-learn's `StratifiedKFold(n_splits, shuffle=False)` test fold of every row: classes
@@ -290,7 +363,7 @@ fn stratified_folds(labels: &[i64], folds: usize) -> Vec<usize> {
 /// A fitted Dirichlet calibrator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirichletHead {
-    /// [W | b] rows j < C − 1 (θ layout: W row-major, then b); the last row is zero.
+    /// [W | b] rows j < C − 1, each W_j then b_j; the last row is zero.
     theta: Vec<f64>,
     num_classes: usize,
     lambda: f64,
@@ -336,9 +409,11 @@ impl DirichletHead {
                 ));
             }
             let mut best = (f64::INFINITY, grid[0]);
+            // Each fold's fit starts from its fit of the previous pair, a few Newton steps away.
+            let mut last: Vec<Option<Vec<f64>>> = vec![None; cfg.folds];
             for &(l, m) in &grid {
                 let mut sum = 0.0;
-                for f in 0..cfg.folds {
+                for (f, last) in last.iter_mut().enumerate() {
                     let (test, train): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| test_fold[i] == f);
                     if test.is_empty() || train.is_empty() {
                         return Err(HeadError::fit(NAME, format!("fold {f} of {} is empty", cfg.folds)));
@@ -349,11 +424,10 @@ impl DirichletHead {
                         rows: r,
                         c,
                     };
-                    // The folds' fits only rank the pairs: L-BFGS's end point scores them to
-                    // about 1e-18, and the Newton polish is kept for the final fit.
-                    let theta = fit_rows(cfg, rows(&train), (l, m), false);
+                    let theta = fit_rows(cfg, rows(&train), (l, m), last.as_deref())?;
                     let mut g = vec![0.0; theta.len()];
                     sum += objective(rows(&test), (0.0, 0.0), &theta, &mut g);
+                    *last = Some(theta);
                 }
                 let score = sum / cfg.folds as f64;
                 cv.push((l, m, score));
@@ -372,8 +446,8 @@ impl DirichletHead {
                 c,
             },
             (lambda, mu),
-            true,
-        );
+            None,
+        )?;
         Ok(Self {
             theta,
             num_classes: c,
@@ -399,10 +473,13 @@ impl DirichletHead {
     /// W (C × C, row-major, last row zero) and b (C, last zero).
     fn weights(&self) -> (Vec<f64>, Vec<f64>) {
         let c = self.num_classes;
-        let (w, b) = self.theta.split_at((c - 1) * c);
-        let mut weight = w.to_vec();
+        let mut weight = Vec::with_capacity(c * c);
+        let mut bias = Vec::with_capacity(c);
+        for row in self.theta.chunks_exact(c + 1) {
+            weight.extend_from_slice(&row[..c]);
+            bias.push(row[c]);
+        }
         weight.extend(std::iter::repeat_n(0.0, c));
-        let mut bias = b.to_vec();
         bias.push(0.0);
         (weight, bias)
     }
@@ -427,8 +504,9 @@ impl DirichletHead {
         if s.weight[(c - 1) * c..].iter().any(|&v| v != 0.0) || s.bias[c - 1] != 0.0 {
             return Err(bad("the last row of weight and the last bias must be 0"));
         }
-        let mut theta = s.weight[..(c - 1) * c].to_vec();
-        theta.extend_from_slice(&s.bias[..c - 1]);
+        let theta: Vec<f64> = (0..c - 1)
+            .flat_map(|j| s.weight[j * c..(j + 1) * c].iter().copied().chain([s.bias[j]]))
+            .collect();
         Ok(Self {
             theta,
             num_classes: c,

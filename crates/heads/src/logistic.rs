@@ -118,7 +118,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Solves the `[p, p]` system `a x = b` by Gaussian elimination with partial pivoting; `None`
 /// when it is singular.
-pub(crate) fn solve(a: &[f64], b: &[f64], p: usize) -> Option<Vec<f64>> {
+fn solve(a: &[f64], b: &[f64], p: usize) -> Option<Vec<f64>> {
     let mut m: Vec<f64> = a.to_vec();
     let mut x: Vec<f64> = b.to_vec();
     let norm = a.iter().fold(0.0f64, |s, v| s.max(v.abs()));
