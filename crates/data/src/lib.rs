@@ -1,7 +1,7 @@
 //! Dataset readers, the split protocol of arXiv 2505.15443 and a synthetic task.
 //!
 //! - [`registry`] / [`load`]: the named datasets (SST-2, CoLA, MRPC, SST-5, TREC,
-//!   20 Newsgroups, AG News, ToxiGen, MMLU, ARC-Challenge, CoNLL-2003, `synthetic`) read from
+//!   20 Newsgroups, AG News, ToxiGen, MMLU, ARC-Challenge, CoNLL-2003, WNUT-17, `synthetic`) read from
 //!   their original release files under a data root (`data/` by default; the layout is in
 //!   `docs/datasets.md`).
 //! - [`load_generic`]: any CSV/TSV/JSON Lines/parquet files with a YAML column mapping

@@ -98,7 +98,7 @@ impl DatasetInfo {
 const GLUE_HOW: &str = "the GLUE release as written by `download_glue_data.py` (folder \
     `glue_data/`, renamed `glue/` under the root); see docs/datasets.md.";
 
-static REGISTRY: [DatasetInfo; 13] = [
+static REGISTRY: [DatasetInfo; 14] = [
     DatasetInfo {
         name: "sst2",
         task: Task::Sequence,
@@ -249,6 +249,21 @@ static REGISTRY: [DatasetInfo; 13] = [
             in `conll2003/iob1_original/`, or their BIO conversion (`train.txt`, `valid.txt`, \
             `test.txt`) in `conll2003/iob2_bio/`.",
         loader: load_conll,
+    },
+    DatasetInfo {
+        name: "wnut17",
+        task: Task::Token,
+        summary: "WNUT-17 emerging and rare entities: BIO tags over tweet and forum tokens (6 types), one example per sentence",
+        protocol: "official train/dev/test (the annotated test file)",
+        files: &[
+            "wnut17/wnut17train.conll",
+            "wnut17/emerging.dev.conll",
+            "wnut17/emerging.test.annotated",
+        ],
+        how_to_get: "the three files of the shared task's repository (`leondz/emerging_entities_17`: \
+            `wnut17train.conll`, `emerging.dev.conll`, `emerging.test.annotated`, the files the \
+            Hugging Face `wnut_17` loader reads) in `wnut17/`.",
+        loader: load_wnut17,
     },
     DatasetInfo {
         name: "synthetic",
@@ -674,13 +689,40 @@ fn load_conll(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
             &format!("conll2003/iob2_bio/{bio}"),
             &format!("conll2003/iob1_original/{iob1}"),
         ])?;
-        let examples = conll::read(&path, info.name, split)?;
+        let examples = conll::read(
+            &path,
+            info.name,
+            split,
+            &conll::CONLL2003_TAGS,
+            conll::Scheme::Iob1OrBio,
+        )?;
         parts.push(SplitParts::new(split, locator.show(&path), examples));
     }
     Dataset::new(
         info.name,
         info.task,
-        LabelSet::new(&conll::TAGS).into_names(),
+        LabelSet::new(&conll::CONLL2003_TAGS).into_names(),
+        parts,
+        Vec::new(),
+    )
+}
+
+fn load_wnut17(info: &DatasetInfo, options: &DatasetOptions) -> Result<Dataset> {
+    let mut locator = info.locator(options);
+    let mut parts = Vec::new();
+    for (split, file) in [
+        ("train", "wnut17/wnut17train.conll"),
+        ("val", "wnut17/emerging.dev.conll"),
+        ("test", "wnut17/emerging.test.annotated"),
+    ] {
+        let path = locator.require(&[file])?;
+        let examples = conll::read(&path, info.name, split, &conll::WNUT17_TAGS, conll::Scheme::Bio)?;
+        parts.push(SplitParts::new(split, locator.show(&path), examples));
+    }
+    Dataset::new(
+        info.name,
+        info.task,
+        LabelSet::new(&conll::WNUT17_TAGS).into_names(),
         parts,
         Vec::new(),
     )

@@ -369,6 +369,28 @@ fn conll_unknown_tag_and_short_line() {
 }
 
 #[test]
+fn wnut17_line_without_tag_and_unknown_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = "wnut17/emerging.dev.conll";
+    write(dir.path(), "wnut17/wnut17train.conll", "a\tO\n");
+    write(dir.path(), "wnut17/emerging.test.annotated", "a\tO\n");
+    write(dir.path(), f, "a\tO\nlonely\n");
+    check(
+        &error("wnut17", dir.path()),
+        dir.path(),
+        f,
+        &[": line 2: expected `word ... TAG` (at least two space-separated fields)"],
+    );
+    write(dir.path(), f, "a\tO\n\nb\tB-PER\n");
+    check(
+        &error("wnut17", dir.path()),
+        dir.path(),
+        f,
+        &[": line 3: unknown label `B-PER` (expected one of: O, B-corporation"],
+    );
+}
+
+#[test]
 fn missing_dataset_says_where_and_how() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("nowhere");

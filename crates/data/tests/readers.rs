@@ -569,6 +569,42 @@ fn conll_sentences_tags_and_iob1_equivalence() {
     }
 }
 
+/// WNUT-17's train file breaks its first sentences with a tab-only line and its later ones
+/// with an empty line; dev and test only with empty lines. Tags are BIO, kept as written.
+#[test]
+fn wnut17_both_sentence_breaks_and_bio_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "wnut17/wnut17train.conll",
+        "@paul\tO\nEmpire\tB-location\nState\tI-location\n\t\nso\tO\ncool\tO\n\t\n\
+         iPhone\tB-product\nX\tI-product\n\nLondon\tB-location\n\n",
+    );
+    // An `I-` without its `B-` stays as the annotators wrote it.
+    write(dir.path(), "wnut17/emerging.dev.conll", "the\tO\nBeatles\tI-group\n\n");
+    write(
+        dir.path(),
+        "wnut17/emerging.test.annotated",
+        "a\tO\n\nb\tB-person\nc\tO\n",
+    );
+    let d = load("wnut17", &options(dir.path())).unwrap();
+    assert_eq!(d.task(), Task::Token);
+    assert_eq!(d.num_classes(), 13);
+    assert_eq!(sizes(&d), pairs(&[("train", 4), ("val", 1), ("test", 2)]));
+    assert_eq!(
+        labels(&d, "train"),
+        ["O B-location I-location", "O O", "B-product I-product", "B-location"]
+    );
+    assert_eq!(labels(&d, "val"), ["O I-group"]);
+    assert_eq!(
+        d.split("train").unwrap().examples()[0].input,
+        Input::Tokens(vec!["@paul".into(), "Empire".into(), "State".into()])
+    );
+    let names = d.label_names();
+    assert_eq!(names[0], "O");
+    assert_eq!(names[12], "I-product");
+}
+
 #[test]
 fn iob1_to_iob2_rules() {
     let mut tags: Vec<String> = ["I-PER", "I-PER", "I-LOC", "O", "I-ORG", "B-ORG", "I-ORG"]

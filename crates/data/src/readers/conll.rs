@@ -1,5 +1,7 @@
-//! CoNLL-2003 NER: one token per line (`word POS chunk NER`, space-separated), a blank line
-//! between sentences, `-DOCSTART-` lines between documents.
+//! CoNLL-format NER files: one token per line, the word first and the tag last, a blank line
+//! between sentences. CoNLL-2003 (`word POS chunk NER`, space-separated, `-DOCSTART-` lines
+//! between documents, IOB1 or BIO) and WNUT-17 (`word<TAB>tag`, BIO; its train file also breaks
+//! sentences with a line holding only a tab, which splits into no fields like a blank line).
 
 use std::path::Path;
 
@@ -9,9 +11,35 @@ use crate::io::read_text;
 use crate::readers::row_id;
 
 /// The NER tags in the order of Hugging Face's `conll2003` `ner_tags`.
-pub(crate) const TAGS: [&str; 9] = [
+pub(crate) const CONLL2003_TAGS: [&str; 9] = [
     "O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC",
 ];
+
+/// The WNUT-17 tags in the order of Hugging Face's `wnut_17` `ner_tags`.
+pub(crate) const WNUT17_TAGS: [&str; 13] = [
+    "O",
+    "B-corporation",
+    "I-corporation",
+    "B-creative-work",
+    "I-creative-work",
+    "B-group",
+    "I-group",
+    "B-location",
+    "I-location",
+    "B-person",
+    "I-person",
+    "B-product",
+    "I-product",
+];
+
+/// How a file writes its tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// IOB1 or BIO, normalised to BIO with [`iob1_to_iob2`] (CoNLL-2003's two releases).
+    Iob1OrBio,
+    /// BIO, read as written (an `I-` without its `B-` stays `I-`, as in the data).
+    Bio,
+}
 
 /// Rewrites IOB1 tags as IOB2 (BIO): an `I-X` that does not follow `B-X` or `I-X` becomes
 /// `B-X`. Valid IOB2 input is returned unchanged.
@@ -32,10 +60,17 @@ pub fn iob1_to_iob2(tags: &mut [String]) {
 }
 
 /// Reads sentences; the word is a line's first field and the tag its last (at least two
-/// fields). Tags are normalised to IOB2 with [`iob1_to_iob2`], so the original IOB1 release
-/// and the BIO conversion give the same examples. `-DOCSTART-` lines are skipped.
-pub(crate) fn read(path: &Path, dataset: &str, file_split: &str) -> Result<Vec<Example>> {
-    let labels = LabelSet::new(&TAGS);
+/// whitespace-separated fields), the tag one of `tags`. With [`Scheme::Iob1OrBio`] tags are
+/// normalised to IOB2, so CoNLL-2003's original IOB1 release and its BIO conversion give the
+/// same examples. `-DOCSTART-` lines are skipped.
+pub(crate) fn read(
+    path: &Path,
+    dataset: &str,
+    file_split: &str,
+    tags: &[&str],
+    scheme: Scheme,
+) -> Result<Vec<Example>> {
+    let labels = LabelSet::new(tags);
     let text = read_text(path)?;
     let mut out = Vec::new();
     let mut words: Vec<String> = Vec::new();
@@ -46,7 +81,9 @@ pub(crate) fn read(path: &Path, dataset: &str, file_split: &str) -> Result<Vec<E
             if words.is_empty() {
                 return Ok(());
             }
-            iob1_to_iob2(tags);
+            if scheme == Scheme::Iob1OrBio {
+                iob1_to_iob2(tags);
+            }
             let label = tags
                 .iter()
                 .enumerate()
