@@ -91,6 +91,16 @@ pub enum MetricsError {
         /// What is wrong with it.
         inner: Box<MetricsError>,
     },
+    /// A sentence whose predicted tags are not one per gold tag.
+    #[error("sentence {sentence}: {found} predicted tags for {expected} words")]
+    SentenceLength {
+        /// 0-based sentence.
+        sentence: usize,
+        /// Its number of words (gold tags).
+        expected: usize,
+        /// Its number of predicted tags.
+        found: usize,
+    },
     /// A parameter outside its domain (number of bins, resamples, confidence level, ...).
     #[error("invalid parameter {name} = {value}: {reason}")]
     InvalidParameter {

@@ -22,17 +22,20 @@
 
 pub mod bootstrap;
 pub mod calibration;
+pub mod entities;
 mod error;
 pub mod order;
 mod predictions;
 pub mod ranking;
 mod report;
 pub mod scores;
+pub mod sentences;
 
 pub use bootstrap::{
     BootstrapConfig, Interval, MAX_RESAMPLES, PairedTest, bootstrap_ci, check_resamples, paired_bootstrap,
 };
 pub use calibration::{Binning, DEFAULT_BINS, MAX_BINS, ReliabilityBin, check_bins, reliability_bins};
+pub use entities::{ENTITY_METRICS, Entity, EntityScores, entities, entity_scores};
 pub use error::{MetricsError, Outcome, Undefined};
 pub use predictions::{
     NLL_CLIP, Predictions, ROW_SUM_TOLERANCE, check_scores, log_softmax_parts, softmax_row, softmax_rows,
@@ -45,3 +48,4 @@ pub use report::{
     CALIBRATION_METRICS, Entry, NamedScore, Report, ReportConfig, ScoreReport, calibration_values, higher_is_better,
 };
 pub use scores::{BUILTIN_SCORES, BuiltinScore};
+pub use sentences::{SentenceAggregate, sentence_error_detection, sentence_rows};
