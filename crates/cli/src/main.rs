@@ -49,6 +49,26 @@ enum Command {
     Run(run::RunArgs),
     /// Tables, figures and index.html of a results directory (merges every shard present).
     Report(report_cmd::ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = "\
+Install, e.g.:
+  bash: ueb completions bash > ~/.local/share/bash-completion/completions/ueb
+  zsh:  ueb completions zsh > ~/.zfunc/_ueb   (with `fpath+=~/.zfunc` before compinit)
+  fish: ueb completions fish > ~/.config/fish/completions/ueb.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the completion script of `shell` for the whole command tree to stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ueb", &mut script);
+    stdio::out!("{}", String::from_utf8_lossy(&script));
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Extract(args) => extract::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Report(args) => report_cmd::run(&args),
+        Command::Completions { shell } => completions(shell),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

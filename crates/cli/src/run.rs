@@ -60,6 +60,11 @@ pub(crate) struct RunArgs {
     /// the resolved plan and what would run, and stop: nothing is trained or written.
     #[arg(long)]
     dry_run: bool,
+    /// Print one JSON object on stdout instead of the summary table: what ran, the summary as
+    /// data (mean and std over seeds of every metric per backbone × dataset × head), and every
+    /// file written; with `--dry-run`, the resolved plan and what would run.
+    #[arg(long)]
+    json: bool,
     /// Set by `--jobs` on its children: no progress bars (the parent draws one for all), no
     /// metrics, and a one-line JSON count of the work done on stdout.
     #[arg(long, hide = true)]
@@ -167,7 +172,7 @@ fn run_jobs(
         );
     }
     errln!("{}", work_line(plan, work, (i, n), Some(jobs), t0));
-    finish(plan, out)
+    finish(plan, out, args.json, work, (i, n), Some(jobs), t0)
 }
 
 /// A `--jobs` child ends when its parent does (killed, or gone): a thread watches the parent
@@ -205,29 +210,76 @@ fn work_line(plan: &Plan, w: Work, (i, n): (usize, usize), jobs: Option<usize>, 
     )
 }
 
-/// Writes `metrics.parquet` and prints the summary when every cell of the plan is done.
-fn finish(plan: &Plan, out: &std::path::Path) -> Result<()> {
-    match ueb_runner::results::collect_metrics(plan, out)? {
-        Some(rows) => {
-            ueb_runner::results::write_metrics(&rows, &out.join("metrics.parquet"))?;
-            outln!("{}", ueb_runner::results::summary(plan, &rows));
-            // The metrics are the run's result; a report that cannot be drawn (no font, say)
-            // is a warning with the command to redo it, not a failed run.
-            match ueb_report::write_report(out, ueb_report::Formats::default()) {
-                Ok(r) => errln!(
+/// Writes `metrics.parquet` and the report when every cell of the plan is done, and prints the
+/// summary: a table, or with `json` one object (what ran, the summary as data, the files).
+fn finish(
+    plan: &Plan,
+    out: &std::path::Path,
+    json: bool,
+    work: Work,
+    (i, n): (usize, usize),
+    jobs: Option<usize>,
+    t0: Instant,
+) -> Result<()> {
+    let rows = ueb_runner::results::collect_metrics(plan, out)?;
+    let mut report = None;
+    let mut report_error = None;
+    if let Some(rows) = &rows {
+        ueb_runner::results::write_metrics(rows, &out.join("metrics.parquet"))?;
+        if !json {
+            outln!("{}", ueb_runner::results::summary(plan, rows));
+        }
+        // The metrics are the run's result; a report that cannot be drawn (no font, say) is a
+        // warning with the command to redo it, not a failed run.
+        match ueb_report::write_report(out, ueb_report::Formats::default()) {
+            Ok(r) => {
+                errln!(
                     "report: {} and {} figures in {}",
                     out.join("index.html").display(),
                     r.figures.len(),
                     out.join("figures").display()
-                ),
-                Err(e) => errln!(
+                );
+                report = Some(r);
+            }
+            Err(e) => {
+                errln!(
                     "warning: the report was not written ({e}); fix that and run `ueb report {}`",
                     out.display()
-                ),
+                );
+                report_error = Some(e.to_string());
             }
-            errln!("results in {}", out.display());
         }
-        None => errln!("metrics.parquet is written once every shard has finished"),
+        errln!("results in {}", out.display());
+    } else {
+        errln!("metrics.parquet is written once every shard has finished");
+    }
+    if json {
+        let exists = |name: &str| {
+            let p = out.join(name);
+            p.is_file().then_some(p)
+        };
+        let value = serde_json::json!({
+            "experiment": plan.name,
+            "out": out,
+            "shard": format!("{i}/{n}"),
+            "jobs": jobs.unwrap_or(1),
+            "cells": work.cells,
+            "caches_built": work.built,
+            "head_fits_run": work.fitted,
+            "head_fits": work.cells * plan.heads.len(),
+            "seconds": t0.elapsed().as_secs_f64(),
+            "complete": rows.is_some(),
+            "summary": rows.as_ref().map(|r| ueb_runner::results::summary_json(plan, r)),
+            "files": {
+                "plan": exists("plan.yaml"),
+                "env": exists("env.json"),
+                "metrics": exists("metrics.parquet"),
+                "index": report.as_ref().and_then(|_| exists("index.html")),
+                "report": report.as_ref().map(|r| &r.written),
+            },
+            "report_error": report_error,
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     }
     Ok(())
 }
@@ -290,13 +342,26 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         None => (1, 1),
     };
     if args.dry_run {
-        out!("{}", serde_yaml_ng::to_string(&plan)?);
         let cells = plan.shard(i, n);
         let models = cells
             .iter()
             .filter(|c| matches!(c.source, Source::Model { .. }) && !c.is_multiple_choice())
             .count();
         let choice = cache_dirs(&cells).len() - models;
+        if args.json {
+            let value = serde_json::json!({
+                "experiment": plan.name,
+                "plan": serde_json::to_value(&plan)?,
+                "shard": format!("{i}/{n}"),
+                "cells": cells.len(),
+                "caches_to_fine_tune": models,
+                "multiple_choice_caches": choice,
+                "head_fits": cells.len() * plan.heads.len(),
+            });
+            outln!("{}", serde_json::to_string_pretty(&value)?);
+            return Ok(());
+        }
+        out!("{}", serde_yaml_ng::to_string(&plan)?);
         let choice = if choice > 0 {
             format!(", {choice} multiple-choice cache(s) to score, each shared by its seeds")
         } else {
@@ -356,5 +421,5 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         return Ok(());
     }
     errln!("{}", work_line(&plan, work, (i, n), None, t0));
-    finish(&plan, &out)
+    finish(&plan, &out, args.json, work, (i, n), None, t0)
 }

@@ -818,3 +818,123 @@ fn multiple_choice_prompts_that_reach_max_length_drop_solved_examples() {
     let err = max_abs_diff(&cache.split(ueb_cache::Split::Test).logits, &want);
     assert!(err < 1e-4, "0-shot logits differ from transformers' by {err}");
 }
+
+#[test]
+fn run_json_prints_one_object_with_the_summary_as_data_and_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("mycache");
+    write_cache(&cache);
+    let exp = tmp.path().join("exp.yaml");
+    std::fs::write(
+        &exp,
+        format!(
+            "name: j\nseeds: [0, 1]\ncaches: [{}]\nheads: [sr, temperature]\nmetrics: {{bins: 10, bootstrap: 0}}\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let json_of = |extra: &[&str]| -> serde_json::Value {
+        let o = ueb()
+            .arg("run")
+            .arg(&exp)
+            .arg("--out")
+            .arg(&out)
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+    };
+    let plan = json_of(&["--dry-run"]);
+    assert_eq!(plan["experiment"], "j");
+    assert_eq!(plan["cells"], 2);
+    assert_eq!(plan["head_fits"], 4);
+    assert!(plan["plan"]["heads"][1]["temperature"].is_object(), "{plan}");
+    assert!(!out.exists(), "a dry run writes nothing");
+
+    let v = json_of(&[]);
+    assert_eq!(v["complete"], true);
+    assert_eq!(
+        (
+            v["cells"].as_u64(),
+            v["head_fits_run"].as_u64(),
+            v["head_fits"].as_u64()
+        ),
+        (Some(2), Some(4), Some(4))
+    );
+    assert_eq!(v["files"]["metrics"], out.join("metrics.parquet").display().to_string());
+    assert!(v["files"]["index"].is_string(), "{v}");
+    assert!(!v["files"]["report"].as_array().unwrap().is_empty());
+    // The summary: every metric of metrics.parquet, mean and std over the two seeds.
+    let summary = v["summary"].as_array().unwrap();
+    let roc = summary
+        .iter()
+        .find(|r| r["head"] == "temperature" && r["metric"] == "roc_auc")
+        .unwrap();
+    assert_eq!((roc["seeds"].as_u64(), roc["defined"].as_u64()), (Some(2), Some(2)));
+    let values: Vec<f64> = rows(&out.join("metrics.parquet"))
+        .iter()
+        .filter(|r| {
+            matches!(get(r, "head"), Field::Str(h) if h == "temperature")
+                && matches!(get(r, "metric"), Field::Str(m) if m == "roc_auc")
+        })
+        .map(|r| match get(r, "value") {
+            Field::Double(x) => *x,
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(values.len(), 2);
+    let mean = (values[0] + values[1]) / 2.0;
+    assert!((roc["mean"].as_f64().unwrap() - mean).abs() < 1e-15, "{roc}");
+    // Run again: nothing to do, still one object.
+    let again = json_of(&[]);
+    assert_eq!(again["head_fits_run"], 0);
+}
+
+/// Libraries that log through the `log` crate (tokenizers, burn's GPU stack) reach `-vv` and
+/// `RUST_LOG` through tracing's log bridge.
+#[test]
+fn library_log_records_reach_the_subscriber() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("e.yaml");
+    std::fs::write(
+        &exp,
+        "name: lb\nseeds: [0]\nbackbones:\n  - name: tiny\n    model: scratch\n    scratch: {hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32, max_positions: 40}\n    finetune: {epochs: 1, lr: 1.0e-3, batch_size: 32, max_length: 40}\ndatasets:\n  - name: synthetic\n    synthetic: {train: 60, val: 30, test: 30}\nheads: [sr]\nmetrics: {bins: 10, bootstrap: 0}\n",
+    )
+    .unwrap();
+    let o = ueb()
+        .arg("run")
+        .arg(&exp)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .env("RUST_LOG", "tokenizers=trace")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("tokenizers::"),
+        "no record of the tokenizers crate's `log` calls:\n{}",
+        &e[..e.len().min(2000)]
+    );
+}
+
+#[test]
+fn completion_scripts_cover_every_command() {
+    for (shell, marker) in [("bash", "_ueb()"), ("zsh", "#compdef ueb"), ("fish", "complete -c ueb")] {
+        let o = ueb().args(["completions", shell]).output().unwrap();
+        assert!(o.status.success(), "{shell}");
+        let script = String::from_utf8(o.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {}", &script[..script.len().min(200)]);
+        // fish writes long options as `-l NAME`.
+        for word in ["eval", "score", "extract", "report", "precision", "seeds", "json", "completions"] {
+            assert!(script.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let o = ueb().args(["completions", "tcsh"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid value 'tcsh'"));
+}

@@ -49,6 +49,55 @@ pub fn write_metrics(rows: &[MetricRow], path: &Path) -> Result<()> {
     crate::write_atomic(path, &metrics_to_bytes(rows)?)
 }
 
+/// The end-of-run summary as data: per backbone × dataset × head × metric (in plan order, metrics
+/// in their `metrics.parquet` order), the mean and sample standard deviation over the seeds
+/// whose value is defined, how many those are, and how many seeds ran. `std` is `null` below two
+/// values, `mean` with none.
+pub fn summary_json(plan: &Plan, rows: &[MetricRow]) -> serde_json::Value {
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for c in &plan.cells {
+        let g = (c.backbone.clone(), c.dataset.clone());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut out = Vec::new();
+    for (b, d) in &groups {
+        for spec in &plan.heads {
+            let here: Vec<&MetricRow> = rows
+                .iter()
+                .filter(|(cell, head, _)| &cell.backbone == b && &cell.dataset == d && *head == spec.label)
+                .collect();
+            let mut metrics: Vec<&str> = Vec::new();
+            for (_, _, v) in &here {
+                if !metrics.contains(&v.metric.as_str()) {
+                    metrics.push(&v.metric);
+                }
+            }
+            for metric in metrics {
+                let all: Vec<&MetricRow> = here.iter().copied().filter(|(_, _, v)| v.metric == metric).collect();
+                let v: Vec<f64> = all.iter().filter_map(|(_, _, v)| v.value).collect();
+                let n = v.len() as f64;
+                let mean = (!v.is_empty()).then(|| v.iter().sum::<f64>() / n);
+                let std = mean
+                    .filter(|_| v.len() > 1)
+                    .map(|m| (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+                out.push(serde_json::json!({
+                    "backbone": b,
+                    "dataset": d,
+                    "head": spec.label,
+                    "metric": metric,
+                    "mean": mean,
+                    "std": std,
+                    "defined": v.len(),
+                    "seeds": all.len(),
+                }));
+            }
+        }
+    }
+    serde_json::Value::Array(out)
+}
+
 /// Mean ± std (sample) of the values, or `–` when none is defined.
 fn mean_std(v: &[f64]) -> String {
     if v.is_empty() {
