@@ -5,6 +5,16 @@ use anyhow::{Result, anyhow, bail};
 use burn::tensor::{DType, Device, FloatDType};
 use ueb_runner::{DeviceName, Precision};
 
+/// The help line of a `--device` option: `what`, the names `ueb_runner::DeviceName` parses, and
+/// the backends this binary has.
+pub(crate) fn help(what: &str) -> String {
+    format!(
+        "{what}: {} (this binary: {})",
+        DeviceName::SYNTAX,
+        available().join(", ")
+    )
+}
+
 /// Backends this binary was built with, for messages.
 pub(crate) fn available() -> Vec<&'static str> {
     let mut out = Vec::new();

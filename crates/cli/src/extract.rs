@@ -45,8 +45,7 @@ pub(crate) struct ExtractArgs {
     /// Texts per forward pass (sorted by length first).
     #[arg(long, default_value_t = 32, value_name = "B")]
     batch_size: usize,
-    /// Backend: flex, ndarray, wgpu, cuda[:N].
-    #[arg(long, default_value = "flex", value_name = "D")]
+    #[arg(long, default_value = "flex", value_name = "D", help = device::help("Backend"))]
     device: String,
     /// Floating-point type of the model pass: f32, bf16 or f16 (GPU devices only: CPU devices
     /// compute in f32 and say so). Features and logits are written as f32 either way.

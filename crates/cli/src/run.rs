@@ -28,8 +28,7 @@ pub(crate) struct RunArgs {
     /// Results directory (default `results/<name>`).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Backend: flex, ndarray, wgpu, cuda[:N] (overrides the file's `device`).
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", help = format!("{} (overrides the file's `device`)", device::help("Backend")))]
     device: Option<String>,
     /// Floating-point type of the backbone passes: f32, bf16 or f16 (overrides the file's
     /// `precision`; GPU devices only: CPU devices compute in f32 and say so).

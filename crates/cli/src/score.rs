@@ -42,7 +42,7 @@ pub(crate) struct ScoreArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0, value_name = "S")]
     seed: u64,
-    /// Backend for trainable heads: flex, ndarray, wgpu, cuda[:N].
+    #[arg(help = device::help("Backend for trainable heads"))]
     #[arg(long, default_value = "flex", value_name = "D")]
     device: String,
     /// Split to score.

@@ -930,7 +930,16 @@ fn completion_scripts_cover_every_command() {
         let script = String::from_utf8(o.stdout).unwrap();
         assert!(script.contains(marker), "{shell}: {}", &script[..script.len().min(200)]);
         // fish writes long options as `-l NAME`.
-        for word in ["eval", "score", "extract", "report", "precision", "seeds", "json", "completions"] {
+        for word in [
+            "eval",
+            "score",
+            "extract",
+            "report",
+            "precision",
+            "seeds",
+            "json",
+            "completions",
+        ] {
             assert!(script.contains(word), "{shell}: no `{word}`");
         }
     }

@@ -20,6 +20,9 @@ pub enum DeviceName {
 }
 
 impl DeviceName {
+    /// The names `parse` accepts, for help texts and messages: one list, so they cannot drift.
+    pub const SYNTAX: &'static str = "flex (or cpu), ndarray, wgpu[:N], cuda[:N]";
+
     /// The cargo feature that builds this backend.
     pub fn feature(self) -> &'static str {
         match self {
@@ -52,7 +55,7 @@ impl DeviceName {
             "ndarray" => DeviceName::NdArray,
             "wgpu" => DeviceName::Wgpu(index),
             "cuda" => DeviceName::Cuda(index.unwrap_or(0)),
-            _ => bail!("--device {name}: unknown device (expected flex, ndarray, wgpu or cuda[:N])"),
+            _ => bail!("--device {name}: unknown device (expected {})", Self::SYNTAX),
         };
         if let Some(built) = built
             && !built.contains(&device.feature())
