@@ -68,7 +68,7 @@ pub fn png_bytes<F: Figure>(fig: &F, name: &Path) -> Result<Vec<u8>> {
     let (w, h) = fig.size();
     let mut buf = vec![255u8; w as usize * h as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let root = crate::text::PngBackend(BitMapBackend::with_buffer(&mut buf, (w, h))).into_drawing_area();
         fig.draw(&root).map_err(|message| ReportError::Plot {
             path: name.to_path_buf(),
             message,

@@ -52,10 +52,32 @@ fn register(path: &Path, style: FontStyle) -> Result<()> {
     register_bytes(bytes, style, path)
 }
 
+/// The registered faces, which the PNG text rasteriser (`text.rs`) reads too.
+static REGULAR: OnceLock<&'static [u8]> = OnceLock::new();
+static BOLD: OnceLock<&'static [u8]> = OnceLock::new();
+
 fn register_bytes(bytes: &'static [u8], style: FontStyle, path: &Path) -> Result<()> {
     plotters::style::register_font(FAMILY, style, bytes).map_err(|_| ReportError::BadFont {
         path: path.to_path_buf(),
-    })
+    })?;
+    let slot = if matches!(style, FontStyle::Bold) {
+        &BOLD
+    } else {
+        &REGULAR
+    };
+    let _ = slot.set(bytes);
+    Ok(())
+}
+
+/// The bytes of the registered face for `bold` (the regular one when no bold was registered),
+/// once [`ensure_font`] has succeeded.
+pub(crate) fn face(bold: bool) -> Option<&'static [u8]> {
+    if bold {
+        BOLD.get().or(REGULAR.get())
+    } else {
+        REGULAR.get()
+    }
+    .copied()
 }
 
 /// Registers the font once per process; returns the file used, `None` for the embedded one.

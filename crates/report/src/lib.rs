@@ -22,6 +22,7 @@ pub mod parquet;
 pub mod results;
 pub mod stats;
 pub mod tables;
+mod text;
 
 use std::path::{Path, PathBuf};
 
