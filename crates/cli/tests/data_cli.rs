@@ -44,6 +44,7 @@ fn list_names_every_dataset() {
         "mmlu",
         "arc_challenge",
         "conll2003",
+        "wnut17",
         "synthetic",
     ];
     let out = ueb().args(["data", "list"]).output().unwrap();
@@ -62,6 +63,7 @@ fn list_names_every_dataset() {
         .collect();
     assert_eq!(got, names);
     assert_eq!(list[11]["task"], "token");
+    assert_eq!(list[12]["task"], "token");
     assert_eq!(list[9]["task"], "multiple_choice");
 }
 

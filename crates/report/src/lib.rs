@@ -311,6 +311,8 @@ pub fn write_report_with(results_dir: &Path, options: &ReportOptions) -> Result<
     let mut figures_out = Vec::new();
     let mut written = Vec::new();
     let (mut from_file, mut computed) = (0usize, 0usize);
+    // (head, whether its probabilities are its own) of every stage.
+    let mut own: Vec<(String, Option<bool>)> = Vec::new();
 
     for (backbone, dataset) in &inv.columns {
         let stages: Vec<&HeadStage> = inv
@@ -321,6 +323,7 @@ pub fn write_report_with(results_dir: &Path, options: &ReportOptions) -> Result<
         let mut loaded: Vec<Loaded<'_>> = Vec::with_capacity(stages.len());
         for stage in stages {
             let data = HeadData::load(&stage.dir)?;
+            own.push((stage.head.clone(), data.own_probabilities));
             let metric_err = |source| ReportError::Metrics {
                 path: stage.dir.clone(),
                 source,
@@ -399,9 +402,26 @@ pub fn write_report_with(results_dir: &Path, options: &ReportOptions) -> Result<
     }
 
     let df = long_frame(&rows)?;
+    // Heads whose every stage says its probabilities are the classifier's.
+    let classifier_heads: Vec<String> = inv
+        .heads
+        .iter()
+        .filter(|h| {
+            let mine: Vec<Option<bool>> = own.iter().filter(|(x, _)| x == *h).map(|(_, o)| *o).collect();
+            !mine.is_empty() && mine.iter().all(|o| *o == Some(false))
+        })
+        .cloned()
+        .collect();
     let mut tables = Vec::new();
     for metric in TABLE_METRICS {
-        let t = MetricTable::from_long(&df, metric, &significance, settings.bootstrap, options.tables)?;
+        let t = MetricTable::from_long(
+            &df,
+            metric,
+            &significance,
+            settings.bootstrap,
+            options.tables,
+            &classifier_heads,
+        )?;
         if !t.heads.is_empty() {
             tables.push(t);
         }

@@ -14,6 +14,12 @@ use crate::error::{ReportError, Result, io, pl};
 pub const SCORES_FILE: &str = "scores.parquet";
 /// File name of a head stage's probabilities (f64 tensor `probs`, `[N, C]`).
 pub const PROBS_FILE: &str = "probs.safetensors";
+/// The metadata key of [`PROBS_FILE`] that says whose probabilities it holds.
+pub const PROBS_SOURCE_KEY: &str = "probabilities";
+/// [`PROBS_SOURCE_KEY`]: the head's own (a calibrator).
+pub const PROBS_FROM_HEAD: &str = "head";
+/// [`PROBS_SOURCE_KEY`]: the classifier's, unchanged (a head that only scores).
+pub const PROBS_FROM_CLASSIFIER: &str = "classifier";
 /// File name of the long-form metrics table.
 pub const METRICS_FILE: &str = "metrics.parquet";
 
@@ -312,6 +318,9 @@ pub struct HeadData {
     pub num_classes: usize,
     /// The head's score `u` (higher = more uncertain).
     pub score: Vec<f64>,
+    /// Whether `probs` are the head's own (`Some(true)`) or the classifier's (`Some(false)`);
+    /// `None` for a stage written before the file said so.
+    pub own_probabilities: Option<bool>,
 }
 
 impl HeadData {
@@ -362,11 +371,23 @@ impl HeadData {
         if probs.len() != n * c {
             return Err(invalid("tensor probs: data does not match its shape".into()));
         }
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(st_err)?;
+        let own_probabilities = match meta.metadata().as_ref().and_then(|m| m.get(PROBS_SOURCE_KEY)) {
+            None => None,
+            Some(v) if v == PROBS_FROM_HEAD => Some(true),
+            Some(v) if v == PROBS_FROM_CLASSIFIER => Some(false),
+            Some(v) => {
+                return Err(invalid(format!(
+                    "metadata {PROBS_SOURCE_KEY} is `{v}`, expected `{PROBS_FROM_HEAD}` or `{PROBS_FROM_CLASSIFIER}`"
+                )));
+            }
+        };
         Ok(Self {
             labels,
             probs,
             num_classes: c,
             score,
+            own_probabilities,
         })
     }
 

@@ -25,6 +25,13 @@ pub struct TableMetric {
 }
 
 impl TableMetric {
+    /// Whether the metric is computed from the head's probabilities (the calibration group:
+    /// ECE, Brier, NLL, …): a head that leaves the classifier's probabilities as they are shows
+    /// the classifier's value.
+    pub fn from_probabilities(&self) -> bool {
+        ueb_metrics::CALIBRATION_METRICS.contains(&self.name)
+    }
+
     /// Whether a larger value is better (ueb-metrics' rule).
     pub fn higher_is_better(&self) -> bool {
         ueb_metrics::higher_is_better(self.name)
@@ -151,6 +158,10 @@ pub struct MetricTable {
     pub avg_rank: Vec<Option<f64>>,
     /// `marked[c]`: the row whose best cell carries the significance marker.
     pub marked: Vec<Option<usize>>,
+    /// `classifier[h]`: in a table of a metric of the probabilities, the head leaves the
+    /// classifier's probabilities unchanged, so its cells are the classifier's value: shown in
+    /// italics, neither bold nor ranked.
+    pub classifier: Vec<bool>,
     /// Resamples of the significance test (for the caption; 0 = no test ran).
     pub resamples: usize,
     /// Options.
@@ -255,6 +266,7 @@ impl MetricTable {
         significance: &[Significance],
         resamples: usize,
         options: TableOptions,
+        classifier_heads: &[String],
     ) -> Result<Self> {
         let rows = long_rows(df, metric.name).map_err(pl("metrics table"))?;
         let (mut heads, mut columns): (Vec<String>, Vec<(String, String)>) = (Vec::new(), Vec::new());
@@ -309,10 +321,19 @@ impl MetricTable {
             })
             .collect();
         let higher = metric.higher_is_better();
+        let classifier: Vec<bool> = heads
+            .iter()
+            .map(|h| metric.from_probabilities() && classifier_heads.contains(h))
+            .collect();
         let mut best = vec![vec![false; columns.len()]; heads.len()];
         let mut rank_table = vec![vec![None; columns.len()]; heads.len()];
         for c in 0..columns.len() {
-            let col: Vec<Option<f64>> = cells.iter().map(|r| r[c].map(|s| s.mean)).collect();
+            // The classifier's value repeated under a head's name is not that head's result.
+            let col: Vec<Option<f64>> = cells
+                .iter()
+                .zip(&classifier)
+                .map(|(r, &cl)| if cl { None } else { r[c].map(|s| s.mean) })
+                .collect();
             for (h, r) in ranks(&col, higher).into_iter().enumerate() {
                 rank_table[h][c] = r;
             }
@@ -354,6 +375,7 @@ impl MetricTable {
             ranks: rank_table,
             avg_rank,
             marked,
+            classifier,
             resamples,
             options,
         })
@@ -400,6 +422,12 @@ impl MetricTable {
         if self.options.ci {
             s.push_str(" [lo, hi]: mean over seeds of the per-seed 95% bootstrap intervals.");
         }
+        if self.classifier.iter().any(|&c| c) {
+            s.push_str(
+                " Italic: the head leaves the classifier's probabilities unchanged, so the value is the \
+                 classifier's (not ranked); the ece_score table holds such a head's own calibration.",
+            );
+        }
         if self.resamples > 0 {
             s.push_str(&format!(
                 " †: the paired bootstrap test ({} resamples of the test set, shared by all seeds) finds the best \
@@ -434,7 +462,13 @@ impl MetricTable {
                 match self.cell_parts(h, c, " ± ") {
                     None => s.push_str(" – |"),
                     Some((main, extra)) => {
-                        let main = if self.best[h][c] { format!("**{main}**") } else { main };
+                        let main = if self.best[h][c] {
+                            format!("**{main}**")
+                        } else if self.classifier[h] {
+                            format!("*{main}*")
+                        } else {
+                            main
+                        };
                         let mark = if self.marked[c] == Some(h) { "†" } else { "" };
                         let _ = write!(s, " {main}{mark}{extra} |");
                     }
@@ -492,6 +526,8 @@ impl MetricTable {
                     Some((main, extra)) => {
                         let main = if self.best[h][c] {
                             format!("$\\mathbf{{{main}}}$")
+                        } else if self.classifier[h] {
+                            format!("\\textit{{${main}$}}")
                         } else {
                             format!("${main}$")
                         };
@@ -512,7 +548,8 @@ impl MetricTable {
         s
     }
 
-    /// The table as a polars frame: `head`, then per column `<backbone>/<dataset> mean`,
+    /// The table as a polars frame: `head`, `classifier_probabilities` (see
+    /// [`MetricTable::classifier`]), then per column `<backbone>/<dataset> mean`,
     /// `… std`, `… n` (and `… ci_low`, `… ci_high` when asked), `… best`, `… significant`,
     /// then `avg_rank`. Values are on the display scale (e.g. ROC-AUC × 100), unrounded.
     ///
@@ -520,7 +557,10 @@ impl MetricTable {
     /// A polars error while building the frame.
     pub fn frame(&self) -> Result<DataFrame> {
         let scale = self.metric.scale;
-        let mut cols = vec![Column::new("head".into(), self.heads.clone())];
+        let mut cols = vec![
+            Column::new("head".into(), self.heads.clone()),
+            Column::new("classifier_probabilities".into(), self.classifier.clone()),
+        ];
         for (c, (b, d)) in self.columns.iter().enumerate() {
             let name = |what: &str| PlSmallStr::from(format!("{b}/{d} {what}"));
             let get = |f: &dyn Fn(&CellStats) -> Option<f64>| -> Vec<Option<f64>> {
@@ -580,6 +620,8 @@ impl MetricTable {
                     Some((main, extra)) => {
                         let main = if self.best[h][c] {
                             format!("<b>{main}</b>")
+                        } else if self.classifier[h] {
+                            format!("<i>{main}</i>")
                         } else {
                             main
                         };

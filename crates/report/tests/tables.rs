@@ -80,8 +80,20 @@ fn significance() -> Vec<Significance> {
 }
 
 fn table(metric: &str, ci: bool) -> MetricTable {
+    table_with(metric, ci, &[])
+}
+
+fn table_with(metric: &str, ci: bool, classifier_heads: &[String]) -> MetricTable {
     let m = TABLE_METRICS.iter().find(|m| m.name == metric).copied().unwrap();
-    MetricTable::from_long(&frame(), m, &significance(), 1000, TableOptions { ci }).unwrap()
+    MetricTable::from_long(
+        &frame(),
+        m,
+        &significance(),
+        1000,
+        TableOptions { ci },
+        classifier_heads,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -158,4 +170,37 @@ fn ranks_average_ties_and_skip_undefined() {
     assert_eq!(r, [Some(1.5), Some(3.0), Some(1.5), None, Some(4.0)]);
     let r = ranks(&[Some(0.1), Some(0.3), Some(0.2)], false);
     assert_eq!(r, [Some(1.0), Some(3.0), Some(2.0)]);
+}
+
+/// A head whose probabilities are the classifier's: in a table of a metric of the
+/// probabilities its cells are the classifier's value, in italics, neither best nor ranked; in
+/// an error-detection table it is an ordinary row.
+#[test]
+fn classifier_probabilities_are_marked_and_not_ranked() {
+    let classifier = vec!["sr".to_string()];
+    let plain = table("ece", false);
+    let sr = plain.heads.iter().position(|h| h == "sr").unwrap();
+    assert!(plain.best[sr][0], "sr has the lowest ECE of the fixture");
+    let t = table_with("ece", false, &classifier);
+    assert!(t.classifier[sr]);
+    assert!(!t.best[sr].iter().any(|&b| b), "{:?}", t.best);
+    assert!(t.ranks[sr].iter().all(Option::is_none));
+    assert_eq!(t.avg_rank[sr], None);
+    let margin = t.heads.iter().position(|h| h == "margin").unwrap();
+    assert!(t.best[margin][0], "the best head with its own probabilities");
+    let md = t.markdown();
+    let row = md.lines().find(|l| l.starts_with("| sr |")).unwrap();
+    assert!(row.contains(" *2.10 ± 0.10* |"), "{row}");
+    assert!(
+        md.contains("Italic: the head leaves the classifier's probabilities unchanged"),
+        "{md}"
+    );
+    assert!(t.latex().contains("\\textit{$2.10 \\pm 0.10$}"));
+    assert!(t.html().contains("<td><i>2.10 ± 0.10</i></td>"));
+    let csv = t.csv().unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("sr,true,")), "{csv}");
+    // Error detection is the head's own score: unchanged.
+    let auc = table_with("roc_auc", false, &classifier);
+    assert!(!auc.classifier.iter().any(|&c| c));
+    assert_eq!(auc.markdown(), table("roc_auc", false).markdown());
 }

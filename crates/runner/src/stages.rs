@@ -26,7 +26,7 @@ use ueb_heads::FitContext;
 
 use crate::plan::{Backbone, Cell, ChoiceSettings, DatasetSpec, FEWSHOT, Plan, PlanHead, Source, reference_backbone};
 use ueb_report::parquet::ScoreTable;
-use ueb_report::results::SCORES_FILE;
+use ueb_report::results::{PROBS_FROM_CLASSIFIER, PROBS_FROM_HEAD, PROBS_SOURCE_KEY, SCORES_FILE};
 
 /// Bump when a stage's output format or meaning changes: old outputs are then redone.
 const STAGE_VERSION: u32 = 1;
@@ -993,9 +993,11 @@ pub fn head_stage(
         .with_context(|| format!("{}: head {}", cell.rel_dir().display(), head.label))?;
     let test = fc.split(Split::Test);
     let score = head.score(test)?;
-    let probs = match head.probabilities(test) {
-        Some(p) => p?,
-        None => test.probs(),
+    // Whose probabilities the calibration metrics read: the head's own, or the classifier's
+    // (a head that only scores); `ueb report` marks the latter in its calibration tables.
+    let (probs, source) = match head.probabilities(test) {
+        Some(p) => (p?, PROBS_FROM_HEAD),
+        None => (test.probs(), PROBS_FROM_CLASSIFIER),
     };
     let c = test.num_classes();
     let n = test.n();
@@ -1011,7 +1013,8 @@ pub fn head_stage(
         std::fs::write(tmp.join("head.json"), serde_json::to_string_pretty(&summary)?)?;
         // The probabilities the calibration metrics are computed from.
         let path = tmp.join("probs.safetensors");
-        write_safetensors(&path, &[], &[], &[("probs", &probs, vec![n, c])], None)?;
+        let meta = std::collections::HashMap::from([(PROBS_SOURCE_KEY.to_string(), source.to_string())]);
+        write_safetensors(&path, &[], &[], &[("probs", &probs, vec![n, c])], Some(meta))?;
         Ok(())
     })?;
     Ok(true)
