@@ -55,7 +55,7 @@ fn report_merges_shards_and_lists_missing_cells() {
     assert_eq!(sr_row.matches('±').count(), 1, "{sr_row}");
     let csv = std::fs::read_to_string(root.join("tables/roc_auc.csv")).unwrap();
     assert!(
-        csv.starts_with("head,tiny/synth-a mean,tiny/synth-a std,tiny/synth-a n,"),
+        csv.starts_with("head,classifier_probabilities,tiny/synth-a mean,tiny/synth-a std,tiny/synth-a n,"),
         "{csv}"
     );
     for name in ["prr", "aurc", "ece", "ece_score", "brier", "nll"] {
