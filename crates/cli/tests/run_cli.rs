@@ -888,6 +888,17 @@ fn run_json_prints_one_object_with_the_summary_as_data_and_the_files() {
     assert_eq!(values.len(), 2);
     let mean = (values[0] + values[1]) / 2.0;
     assert!((roc["mean"].as_f64().unwrap() - mean).abs() < 1e-15, "{roc}");
+    // sr leaves the classifier's probabilities as they are: its ECE is the classifier's, in
+    // italics and unranked, and its reliability diagram is the classifier's, drawn once.
+    let ece = std::fs::read_to_string(out.join("tables/ece.md")).unwrap();
+    let sr = ece.lines().find(|l| l.starts_with("| sr |")).unwrap();
+    assert!(sr.contains(" *") && sr.ends_with(" – |"), "{ece}");
+    let figs = out.join("figures/cache/mycache/seed-0");
+    assert!(figs.join("reliability_classifier.png").is_file());
+    assert!(figs.join("reliability-temperature.png").is_file());
+    assert!(!figs.join("reliability-sr.png").exists());
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("Reliability diagram of the classifier"), "index.html");
     // Run again: nothing to do, still one object.
     let again = json_of(&[]);
     assert_eq!(again["head_fits_run"], 0);

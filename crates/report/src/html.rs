@@ -227,7 +227,9 @@ pub(crate) fn index(
                             .to_string(),
                     ),
                     (FigureKind::Reliability, head) => {
-                        let h = head.clone().unwrap_or_default();
+                        // No head: the classifier's probabilities, shared by the heads that leave
+                        // them unchanged.
+                        let h = head.clone().unwrap_or_else(|| "the classifier".to_string());
                         (
                             format!("Reliability diagram of {h}, {b} / {d} / seed {seed}"),
                             format!(

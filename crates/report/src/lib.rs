@@ -172,7 +172,13 @@ struct Loaded<'a> {
     stage: &'a HeadStage,
     prepared: Prepared,
     metrics: Vec<MetricValue>,
+    /// Whether the probabilities are the head's own (`Some(false)`: the classifier's).
+    own_probabilities: Option<bool>,
 }
+
+/// The file stem of a cell's reliability diagram of the classifier's probabilities: `_` keeps
+/// it apart from every `reliability-<head>`.
+pub const CLASSIFIER_RELIABILITY: &str = "reliability_classifier";
 
 fn value_of(metrics: &[MetricValue], name: &str) -> Option<f64> {
     metrics.iter().find(|m| m.metric == name).and_then(|m| m.value)
@@ -240,8 +246,26 @@ fn cell_figures(
         let paths = write_figure(&fig, &dir.join(&stem))?;
         push(FigureKind::Scores, None, stem, figures::Figure::size(&fig), paths);
     }
-    // Reliability diagrams.
-    for l in loaded {
+    // Reliability diagrams: one per head with probabilities of its own, and one for the
+    // classifier's probabilities, which the heads that leave them unchanged share (drawing it
+    // under each of their names would present the classifier's calibration as theirs).
+    let shared: Vec<&&Loaded<'_>> = loaded.iter().filter(|l| l.own_probabilities == Some(false)).collect();
+    if let Some(first) = shared.first() {
+        let names: Vec<&str> = shared.iter().map(|l| l.stage.head.as_str()).collect();
+        let fig = ReliabilityFigure::new(
+            format!(
+                "Reliability of the classifier's probabilities (kept by {}): {cell_title}",
+                names.join(", ")
+            ),
+            &first.prepared.pred,
+            bins,
+        )
+        .map_err(metric_err(first))?;
+        let stem = rel.join(CLASSIFIER_RELIABILITY);
+        let paths = write_figure(&fig, &dir.join(&stem))?;
+        push(FigureKind::Reliability, None, stem, figures::Figure::size(&fig), paths);
+    }
+    for l in loaded.iter().filter(|l| l.own_probabilities != Some(false)) {
         let fig = ReliabilityFigure::new(
             format!("Reliability of {}'s probabilities: {cell_title}", l.stage.head),
             &l.prepared.pred,
@@ -346,6 +370,7 @@ pub fn write_report_with(results_dir: &Path, options: &ReportOptions) -> Result<
                 stage,
                 prepared,
                 metrics,
+                own_probabilities: data.own_probabilities,
             });
         }
         let mut seeds: Vec<u64> = loaded.iter().map(|l| l.stage.cell.seed).collect();
