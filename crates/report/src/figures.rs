@@ -44,6 +44,24 @@ pub trait Figure {
     /// # Errors
     /// A drawing error of the backend, as text.
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
+    /// The data the figure draws, as CSV with a header line (written beside the PNG and SVG, so
+    /// the figure can be redrawn with other tools).
+    fn data_csv(&self) -> String;
+}
+
+/// One CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// An optional number as a CSV field (empty when absent); `{}` prints the shortest text that
+/// reads back to the same f64.
+fn csv_num(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |x| format!("{x}"))
 }
 
 fn e<T: std::fmt::Display>(err: T) -> String {
@@ -119,15 +137,17 @@ pub fn svg_string<F: Figure>(fig: &F, name: &Path) -> Result<String> {
 ///
 /// # Errors
 /// As [`png_bytes`] and [`svg_string`], or a write error.
-pub fn write_figure<F: Figure>(fig: &F, stem: &Path) -> Result<[PathBuf; 2]> {
+pub fn write_figure<F: Figure>(fig: &F, stem: &Path) -> Result<[PathBuf; 3]> {
     if let Some(parent) = stem.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     let png_path = stem.with_extension("png");
     let svg_path = stem.with_extension("svg");
+    let csv_path = stem.with_extension("csv");
     std::fs::write(&png_path, png_bytes(fig, &png_path)?).map_err(io(&png_path))?;
     std::fs::write(&svg_path, svg_string(fig, &svg_path)?).map_err(io(&svg_path))?;
-    Ok([png_path, svg_path])
+    std::fs::write(&csv_path, fig.data_csv()).map_err(io(&csv_path))?;
+    Ok([png_path, svg_path, csv_path])
 }
 
 /// A reliability diagram of one head: equal-width bins on the left, equal-mass on the right;
@@ -329,6 +349,27 @@ impl Figure for ReliabilityFigure {
         (1300, 760)
     }
 
+    /// `binning,bin,lower,upper,count,mean_confidence,accuracy,wilson_low,wilson_high`, the
+    /// equal-width bins then the equal-mass ones (empty bins with empty means).
+    fn data_csv(&self) -> String {
+        let mut s = String::from("binning,bin,lower,upper,count,mean_confidence,accuracy,wilson_low,wilson_high\n");
+        for (name, bins) in [("equal_width", &self.equal_width), ("equal_mass", &self.equal_mass)] {
+            for (k, b) in bins.iter().enumerate() {
+                s.push_str(&format!(
+                    "{name},{k},{},{},{},{},{},{},{}\n",
+                    b.lower,
+                    b.upper,
+                    b.count,
+                    csv_num(b.mean_confidence),
+                    csv_num(b.accuracy),
+                    csv_num(b.wilson.map(|w| w.0)),
+                    csv_num(b.wilson.map(|w| w.1)),
+                ));
+            }
+        }
+        s
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(e)?;
         let body = root.titled(&self.title, (FAMILY, 22)).map_err(e)?;
@@ -435,6 +476,30 @@ impl RiskCoverageFigure {
 impl Figure for RiskCoverageFigure {
     fn size(&self) -> (u32, u32) {
         (1100, 720)
+    }
+
+    /// `curve,coverage,risk`: every head's points as drawn (each curve thinned to at most
+    /// `MAX_CURVE_POINTS`), then, when every head makes the same errors, the `random` and
+    /// `oracle` references at the 200 coverages the figure draws them at.
+    fn data_csv(&self) -> String {
+        let mut s = String::from("curve,coverage,risk\n");
+        for c in &self.curves {
+            let label = csv_field(&c.label);
+            for &(x, y) in &c.points {
+                s.push_str(&format!("{label},{x},{y}\n"));
+            }
+        }
+        if let Some(r) = self.error_rate {
+            for k in 1..=200 {
+                let c = f64::from(k) / 200.0;
+                s.push_str(&format!("random,{c},{r}\n"));
+            }
+            for k in 1..=200 {
+                let c = f64::from(k) / 200.0;
+                s.push_str(&format!("oracle,{c},{}\n", (c - (1.0 - r)).max(0.0) / c));
+            }
+        }
+        s
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
@@ -609,6 +674,29 @@ impl ScoreHistogramFigure {
 }
 
 impl Figure for ScoreHistogramFigure {
+    /// `panel,bin,lower,upper,correct_fraction,wrong_fraction,n_correct,n_wrong`: each panel's
+    /// equal-width bins.
+    fn data_csv(&self) -> String {
+        let mut s = String::from("panel,bin,lower,upper,correct_fraction,wrong_fraction,n_correct,n_wrong\n");
+        for p in &self.panels {
+            let title = csv_field(&p.title);
+            let width = (p.hi - p.lo) / p.correct.len().max(1) as f64;
+            for (k, (c, w)) in p.correct.iter().zip(&p.wrong).enumerate() {
+                let lower = p.lo + width * k as f64;
+                let upper = if k + 1 == p.correct.len() {
+                    p.hi
+                } else {
+                    p.lo + width * (k + 1) as f64
+                };
+                s.push_str(&format!(
+                    "{title},{k},{lower},{upper},{c},{w},{},{}\n",
+                    p.n_correct, p.n_wrong
+                ));
+            }
+        }
+        s
+    }
+
     fn size(&self) -> (u32, u32) {
         let (rows, cols) = self.grid();
         (

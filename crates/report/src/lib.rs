@@ -195,7 +195,7 @@ fn cell_figures(
 ) -> Result<()> {
     let rel = PathBuf::from("figures").join(cell.rel_dir());
     let cell_title = format!("{} / {} / seed {}", cell.backbone, cell.dataset, cell.seed);
-    let mut push = |kind, head: Option<String>, stem: PathBuf, size, paths: [PathBuf; 2]| {
+    let mut push = |kind, head: Option<String>, stem: PathBuf, size, paths: [PathBuf; 3]| {
         written.extend(paths);
         out.push(FigureRef {
             cell: cell.clone(),

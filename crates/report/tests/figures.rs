@@ -111,3 +111,61 @@ fn score_panel_normalises_each_group() {
     assert!((p.wrong.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     assert_eq!((p.lo, p.hi), (0.1, 0.9));
 }
+
+/// The CSV beside every figure holds the numbers it draws: ueb-metrics' reliability bins and
+/// risk–coverage points, and each panel's histogram.
+#[test]
+fn every_figure_writes_its_data_as_csv() {
+    use ueb_metrics::{Binning, reliability_bins, risk_coverage_curve};
+    let (pred, errors, score) = data();
+    let rows = |csv: &str| -> Vec<Vec<String>> {
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    let fig = ReliabilityFigure::new("r", &pred, 15).unwrap();
+    let csv = fig.data_csv();
+    assert!(csv.starts_with("binning,bin,lower,upper,count,mean_confidence,accuracy,wilson_low,wilson_high\n"));
+    let want = reliability_bins(&pred, Binning::EqualWidth(15)).unwrap();
+    let got: Vec<Vec<String>> = rows(&csv).into_iter().filter(|r| r[0] == "equal_width").collect();
+    assert_eq!(got.len(), want.len());
+    for (r, b) in got.iter().zip(&want) {
+        assert_eq!(r[4].parse::<u64>().unwrap(), b.count);
+        match b.accuracy {
+            Some(a) => assert_eq!(r[6].parse::<f64>().unwrap(), a),
+            None => assert_eq!(r[6], ""),
+        }
+    }
+    assert_eq!(rows(&csv).iter().filter(|r| r[0] == "equal_mass").count(), 15);
+
+    let fig = RiskCoverageFigure::new("rc", &[("sr", &errors, &score, None)]).unwrap();
+    let csv = fig.data_csv();
+    let sr: Vec<(f64, f64)> = rows(&csv)
+        .iter()
+        .filter(|r| r[0] == "sr")
+        .map(|r| (r[1].parse().unwrap(), r[2].parse().unwrap()))
+        .collect();
+    let want: Vec<(f64, f64)> = risk_coverage_curve(&errors, &score)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.coverage, p.risk))
+        .collect();
+    assert_eq!(sr, want, "400 rows: no thinning, every point as computed");
+    // One head: its errors are everyone's, so the references are there too.
+    assert_eq!(rows(&csv).iter().filter(|r| r[0] == "oracle").count(), 200);
+    assert_eq!(rows(&csv).iter().filter(|r| r[0] == "random").count(), 200);
+
+    let panel = ScorePanel::new("head, with a comma", &errors, &score);
+    let fig = ScoreHistogramFigure::new("s", vec![panel.clone()]);
+    let csv = fig.data_csv();
+    let first = csv.lines().nth(1).unwrap();
+    assert!(first.starts_with("\"head, with a comma\",0,"), "{first}");
+    let total: f64 = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').nth(3).unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-12, "correct fractions sum to 1: {total}");
+    assert_eq!(csv.lines().count(), 1 + panel.correct.len());
+}
