@@ -14,10 +14,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::json;
 use ueb_cache::SplitData;
-use ueb_metrics::BuiltinScore;
 
 use crate::binning::renormalise_rows;
-use crate::classical::score_rows;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
 use crate::logistic::{self, sigmoid};
@@ -172,13 +170,7 @@ impl Head for BetaHead {
         NAME
     }
 
-    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
-    }
-
-    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
-        Some(self.calibrated(split))
-    }
+    calibrated_outputs!(num_classes);
 
     fn summary(&self) -> serde_json::Value {
         self.params()

@@ -20,10 +20,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use ueb_cache::SplitData;
-use ueb_metrics::BuiltinScore;
 use ueb_metrics::calibration::EqualWidthEdges;
 
-use crate::classical::score_rows;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
 
@@ -364,13 +362,7 @@ impl Head for BinningHead {
         self.name
     }
 
-    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
-    }
-
-    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
-        Some(self.calibrated(split))
-    }
+    calibrated_outputs!(num_classes);
 
     fn summary(&self) -> serde_json::Value {
         match self.name {

@@ -259,13 +259,7 @@ impl Head for TemperatureHead {
         "temperature"
     }
 
-    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
-    }
-
-    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
-        Some(self.calibrated(split))
-    }
+    calibrated_outputs!(num_classes);
 
     fn summary(&self) -> serde_json::Value {
         json!({"temperature": self.temperature, "fit_nll_at_t1": self.nll.0, "fit_nll": self.nll.1, "at_search_bound": self.at_bound})
@@ -489,13 +483,7 @@ impl Head for VectorScalingHead {
         "vector_scaling"
     }
 
-    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.scale.len()))
-    }
-
-    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
-        Some(self.calibrated(split))
-    }
+    calibrated_outputs!(scale.len());
 
     fn summary(&self) -> serde_json::Value {
         json!({"scale": self.scale, "bias": self.bias, "iterations": self.iterations, "fit_nll": self.nll})
@@ -617,13 +605,7 @@ impl Head for MatrixScalingHead {
         "matrix_scaling"
     }
 
-    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.bias.len()))
-    }
-
-    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
-        Some(self.calibrated(split))
-    }
+    calibrated_outputs!(bias.len());
 
     fn summary(&self) -> serde_json::Value {
         json!({"weight": self.weight, "bias": self.bias, "iterations": self.iterations, "fit_nll": self.nll})

@@ -20,13 +20,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use ueb_cache::SplitData;
-use ueb_metrics::{BuiltinScore, log_softmax_parts, softmax_row};
+use ueb_metrics::{log_softmax_parts, softmax_row};
 
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 use ueb_kernels::gemm::{Operand, matmul};
 
-use crate::classical::{lbfgs, score_rows};
+use crate::classical::lbfgs;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
 
@@ -522,13 +522,7 @@ impl Head for DirichletHead {
         NAME
     }
 
-    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
-    }
-
-    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
-        Some(self.calibrated(split))
-    }
+    calibrated_outputs!(num_classes);
 
     fn summary(&self) -> serde_json::Value {
         let (weight, bias) = self.weights();

@@ -8,6 +8,25 @@
 //! more uncertain, one value per row in order. Fitted heads save to a directory and [`load`]
 //! back with identical scores.
 
+/// The `score` (1 − max p̂: `sr` of the calibrated probabilities) and `probabilities` (p̂) of a
+/// calibrator, a head whose output is `self.calibrated(split)`; the arguments name its number of
+/// classes as a path on `self` (`num_classes`, `bias.len()`).
+macro_rules! calibrated_outputs {
+    ($($classes:tt)+) => {
+        fn score(&self, split: &ueb_cache::SplitData) -> Result<Vec<f64>, crate::error::HeadError> {
+            Ok(crate::classical::score_rows(
+                ueb_metrics::BuiltinScore::Sr,
+                &self.calibrated(split)?,
+                self.$($classes)+,
+            ))
+        }
+
+        fn probabilities(&self, split: &ueb_cache::SplitData) -> Option<Result<Vec<f64>, crate::error::HeadError>> {
+            Some(self.calibrated(split))
+        }
+    };
+}
+
 pub mod beta;
 pub mod binning;
 pub mod choice_calibration;

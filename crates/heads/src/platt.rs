@@ -11,10 +11,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::json;
 use ueb_cache::SplitData;
-use ueb_metrics::BuiltinScore;
 
 use crate::binning::renormalise_rows;
-use crate::classical::score_rows;
 use crate::error::HeadError;
 use crate::head::{Head, check_classes, parse_json, write_json};
 use crate::logistic::{self, sigmoid};
@@ -140,13 +138,7 @@ impl Head for PlattHead {
         NAME
     }
 
-    fn score(&self, split: &SplitData) -> Result<Vec<f64>, HeadError> {
-        Ok(score_rows(BuiltinScore::Sr, &self.calibrated(split)?, self.num_classes))
-    }
-
-    fn probabilities(&self, split: &SplitData) -> Option<Result<Vec<f64>, HeadError>> {
-        Some(self.calibrated(split))
-    }
+    calibrated_outputs!(num_classes);
 
     fn summary(&self) -> serde_json::Value {
         json!({"a": self.ab.iter().map(|p| p.0).collect::<Vec<_>>(), "b": self.ab.iter().map(|p| p.1).collect::<Vec<_>>()})
