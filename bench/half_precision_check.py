@@ -67,7 +67,8 @@ def main():
                 row["message"] = last[0]
                 results.append(row)
                 continue
-            row["status"] = "ok"
+            # A CPU device keeps f32 and says so: the row is then an f32 pass, not a half one.
+            row["status"] = "ran in f32 (CPU device)" if "computes in f32" in run.stderr else "ok"
             m = re.search(r"model pass ([0-9.]+) s, ([0-9]+) tokens/s", run.stderr)
             if m:
                 row["model_pass_seconds"] = float(m.group(1))
