@@ -47,7 +47,7 @@ bench-encoders:
 quickstart:
     cargo run --release -p ueb-cli -- run
 
-# Tables, figures and index.html of a results directory (needs a TTF: fonts-dejavu-core).
+# Tables, figures and index.html of a results directory.
 report dir="results/quickstart":
     cargo run --release -p ueb-cli -- report {{dir}}
 
@@ -69,8 +69,10 @@ reproduce-ablations data="data" out="results/paper-ablations" backend="wgpu":
     cargo run --release -p ueb-cli --features {{backend}} -- run experiments/paper-ablations.yaml --device {{backend}} --data-root {{data}} --out {{out}}
 
 # 2310.11732 on MMLU: Llama-2-7b base vs chat (0- and 5-shot), temperature fitted against the base.
-reproduce-multiple-choice-calibration data="data" out="results/multiple-choice-calibration" backend="wgpu":
-    cargo run --release -p ueb-cli --features {{backend}} -- run experiments/multiple-choice-calibration.yaml --device {{backend}} --data-root {{data}} --out {{out}}
+# No cell trains, so `precision=bf16` (or f16) halves the models' memory on a GPU that computes
+# in it (docs/backbones.md, "Precision"); the default f32 is the reference.
+reproduce-multiple-choice-calibration data="data" out="results/multiple-choice-calibration" backend="wgpu" precision="f32":
+    cargo run --release -p ueb-cli --features {{backend}} -- run experiments/multiple-choice-calibration.yaml --device {{backend}} --precision {{precision}} --data-root {{data}} --out {{out}}
 
 # The CPU-sized real reproduction committed under results/minilm-cpu (MiniLM-L6, frozen).
 reproduce-minilm-cpu data="data" out="results/minilm-cpu":
