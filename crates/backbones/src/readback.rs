@@ -14,7 +14,7 @@ pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| {
             BackboneError::Invalid(format!(
                 "the device failed computing a tensor: {}",
-                first_line(&e.to_string())
+                first_and_cause(&e.to_string())
             ))
         })?
         .convert::<f32>()
@@ -24,7 +24,7 @@ pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 
 /// The first line of a multi-line device error, and its last cause (burn chains them with
 /// "Caused by:"), so that a message says what ran out without burn's whole account.
-fn first_line(e: &str) -> String {
+fn first_and_cause(e: &str) -> String {
     let lines: Vec<&str> = e
         .lines()
         .map(str::trim)

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use ueb_runner::plan::{Cell, Source};
+use ueb_runner::plan::Cell;
 use ueb_runner::run::{BuildInfo, Observer, Work, cache_dirs, finished_stages, parse_shard, total_stages};
 use ueb_runner::stages::CacheRef;
 use ueb_runner::{Overrides, Plan, Precision};
@@ -342,10 +342,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
     };
     if args.dry_run {
         let cells = plan.shard(i, n);
-        let models = cells
-            .iter()
-            .filter(|c| matches!(c.source, Source::Model { .. }) && !c.is_multiple_choice())
-            .count();
+        let models = cells.iter().filter(|c| c.trains()).count();
         let choice = cache_dirs(&cells).len() - models;
         if args.json {
             let value = serde_json::json!({

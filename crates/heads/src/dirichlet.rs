@@ -408,25 +408,30 @@ impl DirichletHead {
                     format!("{} folds need at least that many fit rows of some class", cfg.folds),
                 ));
             }
+            // (test rows, train rows) of every fold, made once for the whole grid.
+            let mut folds = Vec::with_capacity(cfg.folds);
+            for f in 0..cfg.folds {
+                let (test, train): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| test_fold[i] == f);
+                if test.is_empty() || train.is_empty() {
+                    return Err(HeadError::fit(NAME, format!("fold {f} of {} is empty", cfg.folds)));
+                }
+                folds.push((test, train));
+            }
+            let rows = |r| Rows {
+                x: &x,
+                labels,
+                rows: r,
+                c,
+            };
             let mut best = (f64::INFINITY, grid[0]);
             // Each fold's fit starts from its fit of the previous pair, a few Newton steps away.
             let mut last: Vec<Option<Vec<f64>>> = vec![None; cfg.folds];
             for &(l, m) in &grid {
                 let mut sum = 0.0;
-                for (f, last) in last.iter_mut().enumerate() {
-                    let (test, train): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| test_fold[i] == f);
-                    if test.is_empty() || train.is_empty() {
-                        return Err(HeadError::fit(NAME, format!("fold {f} of {} is empty", cfg.folds)));
-                    }
-                    let rows = |r| Rows {
-                        x: &x,
-                        labels,
-                        rows: r,
-                        c,
-                    };
-                    let theta = fit_rows(cfg, rows(&train), (l, m), last.as_deref())?;
+                for ((test, train), last) in folds.iter().zip(last.iter_mut()) {
+                    let theta = fit_rows(cfg, rows(train), (l, m), last.as_deref())?;
                     let mut g = vec![0.0; theta.len()];
-                    sum += objective(rows(&test), (0.0, 0.0), &theta, &mut g);
+                    sum += objective(rows(test), (0.0, 0.0), &theta, &mut g);
                     *last = Some(theta);
                 }
                 let score = sum / cfg.folds as f64;

@@ -69,15 +69,14 @@ fn register_bytes(bytes: &'static [u8], style: FontStyle, path: &Path) -> Result
     Ok(())
 }
 
-/// The bytes of the registered face for `bold` (the regular one when no bold was registered),
-/// once [`ensure_font`] has succeeded.
-pub(crate) fn face(bold: bool) -> Option<&'static [u8]> {
-    if bold {
-        BOLD.get().or(REGULAR.get())
-    } else {
-        REGULAR.get()
-    }
-    .copied()
+/// The registered face for `bold` (the regular one when no bold was registered), parsed once
+/// per process; `None` before [`ensure_font`] has succeeded.
+pub(crate) fn face(bold: bool) -> Option<&'static ab_glyph::FontRef<'static>> {
+    static PARSED: OnceLock<[Option<ab_glyph::FontRef<'static>>; 2]> = OnceLock::new();
+    REGULAR.get()?;
+    let parse = |b: Option<&&'static [u8]>| b.and_then(|b| ab_glyph::FontRef::try_from_slice(b).ok());
+    let faces = PARSED.get_or_init(|| [parse(REGULAR.get()), parse(BOLD.get().or(REGULAR.get()))]);
+    faces[usize::from(bold)].as_ref()
 }
 
 /// Registers the font once per process; returns the file used, `None` for the embedded one.

@@ -7,7 +7,7 @@
 //! pixel bounds `ab_glyph` gives. The text box, anchors, rotation and baseline are plotters'
 //! (so layout and the SVG output, which keeps text as text, are unchanged).
 
-use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
+use ab_glyph::{Font, PxScale, ScaleFont, point};
 use plotters::prelude::BitMapBackend;
 use plotters_backend::text_anchor::{HPos, VPos};
 use plotters_backend::{
@@ -93,7 +93,7 @@ impl<'a> DrawingBackend for PngBackend<'a> {
             return Ok(());
         }
         let bold = matches!(style.style(), FontStyle::Bold);
-        let Some(font) = crate::font::face(bold).and_then(|b| FontRef::try_from_slice(b).ok()) else {
+        let Some(font) = crate::font::face(bold) else {
             // No face registered here (cannot happen after `ensure_font`): plotters draws it.
             return self.0.draw_text(text, style, pos);
         };
@@ -182,7 +182,7 @@ mod tests {
             }
             prev = now;
         }
-        let font = FontRef::try_from_slice(crate::font::face(false).unwrap()).unwrap();
+        let font = crate::font::face(false).unwrap();
         let scaled = font.as_scaled(PxScale::from(size as f32));
         let mut pen = 20.0f32;
         let mut want = Vec::new();

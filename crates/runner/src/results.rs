@@ -77,11 +77,9 @@ pub fn summary_json(plan: &Plan, rows: &[MetricRow]) -> serde_json::Value {
             for metric in metrics {
                 let all: Vec<&MetricRow> = here.iter().copied().filter(|(_, _, v)| v.metric == metric).collect();
                 let v: Vec<f64> = all.iter().filter_map(|(_, _, v)| v.value).collect();
-                let n = v.len() as f64;
-                let mean = (!v.is_empty()).then(|| v.iter().sum::<f64>() / n);
-                let std = mean
-                    .filter(|_| v.len() > 1)
-                    .map(|m| (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+                // The tables' mean and sample std, so both say the same numbers.
+                let stats = ueb_report::tables::mean_std(&v);
+                let (mean, std) = (stats.map(|s| s.0), stats.and_then(|s| s.1));
                 out.push(serde_json::json!({
                     "backbone": b,
                     "dataset": d,
@@ -100,16 +98,11 @@ pub fn summary_json(plan: &Plan, rows: &[MetricRow]) -> serde_json::Value {
 
 /// Mean ± std (sample) of the values, or `–` when none is defined.
 fn mean_std(v: &[f64]) -> String {
-    if v.is_empty() {
-        return "–".into();
+    match ueb_report::tables::mean_std(v) {
+        None => "–".into(),
+        Some((mean, None)) => format!("{mean:.2}"),
+        Some((mean, Some(sd))) => format!("{mean:.2} ± {sd:.2}"),
     }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    if v.len() == 1 {
-        return format!("{mean:.2}");
-    }
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    format!("{mean:.2} ± {:.2}", var.sqrt())
 }
 
 /// The end-of-run table: ROC-AUC × 100 and ECE × 100 per head and backbone × dataset.
