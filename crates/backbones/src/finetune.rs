@@ -6,6 +6,7 @@
 //! are the same every epoch, so they are computed once and the head trains on them: the same
 //! result as re-running the backbone every step, at a fraction of the cost.
 
+use std::any::Any;
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
@@ -23,6 +24,7 @@ use crate::decoder::DecoderClassifier;
 use crate::encoder::{EncoderInput, SequenceClassifier, SequenceHead, SequenceOutput};
 use crate::error::{BackboneError, Result};
 use crate::extract::Extractor;
+use crate::host::{AdamW, Dropouts, HostTrainer};
 use crate::readback::linear_to_torch;
 use crate::readback::to_host;
 use crate::tokenize::{Encoded, TextTokenizer};
@@ -104,6 +106,67 @@ pub struct FinetuneConfig {
     pub max_grad_norm: Option<f64>,
     /// Seed of the shuffling, dropout and new parameters.
     pub seed: u64,
+    /// Which training engine runs `full` and `lora` (absent: `auto`).
+    #[serde(default, skip_serializing_if = "FinetuneEngine::is_auto")]
+    pub engine: FinetuneEngine,
+}
+
+/// The engine that runs `full` and `lora` fine-tuning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinetuneEngine {
+    /// The host engine ([`crate::HostTrainer`]) for an encoder on a CPU device in f32 with LoRA
+    /// on query, key and value (or `full`); burn's autodiff otherwise.
+    #[default]
+    Auto,
+    /// The host engine; an error where it does not apply.
+    Host,
+    /// burn's autodiff on the device.
+    Burn,
+}
+
+impl FinetuneEngine {
+    /// Whether this is `auto`.
+    pub fn is_auto(&self) -> bool {
+        *self == FinetuneEngine::Auto
+    }
+}
+
+/// Why the host engine cannot run `cfg` on `device` for a model (`None`: it can).
+fn host_refusal(cfg: &FinetuneConfig, device: &Device, encoder: bool) -> Option<String> {
+    if !encoder {
+        return Some("the host engine trains encoders (BERT, RoBERTa, ELECTRA), not decoders".into());
+    }
+    if !ueb_kernels::burn_ops::is_cpu_device(device) {
+        return Some("the host engine runs on a CPU device (flex, ndarray)".into());
+    }
+    if device.settings().float_dtype != burn::tensor::FloatDType::F32 {
+        return Some("the host engine computes in f32".into());
+    }
+    match &cfg.mode {
+        FinetuneMode::Lora { targets, .. } => targets
+            .iter()
+            .find(|t| !["query", "key", "value"].contains(&t.as_str()))
+            .map(|t| format!("the host engine puts LoRA on query, key and value, not `{t}`")),
+        FinetuneMode::Full => None,
+        FinetuneMode::Frozen => Some("`frozen` trains the head on cached features".into()),
+    }
+}
+
+/// The engine [`finetune`] uses for `cfg` on `device` (`"host"` or `"burn"`), `encoder` telling
+/// whether the model is an encoder classifier; `frozen` reports `"burn"` (its head trains on
+/// cached features with burn).
+///
+/// # Errors
+/// `engine: host` where the host engine does not apply, saying why.
+pub fn finetune_engine(cfg: &FinetuneConfig, device: &Device, encoder: bool) -> Result<&'static str> {
+    let refusal = host_refusal(cfg, device, encoder);
+    match (cfg.engine, refusal) {
+        (FinetuneEngine::Burn, _) => Ok("burn"),
+        (_, None) if cfg.mode != FinetuneMode::Frozen => Ok("host"),
+        (FinetuneEngine::Host, Some(why)) => Err(BackboneError::Invalid(format!("finetune.engine host: {why}"))),
+        _ => Ok("burn"),
+    }
 }
 
 impl Default for FinetuneConfig {
@@ -120,6 +183,7 @@ impl Default for FinetuneConfig {
             weight_decay: 0.0,
             max_grad_norm: Some(1.0),
             seed: 0,
+            engine: FinetuneEngine::Auto,
         }
     }
 }
@@ -500,6 +564,19 @@ pub fn finetune<M: ClassifierModel>(
     if cfg.mode == FinetuneMode::Frozen {
         return finetune_frozen(model, tokenizer, train, val, cfg, device, show_progress);
     }
+    let encoder = (&model as &dyn Any).is::<SequenceClassifier>();
+    if finetune_engine(cfg, device, encoder)? == "host" {
+        let boxed: Box<dyn Any> = Box::new(model);
+        let enc = boxed
+            .downcast::<SequenceClassifier>()
+            .map_err(|_| BackboneError::Invalid("internal: the host engine got another model".into()))?;
+        let (trained, report) = finetune_host(*enc, tokenizer, train, val, cfg, show_progress)?;
+        let boxed: Box<dyn Any> = Box::new(trained);
+        let m = boxed
+            .downcast::<M>()
+            .map_err(|_| BackboneError::Invalid("internal: the host engine returned another model".into()))?;
+        return Ok((*m, report));
+    }
     let batches_per_epoch = train.encoded.len().div_ceil(cfg.batch_size);
     let mut trainer = Trainer::new(model, cfg, batches_per_epoch * cfg.epochs, device)?;
     let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
@@ -562,6 +639,109 @@ pub fn finetune<M: ClassifierModel>(
         trainable_parameters: trainer.trainable_parameters,
     };
     Ok((best_model.materialize(), report))
+}
+
+/// Optimizer steps of a run: every `grad_accumulation` batches and at the end of each epoch.
+fn total_steps(cfg: &FinetuneConfig, batches_per_epoch: usize) -> usize {
+    (batches_per_epoch.div_ceil(cfg.grad_accumulation) * cfg.epochs).max(1)
+}
+
+/// `full` or `lora` on the host engine ([`HostTrainer`]): the same loop as burn's (order,
+/// schedule, accumulation, best epoch), PyTorch's AdamW and global clipping.
+fn finetune_host(
+    mut model: SequenceClassifier,
+    tokenizer: &TextTokenizer,
+    train: LabeledSplit<'_>,
+    val: LabeledSplit<'_>,
+    cfg: &FinetuneConfig,
+    show_progress: bool,
+) -> Result<(SequenceClassifier, FinetuneReport)> {
+    let classes = model.num_classes();
+    let mut t = HostTrainer::new(&model, &cfg.mode, Dropouts::of(&model), cfg.seed)?;
+    let (pad, positions) = (tokenizer.pad_id(), tokenizer.positions());
+    let batches_per_epoch = train.encoded.len().div_ceil(cfg.batch_size);
+    let total = total_steps(cfg, batches_per_epoch);
+    let warmup = (cfg.warmup_ratio * total as f64).ceil() as usize;
+    let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
+    let mut epochs = Vec::new();
+    let mut best: Option<(f64, f64, usize, Vec<Vec<f32>>)> = None;
+    let mut steps = 0;
+    let val_refs: Vec<&Encoded> = val.encoded.iter().collect();
+    for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        let bar = show_progress.then(|| {
+            progress_bar(
+                batches_per_epoch as u64,
+                format!("{} epoch {epoch}/{}", cfg.mode.name(), cfg.epochs),
+            )
+        });
+        let mut order: Vec<usize> = (0..train.encoded.len()).collect();
+        rng.shuffle(&mut order);
+        let mut loss_sum = 0.0;
+        let mut in_accum = 0;
+        for (bi, rows) in order.chunks(cfg.batch_size).enumerate() {
+            let batch: Vec<&Encoded> = rows.iter().map(|&r| &train.encoded[r]).collect();
+            let labels: Vec<usize> = rows.iter().map(|&r| train.labels[r]).collect();
+            let loss = t
+                .accumulate(&batch, &labels, pad, positions, 1.0 / cfg.grad_accumulation as f64)
+                .map_err(|e| match e {
+                    BackboneError::NonFinite(m) => {
+                        BackboneError::NonFinite(format!("{m} (epoch {epoch}, batch {})", bi + 1))
+                    }
+                    e => e,
+                })?;
+            loss_sum += loss * rows.len() as f64;
+            in_accum += 1;
+            if in_accum == cfg.grad_accumulation || bi + 1 == batches_per_epoch {
+                t.step(&AdamW {
+                    lr: linear_schedule(cfg.lr, steps, warmup, total),
+                    weight_decay: cfg.weight_decay,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    max_grad_norm: cfg.max_grad_norm,
+                });
+                steps += 1;
+                in_accum = 0;
+            }
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let mut logits = Vec::with_capacity(val.encoded.len() * classes);
+        for chunk in val_refs.chunks(cfg.batch_size.max(32)) {
+            logits.extend(t.logits(chunk, pad, positions)?);
+        }
+        let (val_loss, val_accuracy) = host_metrics(&logits, classes, val.labels);
+        epochs.push(EpochRecord {
+            epoch,
+            train_loss: loss_sum / train.encoded.len() as f64,
+            val_loss,
+            val_accuracy,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        if best
+            .as_ref()
+            .is_none_or(|(acc, loss, _, _)| val_accuracy > *acc || (val_accuracy == *acc && val_loss < *loss))
+        {
+            best = Some((val_accuracy, val_loss, epoch, t.snapshot()));
+        }
+    }
+    let (_, _, best_epoch, snapshot) = best.ok_or_else(|| BackboneError::Invalid("no epoch ran".into()))?;
+    let trainable_parameters = t.trainable_parameters();
+    t.restore(snapshot)?;
+    t.write_into(&mut model)?;
+    let report = FinetuneReport {
+        config: cfg.clone(),
+        epochs,
+        best_epoch,
+        steps,
+        trainable_parameters,
+    };
+    Ok((model, report))
 }
 
 /// The optimisation state of a `full` or `lora` run: the model on the autodiff device, AdamW,

@@ -32,10 +32,10 @@ pub use error::{BackboneError, Result};
 pub use export::{ExportMeta, ExportSplits, FeatureSplits, classifier_of, export_cache, export_cache_from_features};
 pub use extract::{Extracted, Extractor};
 pub use finetune::{
-    ClassifierModel, EpochRecord, FeatureSplit, FinetuneConfig, FinetuneMode, FinetuneReport, LabeledSplit, Trainer,
-    finetune, finetune_on_features, linear_schedule,
+    ClassifierModel, EpochRecord, FeatureSplit, FinetuneConfig, FinetuneEngine, FinetuneMode, FinetuneReport,
+    LabeledSplit, Trainer, finetune, finetune_engine, finetune_on_features, linear_schedule,
 };
-pub use host::{HostEncoder, HostOutput};
+pub use host::{AdamW, Dropouts, HostEncoder, HostOutput, HostTrainer};
 pub use hub::ModelRef;
 pub use loader::{
     LoadOptions, LoadReport, ModelDir, TensorInfo, checkpoint_classes, load_encoder, load_sequence_classifier,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use ueb_backbones::{
-    Encoded, Extractor, FinetuneConfig, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, SequenceClassifier,
-    TextInput, TextTokenizer, export_cache, finetune, load_sequence_classifier,
+    Encoded, Extractor, FinetuneConfig, FinetuneEngine, FinetuneMode, LabeledSplit, LoadOptions, ModelDir,
+    SequenceClassifier, TextInput, TextTokenizer, export_cache, finetune, load_sequence_classifier,
 };
 use ueb_backbones::{ExportMeta, ExportSplits};
 use ueb_cache::FeatureCache;
@@ -135,6 +135,12 @@ fn full_finetuning_learns_and_is_deterministic() {
 
 #[test]
 fn lora_trains_adapters_and_head_only() {
+    // The host engine (a CPU device's default) and burn's autodiff (every other device's).
+    lora_trains(FinetuneEngine::Auto);
+    lora_trains(FinetuneEngine::Burn);
+}
+
+fn lora_trains(engine: FinetuneEngine) {
     let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup();
     let device = Device::flex();
@@ -146,7 +152,10 @@ fn lora_trains_adapters_and_head_only() {
         &s.tok,
         split(&s.train),
         split(&s.val),
-        &cfg(FinetuneMode::lora(), 6, 1e-2),
+        &FinetuneConfig {
+            engine,
+            ..cfg(FinetuneMode::lora(), 6, 1e-2)
+        },
         &device,
         false,
     )
@@ -162,7 +171,7 @@ fn lora_trains_adapters_and_head_only() {
         query_before
     );
     let best = &report.epochs[report.best_epoch - 1];
-    assert!(best.val_accuracy >= 0.8, "{report:#?}");
+    assert!(best.val_accuracy >= 0.8, "{engine:?}: {report:#?}");
     // Extraction on a CPU device runs the host pass, which reads the weights as `base + scale·A·B`
     // (`Param::val`): its logits are the burn modules' on the adapted model.
     let rows: Vec<usize> = (0..s.test.0.len()).collect();

@@ -4,6 +4,7 @@
 mod decoder_finetune;
 mod decoder_parity;
 mod finetune;
+mod host_training;
 mod minilm;
 mod parity;
 mod sharded;

@@ -216,6 +216,9 @@ pub struct RawFinetune {
     /// Truncation length (default min(512, the model's limit)).
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// Training engine: `auto` (default), `host` or `burn`.
+    #[serde(default)]
+    pub engine: Option<ueb_backbones::FinetuneEngine>,
 }
 
 impl RawFinetune {
@@ -239,6 +242,7 @@ impl RawFinetune {
         add(self.weight_decay.is_some(), "weight_decay");
         add(self.max_grad_norm.is_some(), "max_grad_norm");
         add(self.max_length.is_some(), "max_length");
+        add(self.engine.is_some(), "engine");
         keys
     }
 }
@@ -562,6 +566,7 @@ fn finetune_config(raw: &RawFinetune, backbone: &str) -> Result<FinetuneConfig> 
         weight_decay: raw.weight_decay.unwrap_or(d.weight_decay),
         max_grad_norm: raw.max_grad_norm.or(d.max_grad_norm),
         seed: 0,
+        engine: raw.engine.unwrap_or_default(),
     };
     cfg.validate().with_context(|| format!("backbone {backbone}"))?;
     Ok(cfg)

@@ -201,6 +201,22 @@ fn with_precision(mut inputs: serde_json::Value, precision: crate::device::Preci
     inputs
 }
 
+/// A stage's inputs with the engine an encoder fine-tunes on, where it is the host engine
+/// (whose dropout masks and LoRA draws differ from burn's, so its numbers do too); burn's,
+/// the engine before the host one existed, is left out so that those stages stay valid.
+fn with_encoder_engine(
+    mut inputs: serde_json::Value,
+    backbone: &Backbone,
+    device: &Device,
+) -> Result<serde_json::Value> {
+    if ueb_backbones::finetune_engine(&backbone.finetune, device, true)? == "host"
+        && let Some(map) = inputs.as_object_mut()
+    {
+        map.insert("encoder_engine".into(), serde_json::Value::from("host"));
+    }
+    Ok(inputs)
+}
+
 /// Runs (or skips) the cache stage of `cell`.
 pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progress: bool) -> Result<(CacheRef, bool)> {
     match &cell.source {
@@ -222,7 +238,7 @@ pub fn cache_stage(cell: &Cell, plan: &Plan, out: &Path, device: &Device, progre
                 .load(&plan.data_root)
                 .with_context(|| format!("cell {}", cell.rel_dir().display()))?;
             let digest = data_digest(&data, &[])?;
-            let inputs = cache_inputs(backbone, dataset, cell.seed, &digest);
+            let inputs = with_encoder_engine(cache_inputs(backbone, dataset, cell.seed, &digest), backbone, device)?;
             let hash = hash_json(&inputs);
             if done(&dir, &hash) && FeatureCache::load(&dir).is_ok() {
                 tracing::info!("cache {}: up to date", cell.rel_dir().display());
