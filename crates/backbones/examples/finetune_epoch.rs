@@ -20,6 +20,10 @@ use ueb_backbones::{
 };
 use ueb_rng::{Rng64, Xoshiro256};
 
+// The allocator of the `ueb` binary, so that the epoch is timed as `ueb run` runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Deserialize)]
 struct Row {
     ids: Vec<u32>,

@@ -9,7 +9,6 @@
 use std::any::Any;
 use std::time::Instant;
 
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Lora, Module, ParamGroup};
 use burn::nn::Linear;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -509,6 +508,9 @@ fn no_decay_group() -> Result<ParamGroup> {
         .map_err(|e| BackboneError::Invalid(format!("parameter group: {e:?}")))
 }
 
+/// AdamW with the two groups; no clipping here: burn's clips each tensor by its own norm, where
+/// PyTorch's `clip_grad_norm_` (transformers' Trainer) scales all by the global one
+/// ([`clip_global`]).
 fn optimizer(cfg: &FinetuneConfig) -> Result<ModuleOptimizer> {
     let base = |wd: f64| {
         AdamWConfig::new()
@@ -516,13 +518,59 @@ fn optimizer(cfg: &FinetuneConfig) -> Result<ModuleOptimizer> {
             .with_beta_2(0.999)
             .with_epsilon(1e-8)
             .with_weight_decay(wd as f32)
-            .with_grad_clipping(cfg.max_grad_norm.map(|g| GradientClippingConfig::Norm(g as f32)))
     };
-    Ok(base(cfg.weight_decay).init().with_group(
-        no_decay_group()?,
-        base(0.0).build(),
-        cfg.max_grad_norm.map(|g| GradientClippingConfig::Norm(g as f32).init()),
-    ))
+    Ok(base(cfg.weight_decay)
+        .init()
+        .with_group(no_decay_group()?, base(0.0).build(), None))
+}
+
+/// Scales `grads` so that their global L2 norm over every trainable tensor of `module` is at
+/// most `max`: PyTorch's `clip_grad_norm_` (coefficient `max / (norm + 1e-6)` when below 1).
+///
+/// # Errors
+/// A norm that cannot be read back from the device.
+fn clip_global<M: Module>(module: &M, grads: &mut GradientsParams, max: Option<f64>) -> Result<()> {
+    use burn::module::{ModuleVisitor, Param};
+    let Some(max) = max else {
+        return Ok(());
+    };
+    struct Squares<'a> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for Squares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.square().sum();
+                self.sum = Some(match self.sum.take() {
+                    Some(a) => a + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        coef: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.coef));
+            }
+        }
+    }
+    let mut sq = Squares { grads, sum: None };
+    module.visit(&mut sq);
+    let Some(sum) = sq.sum else {
+        return Ok(());
+    };
+    let norm = to_host(sum)?.first().map_or(0.0, |&v| f64::from(v).sqrt());
+    let coef = max / (norm + 1e-6);
+    if norm.is_finite() && coef < 1.0 {
+        module.visit(&mut Scale { grads, coef });
+    }
+    Ok(())
 }
 
 /// Mean cross-entropy and accuracy of `logits` (host) against `labels`.
@@ -759,6 +807,7 @@ pub struct Trainer<M: ClassifierModel> {
     warmup: usize,
     total: usize,
     ad: Device,
+    max_grad_norm: Option<f64>,
     /// Optimizer steps taken.
     pub steps: usize,
     /// Scalars that require gradients.
@@ -809,6 +858,7 @@ impl<M: ClassifierModel> Trainer<M> {
             warmup: (cfg.warmup_ratio * total as f64).ceil() as usize,
             total,
             ad,
+            max_grad_norm: cfg.max_grad_norm,
             steps: 0,
         })
     }
@@ -839,7 +889,9 @@ impl<M: ClassifierModel> Trainer<M> {
         self.in_accum += 1;
         if self.in_accum == self.grad_accumulation || last {
             let lr = linear_schedule(self.lr, self.steps, self.warmup, self.total);
-            self.model = self.optim.step(lr, self.model.clone(), self.accum.grads());
+            let mut grads = self.accum.grads();
+            clip_global(&self.model, &mut grads, self.max_grad_norm)?;
+            self.model = self.optim.step(lr, self.model.clone(), grads);
             self.steps += 1;
             self.in_accum = 0;
         }
@@ -1034,7 +1086,9 @@ fn train_head<M: ClassifierModel>(
             accum.accumulate(&head, GradientsParams::from_grads(grads, &head));
             in_accum += 1;
             if in_accum == cfg.grad_accumulation || bi + 1 == batches_per_epoch {
-                head = optim.step(linear_schedule(cfg.lr, step, warmup, total), head, accum.grads());
+                let mut grads = accum.grads();
+                clip_global(&head, &mut grads, cfg.max_grad_norm)?;
+                head = optim.step(linear_schedule(cfg.lr, step, warmup, total), head, grads);
                 step += 1;
                 in_accum = 0;
             }

@@ -369,3 +369,39 @@ fn exported_cache_loads_and_matches_the_model() {
     assert_eq!(loaded.meta.feature_dim, 32);
     let _ = report;
 }
+
+#[test]
+fn the_engine_is_chosen_and_a_host_engine_that_cannot_run_says_why() {
+    use ueb_backbones::finetune_engine;
+    let flex = Device::flex();
+    let lora = cfg(FinetuneMode::lora(), 1, 1e-3);
+    assert_eq!(finetune_engine(&lora, &flex, true).unwrap(), "host");
+    assert_eq!(finetune_engine(&lora, &flex, false).unwrap(), "burn");
+    let other_targets = cfg(
+        FinetuneMode::Lora {
+            r: 4,
+            alpha: 8.0,
+            targets: vec!["query".into(), "dense".into()],
+        },
+        1,
+        1e-3,
+    );
+    assert_eq!(finetune_engine(&other_targets, &flex, true).unwrap(), "burn");
+    let forced = FinetuneConfig {
+        engine: FinetuneEngine::Host,
+        ..other_targets
+    };
+    let err = finetune_engine(&forced, &flex, true).unwrap_err().to_string();
+    assert!(err.contains("not `dense`"), "{err}");
+    let decoder = FinetuneConfig {
+        engine: FinetuneEngine::Host,
+        ..lora.clone()
+    };
+    let err = finetune_engine(&decoder, &flex, false).unwrap_err().to_string();
+    assert!(err.contains("not decoders"), "{err}");
+    let burn = FinetuneConfig {
+        engine: FinetuneEngine::Burn,
+        ..lora
+    };
+    assert_eq!(finetune_engine(&burn, &flex, true).unwrap(), "burn");
+}

@@ -1295,22 +1295,35 @@ fn gelu_grad(x: f32) -> f32 {
     (cdf + x * pdf) as f32
 }
 
-/// GELU's tanh form's derivative.
+/// GELU's tanh form's derivative, with `tanh(u) = 1 − 2/(1 + e^{2u})`.
 #[inline(always)]
 fn gelu_tanh_grad(x: f32) -> f32 {
-    let x = f64::from(x);
-    let k = (2.0 / std::f64::consts::PI).sqrt();
-    let u = k * (x + 0.044_715 * x * x * x);
-    let t = u.tanh();
-    (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044_715 * x * x)) as f32
+    const K: f32 = 0.797_884_6;
+    let u = K * (x + 0.044_715 * x * x * x);
+    let t = 1.0 - 2.0 / (1.0 + kernels::exp(2.0 * u));
+    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * K * (1.0 + 3.0 * 0.044_715 * x * x)
 }
 
-fn act_grad(act: HiddenAct, x: f32) -> f32 {
-    match act {
-        HiddenAct::Gelu => gelu_grad(x),
-        HiddenAct::GeluTanh => gelu_tanh_grad(x),
-        HiddenAct::Relu => f32::from(u8::from(x > 0.0)),
-    }
+/// `dg ← dg · act'(h)`, where `g = act(h)` was kept: exact GELU's derivative is
+/// `Φ(h) + h·φ(h)` with `Φ(h) = g/h` (so the erf is not computed again).
+fn act_backward(act: HiddenAct, dg: &mut [f32], h: &[f32], g: &[f32]) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    dg.par_chunks_mut(4096)
+        .zip(h.par_chunks(4096))
+        .zip(g.par_chunks(4096))
+        .for_each(|((dc, hc), gc)| match act {
+            HiddenAct::Gelu => {
+                for ((d, &x), &y) in dc.iter_mut().zip(hc).zip(gc) {
+                    let cdf = if x.abs() > 1e-3 { y / x } else { 0.5 + INV_SQRT_2PI * x };
+                    *d *= cdf + x * INV_SQRT_2PI * kernels::exp(-0.5 * x * x);
+                }
+            }
+            HiddenAct::GeluTanh => dc.iter_mut().zip(hc).for_each(|(d, &x)| *d *= gelu_tanh_grad(x)),
+            HiddenAct::Relu => dc
+                .iter_mut()
+                .zip(hc)
+                .for_each(|(d, &x)| *d *= f32::from(u8::from(x > 0.0))),
+        });
 }
 
 impl Layer {
@@ -1460,10 +1473,7 @@ impl Layer {
         masks[2].apply_all(dy);
         let mut dg = Vec::new();
         self.down.backward(&sv.g, dy, q_rows, Some(&mut dg))?;
-        let act = self.act;
-        dg.par_chunks_mut(4096)
-            .zip(sv.h.par_chunks(4096))
-            .for_each(|(gc, hc)| gc.iter_mut().zip(hc).for_each(|(g, &h)| *g *= act_grad(act, h)));
+        act_backward(self.act, &mut dg, &sv.h, &sv.g);
         let mut da2 = Vec::new();
         self.inter.backward(&sv.a, &dg, q_rows, Some(&mut da2))?;
         da.iter_mut().zip(&da2).for_each(|(a, b)| *a += b);
