@@ -74,6 +74,8 @@ fn main() {
     let rows: Rows = serde_json::from_str(&std::fs::read_to_string(rows_path).unwrap()).unwrap();
     let classes = rows.train.iter().chain(&rows.val).map(|r| r.label).max().unwrap_or(1) + 1;
     let device = Device::flex();
+    // A base checkpoint gets a new head from the device's generator: seed it, as the runner does.
+    device.seed(1);
     let md = ModelDir::open(std::path::Path::new(dir)).unwrap();
     let labels: Vec<String> = (0..classes).map(|c| format!("class_{c}")).collect();
     let (model, config, _) = load_sequence_classifier(&md, &LoadOptions { labels: Some(labels) }, &device).unwrap();

@@ -7,7 +7,7 @@ use indicatif::ProgressBar;
 use crate::decoder::{CausalLm, Decoder, DecoderClassifier, last_token};
 use crate::encoder::{Encoder, SequenceClassifier, first_token};
 use crate::error::{BackboneError, Result};
-use crate::host::HostEncoder;
+use crate::host::{HostDecoder, HostEncoder};
 use crate::readback::to_host;
 use crate::tokenize::{Encoded, TextTokenizer};
 
@@ -30,6 +30,21 @@ pub enum Extractor {
         /// The vocabulary ids whose logits are read.
         tokens: Vec<u32>,
     },
+}
+
+/// A model's host pass.
+enum HostPass {
+    Encoder(HostEncoder),
+    Decoder(HostDecoder),
+}
+
+impl HostPass {
+    fn dim(&self) -> usize {
+        match self {
+            HostPass::Encoder(e) => e.dim(),
+            HostPass::Decoder(d) => d.dim(),
+        }
+    }
 }
 
 /// Features `[N, d]` and optional logits `[N, C]`, row-major, in input order.
@@ -85,19 +100,25 @@ impl Extractor {
         }
     }
 
-    /// The encoder's host pass ([`HostEncoder`]) when the model is an encoder and `device` is a
-    /// CPU device (flex or ndarray, with or without autodiff) computing in f32: the same
-    /// function, computed without burn's per-operation passes (see `host`). A CPU device set
-    /// to half precision runs the burn modules, so that every activation has its float type.
-    fn host_encoder(&self, device: &Device) -> Result<Option<HostEncoder>> {
+    /// The host pass ([`HostEncoder`], [`HostDecoder`]) when `device` is a CPU device (flex or
+    /// ndarray, with or without autodiff) computing in f32: the same function, computed
+    /// without burn's per-operation passes (see `host`). A CPU device set to half precision
+    /// runs the burn modules, so that every activation has its float type.
+    fn host_pass(&self, device: &Device) -> Result<Option<HostPass>> {
         if !ueb_kernels::burn_ops::is_cpu_device(device) || device.settings().float_dtype != FloatDType::F32 {
             return Ok(None);
         }
-        match self {
-            Extractor::Classifier(m) => HostEncoder::new(&m.backbone, Some(&m.head)).map(Some),
-            Extractor::Backbone(m) => HostEncoder::new(m, None).map(Some),
-            _ => Ok(None),
-        }
+        Ok(Some(match self {
+            Extractor::Classifier(m) => HostPass::Encoder(HostEncoder::new(&m.backbone, Some(&m.head))?),
+            Extractor::Backbone(m) => HostPass::Encoder(HostEncoder::new(m, None)?),
+            Extractor::DecoderClassifier(m) => {
+                HostPass::Decoder(HostDecoder::new(&m.model, Some(HostDecoder::linear_head(&m.score)?))?)
+            }
+            Extractor::Decoder(m) => HostPass::Decoder(HostDecoder::new(m, None)?),
+            Extractor::Choices { lm, tokens } => {
+                HostPass::Decoder(HostDecoder::new(&lm.model, Some(to_host(lm.head_rows(tokens))?))?)
+            }
+        }))
     }
 
     /// Runs the model over `encoded` in length-sorted batches of `batch_size` and returns the
@@ -118,13 +139,18 @@ impl Extractor {
         let mut features: Vec<f32> = Vec::new();
         let mut logits: Option<Vec<f32>> = None;
         let (mut d, mut c) = (0, 0);
-        let mut host = self.host_encoder(device)?;
+        let mut host = self.host_pass(device)?;
         for rows in tokenizer.batches(encoded, batch_size) {
             let (fh, zh) = match &mut host {
                 Some(h) => {
                     let batch: Vec<&Encoded> = rows.iter().map(|&r| &encoded[r]).collect();
                     // Errors name the input row.
-                    let out = h.forward_named(&batch, Some(&rows), tokenizer.pad_id(), tokenizer.positions())?;
+                    let out = match h {
+                        HostPass::Encoder(e) => {
+                            e.forward_named(&batch, Some(&rows), tokenizer.pad_id(), tokenizer.positions())?
+                        }
+                        HostPass::Decoder(dec) => dec.forward_named(&batch, Some(&rows))?,
+                    };
                     let zc = out.logits.as_ref().map_or(0, |z| z.len() / rows.len().max(1));
                     ((out.features, h.dim()), out.logits.map(|z| (z, zc)))
                 }

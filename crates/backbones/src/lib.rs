@@ -35,7 +35,7 @@ pub use finetune::{
     ClassifierModel, EpochRecord, FeatureSplit, FinetuneConfig, FinetuneEngine, FinetuneMode, FinetuneReport,
     LabeledSplit, Trainer, finetune, finetune_engine, finetune_on_features, linear_schedule,
 };
-pub use host::{AdamW, Dropouts, HostEncoder, HostOutput, HostTrainer};
+pub use host::{AdamW, Dropouts, HostDecoder, HostEncoder, HostOutput, HostTrainer};
 pub use hub::ModelRef;
 pub use loader::{
     LoadOptions, LoadReport, ModelDir, TensorInfo, checkpoint_classes, load_encoder, load_sequence_classifier,

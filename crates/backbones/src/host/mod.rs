@@ -19,8 +19,10 @@
 //! The weights are copied out of the burn modules once per [`HostEncoder`] (row-major
 //! `[d_in, d_out]`, burn's `Linear` layout).
 
+mod decoder;
 mod train;
 
+pub use decoder::HostDecoder;
 pub use train::{AdamW, Dropouts, HostTrainer};
 
 use burn::nn::{LayerNorm, Linear};
