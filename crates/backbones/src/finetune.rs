@@ -712,7 +712,7 @@ fn finetune_host(
     let warmup = (cfg.warmup_ratio * total as f64).ceil() as usize;
     let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, f64, usize, Vec<Vec<f32>>)> = None;
+    let mut best: Option<(f64, f64, usize, Option<Vec<Vec<f32>>>)> = None;
     let mut steps = 0;
     let val_refs: Vec<&Encoded> = val.encoded.iter().collect();
     for epoch in 1..=cfg.epochs {
@@ -775,12 +775,16 @@ fn finetune_host(
             .as_ref()
             .is_none_or(|(acc, loss, _, _)| val_accuracy > *acc || (val_accuracy == *acc && val_loss < *loss))
         {
-            best = Some((val_accuracy, val_loss, epoch, t.snapshot()));
+            // The last epoch's values are the trainer's own: no copy (a whole model in `full`).
+            let snapshot = (epoch < cfg.epochs).then(|| t.snapshot());
+            best = Some((val_accuracy, val_loss, epoch, snapshot));
         }
     }
     let (_, _, best_epoch, snapshot) = best.ok_or_else(|| BackboneError::Invalid("no epoch ran".into()))?;
     let trainable_parameters = t.trainable_parameters();
-    t.restore(snapshot)?;
+    if let Some(snapshot) = snapshot {
+        t.restore(snapshot)?;
+    }
     t.write_into(&mut model)?;
     let report = FinetuneReport {
         config: cfg.clone(),
