@@ -632,24 +632,14 @@ pub fn finetune<M: ClassifierModel>(
     let mut best: Option<(f64, f64, usize, M)> = None;
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
-        let bar = show_progress.then(|| {
-            progress_bar(
-                batches_per_epoch as u64,
-                format!("{} epoch {epoch}/{}", cfg.mode.name(), cfg.epochs),
-            )
-        });
+        let bar = show_progress.then(|| epoch_bar(cfg, epoch, batches_per_epoch));
         let mut order: Vec<usize> = (0..train.encoded.len()).collect();
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
         for (bi, rows) in order.chunks(cfg.batch_size).enumerate() {
             let loss = trainer
                 .batch(tokenizer, train, rows, bi + 1 == batches_per_epoch)
-                .map_err(|e| match e {
-                    BackboneError::NonFinite(m) => {
-                        BackboneError::NonFinite(format!("{m} (epoch {epoch}, batch {})", bi + 1))
-                    }
-                    e => e,
-                })?;
+                .map_err(|e| at_batch(e, epoch, bi))?;
             loss_sum += loss * rows.len() as f64;
             if let Some(b) = &bar {
                 b.inc(1);
@@ -673,7 +663,7 @@ pub fn finetune<M: ClassifierModel>(
         });
         if best
             .as_ref()
-            .is_none_or(|(acc, loss, _, _)| val_accuracy > *acc || (val_accuracy == *acc && val_loss < *loss))
+            .is_none_or(|(acc, loss, _, _)| better(val_accuracy, val_loss, *acc, *loss))
         {
             best = Some((val_accuracy, val_loss, epoch, eval));
         }
@@ -687,6 +677,28 @@ pub fn finetune<M: ClassifierModel>(
         trainable_parameters: trainer.trainable_parameters,
     };
     Ok((best_model.materialize(), report))
+}
+
+/// The progress bar of one epoch of `full` or `lora`.
+fn epoch_bar(cfg: &FinetuneConfig, epoch: usize, batches: usize) -> ProgressBar {
+    progress_bar(
+        batches as u64,
+        format!("{} epoch {epoch}/{}", cfg.mode.name(), cfg.epochs),
+    )
+}
+
+/// A non-finite loss, with the epoch and batch (0-based `bi`) where it appeared.
+fn at_batch(e: BackboneError, epoch: usize, bi: usize) -> BackboneError {
+    match e {
+        BackboneError::NonFinite(m) => BackboneError::NonFinite(format!("{m} (epoch {epoch}, batch {})", bi + 1)),
+        e => e,
+    }
+}
+
+/// The best-epoch rule: higher validation accuracy, then lower validation loss (an equal pair
+/// keeps the earlier epoch).
+fn better(acc: f64, loss: f64, best_acc: f64, best_loss: f64) -> bool {
+    acc > best_acc || (acc == best_acc && loss < best_loss)
 }
 
 /// Optimizer steps of a run: every `grad_accumulation` batches and at the end of each epoch.
@@ -717,12 +729,7 @@ fn finetune_host(
     let val_refs: Vec<&Encoded> = val.encoded.iter().collect();
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
-        let bar = show_progress.then(|| {
-            progress_bar(
-                batches_per_epoch as u64,
-                format!("{} epoch {epoch}/{}", cfg.mode.name(), cfg.epochs),
-            )
-        });
+        let bar = show_progress.then(|| epoch_bar(cfg, epoch, batches_per_epoch));
         let mut order: Vec<usize> = (0..train.encoded.len()).collect();
         rng.shuffle(&mut order);
         let mut loss_sum = 0.0;
@@ -732,12 +739,7 @@ fn finetune_host(
             let labels: Vec<usize> = rows.iter().map(|&r| train.labels[r]).collect();
             let loss = t
                 .accumulate(&batch, &labels, pad, positions, 1.0 / cfg.grad_accumulation as f64)
-                .map_err(|e| match e {
-                    BackboneError::NonFinite(m) => {
-                        BackboneError::NonFinite(format!("{m} (epoch {epoch}, batch {})", bi + 1))
-                    }
-                    e => e,
-                })?;
+                .map_err(|e| at_batch(e, epoch, bi))?;
             loss_sum += loss * rows.len() as f64;
             in_accum += 1;
             if in_accum == cfg.grad_accumulation || bi + 1 == batches_per_epoch {
@@ -773,7 +775,7 @@ fn finetune_host(
         });
         if best
             .as_ref()
-            .is_none_or(|(acc, loss, _, _)| val_accuracy > *acc || (val_accuracy == *acc && val_loss < *loss))
+            .is_none_or(|(acc, loss, _, _)| better(val_accuracy, val_loss, *acc, *loss))
         {
             // The last epoch's values are the trainer's own: no copy (a whole model in `full`).
             let snapshot = (epoch < cfg.epochs).then(|| t.snapshot());
@@ -1109,7 +1111,7 @@ fn train_head<M: ClassifierModel>(
         });
         if best
             .as_ref()
-            .is_none_or(|(acc, loss, _, _)| val_accuracy > *acc || (val_accuracy == *acc && val_loss < *loss))
+            .is_none_or(|(acc, loss, _, _)| better(val_accuracy, val_loss, *acc, *loss))
         {
             best = Some((val_accuracy, val_loss, epoch, eval));
         }

@@ -47,6 +47,42 @@ fn host_vec<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
     to_host(t).map_err(|e| BackboneError::Invalid(format!("{what}: {e}")))
 }
 
+/// Several `Linear`s that read the same input, as one: their weights side by side (row-major
+/// `[d_in, Σ d_out]`, burn's layout), their biases in the same order (zeros where absent).
+/// Returns (w, b, d_in, d_out).
+fn fused_weights(parts: &[&Linear], what: &str) -> Result<(Vec<f32>, Vec<f32>, usize, usize)> {
+    let mut ws = Vec::with_capacity(parts.len());
+    let mut b = Vec::new();
+    let mut d_in = 0;
+    for l in parts {
+        let [di, d_out] = l.weight.val().dims();
+        d_in = di;
+        ws.push((host_vec(l.weight.val(), what)?, d_out));
+        match &l.bias {
+            Some(bias) => b.extend(host_vec(bias.val(), what)?),
+            None => b.extend(std::iter::repeat_n(0.0, d_out)),
+        }
+    }
+    let d_out: usize = ws.iter().map(|(_, o)| o).sum();
+    let mut w = Vec::with_capacity(d_in * d_out);
+    for r in 0..d_in {
+        for (wi, o) in &ws {
+            w.extend_from_slice(&wi[r * o..(r + 1) * o]);
+        }
+    }
+    Ok((w, b, d_in, d_out))
+}
+
+/// LayerNorm's γ and β on the host (β zero where the norm has none).
+fn layer_norm_weights(ln: &LayerNorm, what: &str) -> Result<(Vec<f32>, Vec<f32>)> {
+    let gamma = host_vec(ln.gamma.val(), what)?;
+    let beta = match &ln.beta {
+        Some(b) => host_vec(b.val(), what)?,
+        None => vec![0.0; gamma.len()],
+    };
+    Ok((gamma, beta))
+}
+
 /// A linear layer: `y = x·w + b`, `w` row-major `[d_in, d_out]`.
 #[derive(Debug, Clone)]
 struct HostLinear {
@@ -58,26 +94,7 @@ struct HostLinear {
 
 impl HostLinear {
     fn from_linears(parts: &[&Linear], what: &str) -> Result<Self> {
-        // Several layers reading the same input become one, their outputs side by side.
-        let mut ws = Vec::with_capacity(parts.len());
-        let mut b = Vec::new();
-        let mut d_in = 0;
-        for l in parts {
-            let [di, d_out] = l.weight.val().dims();
-            d_in = di;
-            ws.push((host_vec(l.weight.val(), what)?, d_out));
-            match &l.bias {
-                Some(bias) => b.extend(host_vec(bias.val(), what)?),
-                None => b.extend(std::iter::repeat_n(0.0, d_out)),
-            }
-        }
-        let d_out: usize = ws.iter().map(|(_, o)| o).sum();
-        let mut w = Vec::with_capacity(d_in * d_out);
-        for r in 0..d_in {
-            for (wi, o) in &ws {
-                w.extend_from_slice(&wi[r * o..(r + 1) * o]);
-            }
-        }
+        let (w, b, d_in, d_out) = fused_weights(parts, what)?;
         Ok(Self { w, b, d_in, d_out })
     }
 
@@ -143,11 +160,7 @@ struct HostNorm {
 
 impl HostNorm {
     fn from_layer_norm(ln: &LayerNorm, eps: f64, what: &str) -> Result<Self> {
-        let gamma = host_vec(ln.gamma.val(), what)?;
-        let beta = match &ln.beta {
-            Some(b) => host_vec(b.val(), what)?,
-            None => vec![0.0; gamma.len()],
-        };
+        let (gamma, beta) = layer_norm_weights(ln, what)?;
         Ok(Self { gamma, beta, eps })
     }
 

@@ -99,25 +99,7 @@ struct Lin {
 
 impl Lin {
     fn from_linears(parts: &[&burn::nn::Linear], train: bool, what: &str) -> Result<Self> {
-        let mut ws = Vec::new();
-        let mut b = Vec::new();
-        let mut d_in = 0;
-        for l in parts {
-            let [di, d_out] = l.weight.val().dims();
-            d_in = di;
-            ws.push((host_vec(l.weight.val(), what)?, d_out));
-            match &l.bias {
-                Some(bias) => b.extend(host_vec(bias.val(), what)?),
-                None => b.extend(std::iter::repeat_n(0.0, d_out)),
-            }
-        }
-        let d_out: usize = ws.iter().map(|(_, o)| o).sum();
-        let mut w = Vec::with_capacity(d_in * d_out);
-        for r in 0..d_in {
-            for (wi, o) in &ws {
-                w.extend_from_slice(&wi[r * o..(r + 1) * o]);
-            }
-        }
+        let (w, b, d_in, d_out) = super::fused_weights(parts, what)?;
         Ok(Self {
             w: Param::new(w, train, true),
             b: Param::new(b, train, false),
@@ -191,11 +173,7 @@ struct Norm {
 
 impl Norm {
     fn from_layer_norm(ln: &burn::nn::LayerNorm, eps: f64, train: bool, what: &str) -> Result<Self> {
-        let gamma = host_vec(ln.gamma.val(), what)?;
-        let beta = match &ln.beta {
-            Some(b) => host_vec(b.val(), what)?,
-            None => vec![0.0; gamma.len()],
-        };
+        let (gamma, beta) = super::layer_norm_weights(ln, what)?;
         Ok(Self {
             gamma: Param::new(gamma, train, false),
             beta: Param::new(beta, train, false),
