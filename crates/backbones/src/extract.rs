@@ -34,8 +34,8 @@ pub enum Extractor {
 
 /// A model's host pass.
 enum HostPass {
-    Encoder(HostEncoder),
-    Decoder(HostDecoder),
+    Encoder(Box<HostEncoder>),
+    Decoder(Box<HostDecoder>),
 }
 
 impl HostPass {
@@ -109,15 +109,17 @@ impl Extractor {
             return Ok(None);
         }
         Ok(Some(match self {
-            Extractor::Classifier(m) => HostPass::Encoder(HostEncoder::new(&m.backbone, Some(&m.head))?),
-            Extractor::Backbone(m) => HostPass::Encoder(HostEncoder::new(m, None)?),
-            Extractor::DecoderClassifier(m) => {
-                HostPass::Decoder(HostDecoder::new(&m.model, Some(HostDecoder::linear_head(&m.score)?))?)
-            }
-            Extractor::Decoder(m) => HostPass::Decoder(HostDecoder::new(m, None)?),
-            Extractor::Choices { lm, tokens } => {
-                HostPass::Decoder(HostDecoder::new(&lm.model, Some(to_host(lm.head_rows(tokens))?))?)
-            }
+            Extractor::Classifier(m) => HostPass::Encoder(Box::new(HostEncoder::new(&m.backbone, Some(&m.head))?)),
+            Extractor::Backbone(m) => HostPass::Encoder(Box::new(HostEncoder::new(m, None)?)),
+            Extractor::DecoderClassifier(m) => HostPass::Decoder(Box::new(HostDecoder::new(
+                &m.model,
+                Some(HostDecoder::linear_head(&m.score)?),
+            )?)),
+            Extractor::Decoder(m) => HostPass::Decoder(Box::new(HostDecoder::new(m, None)?)),
+            Extractor::Choices { lm, tokens } => HostPass::Decoder(Box::new(HostDecoder::new(
+                &lm.model,
+                Some(to_host(lm.head_rows(tokens))?),
+            )?)),
         }))
     }
 

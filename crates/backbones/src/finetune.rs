@@ -724,7 +724,9 @@ fn finetune_host(
     let warmup = (cfg.warmup_ratio * total as f64).ceil() as usize;
     let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
     let mut epochs = Vec::new();
-    let mut best: Option<(f64, f64, usize, Option<Vec<Vec<f32>>>)> = None;
+    // (val accuracy, val loss, epoch, the trainable values unless they are the last epoch's)
+    type Best = (f64, f64, usize, Option<Vec<Vec<f32>>>);
+    let mut best: Option<Best> = None;
     let mut steps = 0;
     let val_refs: Vec<&Encoded> = val.encoded.iter().collect();
     for epoch in 1..=cfg.epochs {

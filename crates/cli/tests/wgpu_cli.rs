@@ -117,6 +117,8 @@ fn metrics(dir: &Path) -> std::collections::BTreeMap<(String, String), f64> {
 
 /// The quickstart's model, data and heads (one seed, so that lavapipe's CPU emulation of a GPU
 /// finishes in CI), on wgpu and on flex: every head's accuracy and ROC-AUC agree within 0.06.
+/// Both train on burn's engine (`engine: burn`; flex would otherwise take the host engine), so
+/// that the comparison is the GPU path against the CPU path of the same code.
 /// The scratch model's initial weights and its dropout masks come from each device's own
 /// random generator (decision EN11), so a wgpu run is another draw of the same experiment,
 /// and 0.06 is what that allows (the quickstart's seeds spread its ROC-AUC by about 0.01 in
@@ -128,7 +130,7 @@ fn a_run_on_wgpu_gives_the_flex_results_per_head() {
     let exp = tmp.path().join("small.yaml");
     std::fs::write(
         &exp,
-        "name: small\nseeds: [0]\ndevice: flex\nbackbones:\n  - name: tiny-bert\n    model: scratch\n    scratch: {hidden_size: 64, layers: 2, heads: 4, intermediate_size: 128, max_positions: 48, max_vocab: 2000}\n    finetune: {mode: full, epochs: 4, lr: 2.0e-3, batch_size: 32, warmup_ratio: 0.1, weight_decay: 0.01, max_length: 48}\ndatasets:\n  - name: synthetic\n    synthetic: {train: 2000, val: 500, test: 1000}\nheads:\n  - sr\n  - temperature\n  - mahalanobis\n  - adue: {grid: {lr: [1.0e-3], alpha: [0.1], beta: [0.01], epochs: [10]}}\n  - alien: {grid: {lr: [1.0e-3], alpha: [0.1], beta: [0.01]}, max_epochs: 20}\nmetrics: {bins: 15, bootstrap: 0}\n",
+        "name: small\nseeds: [0]\ndevice: flex\nbackbones:\n  - name: tiny-bert\n    model: scratch\n    scratch: {hidden_size: 64, layers: 2, heads: 4, intermediate_size: 128, max_positions: 48, max_vocab: 2000}\n    finetune: {engine: burn, mode: full, epochs: 4, lr: 2.0e-3, batch_size: 32, warmup_ratio: 0.1, weight_decay: 0.01, max_length: 48}\ndatasets:\n  - name: synthetic\n    synthetic: {train: 2000, val: 500, test: 1000}\nheads:\n  - sr\n  - temperature\n  - mahalanobis\n  - adue: {grid: {lr: [1.0e-3], alpha: [0.1], beta: [0.01], epochs: [10]}}\n  - alien: {grid: {lr: [1.0e-3], alpha: [0.1], beta: [0.01]}, max_epochs: 20}\nmetrics: {bins: 15, bootstrap: 0}\n",
     )
     .unwrap();
     let mut runs = Vec::new();
