@@ -38,7 +38,11 @@ training loss of both is the mean over the epoch: same data, same order, same sc
 different dropout masks and, for LoRA, different draws of A (PyTorch's generator and ueb's),
 so the losses agree in trend, not to the digit.
 
-    python bench/finetune_vs_torch.py [--models minilm,roberta] [--modes lora,full]
+Model ``qwen`` is a small random Qwen2 (see ``qwen_dir``): a decoder, which ueb trains on
+burn's engine (the host engine is for encoders), and PyTorch with peft on ``q_proj``, ``k_proj``,
+``v_proj`` and ``score`` trained.
+
+    python bench/finetune_vs_torch.py [--models minilm,roberta,qwen] [--modes lora,full]
         [--data sst2|20ng] [--n 2000] [--seq 128] [--batch 16] [--rounds 2] [--threads 2]
         [--work DIR] [--minilm-dir DIR] [--bin PATH] [--json]
 """
@@ -66,6 +70,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 LR = {"lora": 5e-4, "full": 5e-5}
+QWEN_TOKENIZER = REPO / "crates" / "backbones" / "tests" / "fixtures" / "qwen2" / "tokenizer.json"
+
+
+def qwen_dir(args) -> Path:
+    """A small Qwen2 classifier with random weights (8 layers, d = 512, 8 heads / 2 key-value
+    heads, FFN 1 536, vocabulary 32 000, 2 classes; about 41 M parameters), f32, with the tiny
+    byte-level BPE tokenizer of the qwen2 test fixture: a decoder small enough to train on a CPU
+    through burn's engine in minutes."""
+    dest = args.work / "qwen2-small-random"
+    if (dest / "model.safetensors").exists():
+        return dest
+    import shutil
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=32000, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+                      num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=1024,
+                      tie_word_embeddings=False, rms_norm_eps=1e-6, num_labels=2, pad_token_id=0)
+    part = args.work / "qwen2-small-random.part"
+    shutil.rmtree(part, ignore_errors=True)
+    Qwen2ForSequenceClassification(cfg).save_pretrained(part)
+    shutil.copyfile(QWEN_TOKENIZER, part / "tokenizer.json")
+    part.rename(dest)
+    return dest
 
 
 def read_data(kind: str, n: int) -> tuple[list[str], list[int]]:
@@ -123,8 +153,10 @@ def torch_worker(model_dir: Path, rows_path: Path, order_path: Path, mode: str, 
     if mode == "lora":
         from peft import LoraConfig, get_peft_model
 
-        save = ["classifier"] + (["pooler"] if model.config.model_type == "bert" else [])
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "key", "value"],
+        decoder = model.config.model_type in ("llama", "qwen2", "qwen3")
+        save = ["score"] if decoder else ["classifier"] + (["pooler"] if model.config.model_type == "bert" else [])
+        targets = ["q_proj", "k_proj", "v_proj"] if decoder else ["query", "key", "value"]
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets,
                                                  lora_dropout=0.0, modules_to_save=save))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -136,6 +168,8 @@ def torch_worker(model_dir: Path, rows_path: Path, order_path: Path, mode: str, 
         ids = torch.tensor([r["ids"] + [pad] * (width - len(r["ids"])) for r in rs])
         types = torch.tensor([r["type_ids"] + [0] * (width - len(r["ids"])) for r in rs])
         mask = torch.tensor([[1] * len(r["ids"]) + [0] * (width - len(r["ids"])) for r in rs])
+        if model.config.model_type in ("llama", "qwen2", "qwen3"):
+            return {"input_ids": ids, "attention_mask": mask}
         return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
     batches = [collate([train[i] for i in order[s:s + batch]]) for s in range(0, len(order), batch)]
@@ -210,7 +244,7 @@ def main() -> int:
     env = ev.machine(args)
     results = []
     for kind in [m for m in args.models.split(",") if m]:
-        model_dir = ev.minilm_dir(args) if kind == "minilm" else ev.roberta_dir(args)
+        model_dir = {"minilm": ev.minilm_dir, "roberta": ev.roberta_dir, "qwen": qwen_dir}[kind](args)
         rows = rows_file(args, kind, model_dir)
         for mode in [m for m in args.modes.split(",") if m]:
             lr = LR[mode]

@@ -2,6 +2,7 @@
 //! ueb-backbones --example finetune_epoch -- MODEL_DIR ROWS.json [--mode lora|full]
 //! [--engine auto|host|burn] [--batch 16] [--lr 5e-4] [--order-out FILE]`.
 //!
+//! A decoder directory (LLaMA, Qwen2, Qwen3) trains as a decoder classifier (burn's engine).
 //! `ROWS.json` holds `{"train": [{"ids", "type_ids", "label"}], "val": [...]}` (token ids as the
 //! model's tokenizer gives them, no padding). Before training, the shuffled order `finetune`
 //! will use is written to `--order-out` (a JSON list of train rows), so that a PyTorch run can
@@ -15,8 +16,8 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde::Deserialize;
 use ueb_backbones::{
-    Encoded, FinetuneConfig, FinetuneEngine, FinetuneMode, LabeledSplit, LoadOptions, ModelDir, TextTokenizer,
-    finetune, load_sequence_classifier,
+    ClassifierModel, Encoded, FinetuneConfig, FinetuneEngine, FinetuneMode, FinetuneReport, LabeledSplit, LoadOptions,
+    ModelDir, TextTokenizer, finetune, is_decoder, load_decoder_classifier, load_sequence_classifier,
 };
 use ueb_rng::{Rng64, Xoshiro256};
 
@@ -78,8 +79,8 @@ fn main() {
     device.seed(1);
     let md = ModelDir::open(std::path::Path::new(dir)).unwrap();
     let labels: Vec<String> = (0..classes).map(|c| format!("class_{c}")).collect();
-    let (model, config, _) = load_sequence_classifier(&md, &LoadOptions { labels: Some(labels) }, &device).unwrap();
-    let tok = TextTokenizer::from_file(&md.tokenizer, &config, None).unwrap();
+    let options = LoadOptions { labels: Some(labels) };
+    let decoder = is_decoder(&md).unwrap();
     let enc = |rs: &[Row]| -> (Vec<Encoded>, Vec<usize>) {
         (
             rs.iter()
@@ -114,29 +115,41 @@ fn main() {
         std::fs::write(path, serde_json::to_string(&order).unwrap()).unwrap();
     }
     let tokens: usize = train_e.iter().map(|e| e.ids.len()).sum();
-    let t0 = Instant::now();
-    let (_, report) = finetune(
-        model,
-        &tok,
-        LabeledSplit {
-            encoded: &train_e,
-            labels: &train_y,
-        },
-        LabeledSplit {
-            encoded: &val_e,
-            labels: &val_y,
-        },
-        &cfg,
-        &device,
-        false,
-    )
-    .unwrap();
-    let seconds = t0.elapsed().as_secs_f64();
+    let train = LabeledSplit {
+        encoded: &train_e,
+        labels: &train_y,
+    };
+    let val = LabeledSplit {
+        encoded: &val_e,
+        labels: &val_y,
+    };
+    fn run<M: ClassifierModel>(
+        model: M,
+        tok: &TextTokenizer,
+        train: LabeledSplit<'_>,
+        val: LabeledSplit<'_>,
+        cfg: &FinetuneConfig,
+        device: &Device,
+    ) -> (FinetuneReport, f64) {
+        // Timed from the call, as before: loading is not part of the epoch.
+        let t0 = Instant::now();
+        let report = finetune(model, tok, train, val, cfg, device, false).unwrap().1;
+        (report, t0.elapsed().as_secs_f64())
+    }
+    let (report, seconds) = if decoder {
+        let (model, config, _) = load_decoder_classifier(&md, &options, &device).unwrap();
+        let tok = TextTokenizer::from_file(&md.tokenizer, &config, None).unwrap();
+        run(model, &tok, train, val, &cfg, &device)
+    } else {
+        let (model, config, _) = load_sequence_classifier(&md, &options, &device).unwrap();
+        let tok = TextTokenizer::from_file(&md.tokenizer, &config, None).unwrap();
+        run(model, &tok, train, val, &cfg, &device)
+    };
     let e = &report.epochs[0];
     println!(
         "{}",
         serde_json::json!({
-            "engine": ueb_backbones::finetune_engine(&cfg, &device, true).unwrap(),
+            "engine": ueb_backbones::finetune_engine(&cfg, &device, !decoder).unwrap(),
             "mode": cfg.mode.name(),
             "seconds": seconds,
             "epoch_seconds": e.seconds,
