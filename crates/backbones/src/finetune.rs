@@ -626,7 +626,7 @@ pub fn finetune<M: ClassifierModel>(
         return Ok((*m, report));
     }
     let batches_per_epoch = train.encoded.len().div_ceil(cfg.batch_size);
-    let mut trainer = Trainer::new(model, cfg, batches_per_epoch * cfg.epochs, device)?;
+    let mut trainer = Trainer::new(model, cfg, batches_per_epoch, device)?;
     let mut rng = Xoshiro256::new(cfg.seed, 0x6675_6e65);
     let mut epochs = Vec::new();
     let mut best: Option<(f64, f64, usize, M)> = None;
@@ -739,8 +739,16 @@ fn finetune_host(
         for (bi, rows) in order.chunks(cfg.batch_size).enumerate() {
             let batch: Vec<&Encoded> = rows.iter().map(|&r| &train.encoded[r]).collect();
             let labels: Vec<usize> = rows.iter().map(|&r| train.labels[r]).collect();
+            // Errors name the split's rows.
             let loss = t
-                .accumulate(&batch, &labels, pad, positions, 1.0 / cfg.grad_accumulation as f64)
+                .accumulate(
+                    &batch,
+                    Some(rows),
+                    &labels,
+                    pad,
+                    positions,
+                    1.0 / cfg.grad_accumulation as f64,
+                )
                 .map_err(|e| at_batch(e, epoch, bi))?;
             loss_sum += loss * rows.len() as f64;
             in_accum += 1;
@@ -764,8 +772,10 @@ fn finetune_host(
             b.finish_and_clear();
         }
         let mut logits = Vec::with_capacity(val.encoded.len() * classes);
-        for chunk in val_refs.chunks(cfg.batch_size.max(32)) {
-            logits.extend(t.logits(chunk, pad, positions)?);
+        let val_rows: Vec<usize> = (0..val_refs.len()).collect();
+        let chunk = cfg.batch_size.max(32);
+        for (refs, names) in val_refs.chunks(chunk).zip(val_rows.chunks(chunk)) {
+            logits.extend(t.logits(refs, Some(names), pad, positions)?);
         }
         let (val_loss, val_accuracy) = host_metrics(&logits, classes, val.labels);
         epochs.push(EpochRecord {
@@ -824,11 +834,12 @@ pub struct Trainer<M: ClassifierModel> {
 
 impl<M: ClassifierModel> Trainer<M> {
     /// Moves `model` to `device`'s autodiff twin and prepares it for `cfg.mode` (`full` or
-    /// `lora`); `total_batches` sizes the learning-rate schedule.
+    /// `lora`); `batches_per_epoch` and `cfg.epochs` size the learning-rate schedule (the steps
+    /// [`finetune`] takes: every `grad_accumulation` batches and at each epoch's end).
     ///
     /// # Errors
     /// `frozen` (which [`finetune`] trains on cached features), or a bad LoRA target list.
-    pub fn new(model: M, cfg: &FinetuneConfig, total_batches: usize, device: &Device) -> Result<Self> {
+    pub fn new(model: M, cfg: &FinetuneConfig, batches_per_epoch: usize, device: &Device) -> Result<Self> {
         let ad = device.clone().autodiff();
         let model = model.fork(&ad).train();
         let model = match &cfg.mode {
@@ -853,7 +864,7 @@ impl<M: ClassifierModel> Trainer<M> {
                 ));
             }
         };
-        let total = total_batches.div_ceil(cfg.grad_accumulation).max(1);
+        let total = total_steps(cfg, batches_per_epoch);
         Ok(Self {
             trainable_parameters: trainable_parameters(&model),
             model,

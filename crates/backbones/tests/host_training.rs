@@ -99,7 +99,7 @@ impl Case {
 
     fn batch(&self, t: &mut HostTrainer) -> f64 {
         let refs: Vec<&Encoded> = self.rows.iter().collect();
-        t.accumulate(&refs, &self.fx.labels, self.pad, self.positions(), 1.0)
+        t.accumulate(&refs, None, &self.fx.labels, self.pad, self.positions(), 1.0)
             .unwrap()
     }
 

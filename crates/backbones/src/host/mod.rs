@@ -212,10 +212,11 @@ struct HostHead {
 }
 
 /// The token rows of one batch, packed: row `b`'s tokens are `start[b]..start[b] + len[b]`.
-struct Packed {
-    start: Vec<usize>,
-    len: Vec<usize>,
-    tokens: usize,
+#[derive(Debug, Clone, Default)]
+pub(super) struct Packed {
+    pub(super) start: Vec<usize>,
+    pub(super) len: Vec<usize>,
+    pub(super) tokens: usize,
 }
 
 /// An encoder (and optionally its sequence head) with its weights on the host, ready for
@@ -225,9 +226,6 @@ pub struct HostEncoder {
     word: Vec<f32>,
     position: Vec<f32>,
     token_type: Vec<f32>,
-    vocab: usize,
-    max_positions: usize,
-    type_vocab: usize,
     /// Embedding width E.
     width: usize,
     emb_norm: HostNorm,
@@ -256,9 +254,7 @@ impl HostEncoder {
     pub fn new(encoder: &Encoder, head: Option<&SequenceHead>) -> Result<Self> {
         let eps = encoder.layer_norm_eps;
         let emb = &encoder.embeddings;
-        let [vocab, width] = emb.word_embeddings.weight.val().dims();
-        let [max_positions, _] = emb.position_embeddings.weight.val().dims();
-        let [type_vocab, _] = emb.token_type_embeddings.weight.val().dims();
+        let [_, width] = emb.word_embeddings.weight.val().dims();
         let layers = encoder
             .encoder
             .layer
@@ -296,9 +292,6 @@ impl HostEncoder {
             word: host_vec(emb.word_embeddings.weight.val(), "word embeddings")?,
             position: host_vec(emb.position_embeddings.weight.val(), "position embeddings")?,
             token_type: host_vec(emb.token_type_embeddings.weight.val(), "token-type embeddings")?,
-            vocab,
-            max_positions,
-            type_vocab,
             width,
             emb_norm: HostNorm::from_layer_norm(&emb.layer_norm, eps, "embeddings")?,
             project,
@@ -324,34 +317,13 @@ impl HostEncoder {
         positions: Positions,
         x: &mut Vec<f32>,
     ) -> Result<()> {
-        let e = self.width;
-        x.resize(packed.tokens * e, 0.0);
-        for (b, enc) in rows.iter().enumerate() {
-            for j in 0..packed.len[b] {
-                let (id, tt) = (enc.ids[j] as usize, enc.type_ids[j] as usize);
-                let pos = usize::try_from(position_id(positions, i64::from(pad_id), j)).unwrap_or(usize::MAX);
-                if id >= self.vocab || tt >= self.type_vocab || pos >= self.max_positions {
-                    return Err(BackboneError::Invalid(format!(
-                        "row {}, token {j}: id {id}, type {tt} or position {pos} is outside the model's tables \
-                         ({} ids, {} types, {} positions; does tokenizer.json belong to this model?)",
-                        row_name(names, b),
-                        self.vocab,
-                        self.type_vocab,
-                        self.max_positions
-                    )));
-                }
-                let out = &mut x[(packed.start[b] + j) * e..(packed.start[b] + j + 1) * e];
-                let (w, p, t) = (
-                    &self.word[id * e..(id + 1) * e],
-                    &self.position[pos * e..(pos + 1) * e],
-                    &self.token_type[tt * e..(tt + 1) * e],
-                );
-                // (word + position) + type, the order of `Embeddings::forward`.
-                for (((o, w), p), t) in out.iter_mut().zip(w).zip(p).zip(t) {
-                    *o = (*w + *p) + *t;
-                }
-            }
+        EmbeddingTables {
+            word: &self.word,
+            position: &self.position,
+            token_type: &self.token_type,
+            width: self.width,
         }
+        .sum(rows, names, packed, pad_id, positions, x, None)?;
         self.emb_norm.apply(x, None, None);
         Ok(())
     }
@@ -448,6 +420,69 @@ impl HostEncoder {
             None => None,
         };
         Ok(HostOutput { features, logits })
+    }
+}
+
+/// An encoder's three embedding tables, row-major `[n, E]`.
+pub(super) struct EmbeddingTables<'a> {
+    pub(super) word: &'a [f32],
+    pub(super) position: &'a [f32],
+    pub(super) token_type: &'a [f32],
+    /// E.
+    pub(super) width: usize,
+}
+
+impl EmbeddingTables<'_> {
+    /// `x` `[tokens, E]` ← word + position + type embedding of every packed token (before
+    /// LayerNorm), and each token's (word, position, type) row in `ids` when given.
+    ///
+    /// # Errors
+    /// An index outside a table, naming the row (`names[b]`) and the token.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sum(
+        &self,
+        rows: &[&Encoded],
+        names: Option<&[usize]>,
+        packed: &Packed,
+        pad_id: u32,
+        positions: Positions,
+        x: &mut Vec<f32>,
+        mut ids: Option<&mut Vec<(usize, usize, usize)>>,
+    ) -> Result<()> {
+        let e = self.width.max(1);
+        let (vocab, max_positions, type_vocab) =
+            (self.word.len() / e, self.position.len() / e, self.token_type.len() / e);
+        x.resize(packed.tokens * e, 0.0);
+        if let Some(ids) = ids.as_deref_mut() {
+            ids.clear();
+        }
+        for (b, enc) in rows.iter().enumerate() {
+            for j in 0..packed.len[b] {
+                let (id, tt) = (enc.ids[j] as usize, enc.type_ids[j] as usize);
+                let pos = usize::try_from(position_id(positions, i64::from(pad_id), j)).unwrap_or(usize::MAX);
+                if id >= vocab || tt >= type_vocab || pos >= max_positions {
+                    return Err(BackboneError::Invalid(format!(
+                        "row {}, token {j}: id {id}, type {tt} or position {pos} is outside the model's tables \
+                         ({vocab} ids, {type_vocab} types, {max_positions} positions; does tokenizer.json belong to this model?)",
+                        row_name(names, b),
+                    )));
+                }
+                if let Some(ids) = ids.as_deref_mut() {
+                    ids.push((id, pos, tt));
+                }
+                let out = &mut x[(packed.start[b] + j) * e..(packed.start[b] + j + 1) * e];
+                let (w, p, t) = (
+                    &self.word[id * e..(id + 1) * e],
+                    &self.position[pos * e..(pos + 1) * e],
+                    &self.token_type[tt * e..(tt + 1) * e],
+                );
+                // (word + position) + type, the order of `Embeddings::forward`.
+                for (((o, w), p), t) in out.iter_mut().zip(w).zip(p).zip(t) {
+                    *o = (*w + *p) + *t;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -23,12 +23,13 @@
 
 use rayon::prelude::*;
 
+use super::{EmbeddingTables, Packed};
 use crate::config::{Family, HiddenAct};
 use crate::encoder::{Encoder, SequenceClassifier, SequenceHead};
 use crate::error::{BackboneError, Result};
 use crate::finetune::FinetuneMode;
 use crate::readback::to_host;
-use crate::tokenize::{Encoded, Positions, position_id};
+use crate::tokenize::{Encoded, Positions};
 use ueb_kernels::elem32 as kernels;
 use ueb_kernels::gemm::{Operand, matmul};
 
@@ -42,7 +43,6 @@ fn shape_err(e: ueb_kernels::gemm::ShapeError) -> BackboneError {
 }
 
 /// `dst (+)= scale · a · b` with the workspace's checked product.
-#[allow(clippy::too_many_arguments)]
 fn mm(
     dst: &mut [f32],
     dst_stride: usize,
@@ -421,14 +421,6 @@ impl Site {
     }
 }
 
-/// The token rows of one batch, packed: row `b`'s tokens are `start[b]..start[b] + len[b]`.
-#[derive(Debug, Clone, Default)]
-struct Packed {
-    start: Vec<usize>,
-    len: Vec<usize>,
-    tokens: usize,
-}
-
 /// Everything one forward pass keeps.
 #[derive(Debug, Clone, Default)]
 struct Saved {
@@ -442,8 +434,10 @@ struct Saved {
     /// Each layer's input; `xs[L]` is the last layer's output (first tokens).
     xs: Vec<Vec<f32>>,
     layers: Vec<LayerSaved>,
-    /// Head: its input after dropout, the activation's output, that after dropout.
+    /// Head: its input after dropout, the dense output before and after the activation, that
+    /// after dropout.
     head_in: Vec<f32>,
+    head_pre: Vec<f32>,
     head_act: Vec<f32>,
     head_mid: Vec<f32>,
     logits: Vec<f32>,
@@ -456,9 +450,6 @@ pub struct HostTrainer {
     word: Param,
     position: Param,
     token_type: Param,
-    vocab: usize,
-    max_positions: usize,
-    type_vocab: usize,
     width: usize,
     emb_norm: Norm,
     project: Option<Lin>,
@@ -531,9 +522,7 @@ impl HostTrainer {
         let enc: &Encoder = &model.backbone;
         let eps = enc.layer_norm_eps;
         let emb = &enc.embeddings;
-        let [vocab, width] = emb.word_embeddings.weight.val().dims();
-        let [max_positions, _] = emb.position_embeddings.weight.val().dims();
-        let [type_vocab, _] = emb.token_type_embeddings.weight.val().dims();
+        let [_, width] = emb.word_embeddings.weight.val().dims();
         let mut rng = ueb_rng::Xoshiro256::new(seed, 0x6c6f_7261);
         let mut layers = Vec::with_capacity(enc.encoder.layer.len());
         for (i, l) in enc.encoder.layer.iter().enumerate() {
@@ -593,9 +582,6 @@ impl HostTrainer {
                 full,
                 true,
             ),
-            vocab,
-            max_positions,
-            type_vocab,
             width,
             emb_norm: Norm::from_layer_norm(&emb.layer_norm, eps, full, "embeddings")?,
             project,
@@ -776,13 +762,6 @@ impl HostTrainer {
         out
     }
 
-    /// Sets every gradient to zero.
-    pub fn zero_grad(&mut self) {
-        for p in self.params_mut() {
-            p.g.iter_mut().for_each(|g| *g = 0.0);
-        }
-    }
-
     /// Forward and backward over `batch` with gold `labels`, dropout on (training): accumulates
     /// the gradient of `scale · mean cross-entropy` and returns the mean cross-entropy.
     ///
@@ -792,6 +771,7 @@ impl HostTrainer {
     pub fn accumulate(
         &mut self,
         batch: &[&Encoded],
+        names: Option<&[usize]>,
         labels: &[usize],
         pad_id: u32,
         positions: Positions,
@@ -807,10 +787,11 @@ impl HostTrainer {
         let c = self.num_classes();
         if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| **l >= c) {
             return Err(BackboneError::Invalid(format!(
-                "row {i}: label {l} is out of range for {c} classes"
+                "row {}: label {l} is out of range for {c} classes",
+                names.and_then(|n| n.get(i).copied()).unwrap_or(i)
             )));
         }
-        self.forward(batch, pad_id, positions, true)?;
+        self.forward(batch, names, pad_id, positions, true)?;
         let z = &self.saved.logits;
         let nb = batch.len();
         let mut dz = vec![0.0f32; nb * c];
@@ -836,8 +817,14 @@ impl HostTrainer {
     ///
     /// # Errors
     /// As [`accumulate`](Self::accumulate).
-    pub fn logits(&mut self, batch: &[&Encoded], pad_id: u32, positions: Positions) -> Result<Vec<f32>> {
-        self.forward(batch, pad_id, positions, false)?;
+    pub fn logits(
+        &mut self,
+        batch: &[&Encoded],
+        names: Option<&[usize]>,
+        pad_id: u32,
+        positions: Positions,
+    ) -> Result<Vec<f32>> {
+        self.forward(batch, names, pad_id, positions, false)?;
         Ok(std::mem::take(&mut self.saved.logits))
     }
 
@@ -845,9 +832,16 @@ impl HostTrainer {
         Mask::new(p, splitmix(self.key ^ splitmix(site.code())), self.train)
     }
 
-    fn forward(&mut self, batch: &[&Encoded], pad_id: u32, positions: Positions, train: bool) -> Result<()> {
+    fn forward(
+        &mut self,
+        batch: &[&Encoded],
+        names: Option<&[usize]>,
+        pad_id: u32,
+        positions: Positions,
+        train: bool,
+    ) -> Result<()> {
         let mut s = std::mem::take(&mut self.saved);
-        let r = self.forward_into(batch, pad_id, positions, train, &mut s);
+        let r = self.forward_into(batch, names, pad_id, positions, train, &mut s);
         self.saved = s;
         r
     }
@@ -855,6 +849,7 @@ impl HostTrainer {
     fn forward_into(
         &mut self,
         batch: &[&Encoded],
+        names: Option<&[usize]>,
         pad_id: u32,
         positions: Positions,
         train: bool,
@@ -863,7 +858,10 @@ impl HostTrainer {
         let nb = batch.len();
         let len: Vec<usize> = batch.iter().map(|e| e.ids.len().min(e.type_ids.len())).collect();
         if let Some(b) = len.iter().position(|&l| l == 0) {
-            return Err(BackboneError::Invalid(format!("row {b} has no tokens")));
+            return Err(BackboneError::Invalid(format!(
+                "row {} has no tokens",
+                names.and_then(|n| n.get(b).copied()).unwrap_or(b)
+            )));
         }
         let mut start = Vec::with_capacity(nb);
         let mut tokens = 0;
@@ -877,31 +875,14 @@ impl HostTrainer {
         self.train = train;
         // Embeddings.
         let e = self.width;
-        s.ids.clear();
-        let mut x = vec![0.0f32; tokens * e];
-        for (b, enc) in batch.iter().enumerate() {
-            for j in 0..s.packed.len[b] {
-                let (id, tt) = (enc.ids[j] as usize, enc.type_ids[j] as usize);
-                let pos = usize::try_from(position_id(positions, i64::from(pad_id), j)).unwrap_or(usize::MAX);
-                if id >= self.vocab || tt >= self.type_vocab || pos >= self.max_positions {
-                    return Err(BackboneError::Invalid(format!(
-                        "row {b}, token {j}: id {id}, type {tt} or position {pos} is outside the model's tables \
-                         ({} ids, {} types, {} positions)",
-                        self.vocab, self.type_vocab, self.max_positions
-                    )));
-                }
-                s.ids.push((id, pos, tt));
-                let out = &mut x[(s.packed.start[b] + j) * e..(s.packed.start[b] + j + 1) * e];
-                let (w, p, t) = (
-                    &self.word.v[id * e..(id + 1) * e],
-                    &self.position.v[pos * e..(pos + 1) * e],
-                    &self.token_type.v[tt * e..(tt + 1) * e],
-                );
-                for (((o, w), p), t) in out.iter_mut().zip(w).zip(p).zip(t) {
-                    *o = (*w + *p) + *t;
-                }
-            }
+        let mut x = Vec::new();
+        EmbeddingTables {
+            word: &self.word.v,
+            position: &self.position.v,
+            token_type: &self.token_type.v,
+            width: e,
         }
+        .sum(batch, names, &s.packed, pad_id, positions, &mut x, Some(&mut s.ids))?;
         self.emb_norm.forward(&mut x, &mut s.emb_xhat, &mut s.emb_rstd);
         self.mask(self.dropout.hidden, Site::Embeddings).apply_all(&mut x);
         let x0 = match &self.project {
@@ -956,8 +937,9 @@ impl HostTrainer {
         if family != Family::Bert {
             self.mask(self.dropout.classifier, Site::HeadIn).apply_all(&mut hin);
         }
-        let mut act = Vec::new();
-        self.head.dense.forward(&hin, nb, &mut act)?;
+        let mut pre = Vec::new();
+        self.head.dense.forward(&hin, nb, &mut pre)?;
+        let mut act = pre.clone();
         if family == Family::Electra {
             kernels::gelu_in_place(&mut act);
         } else {
@@ -968,6 +950,7 @@ impl HostTrainer {
         let mut z = Vec::new();
         self.head.out.forward(&mid, nb, &mut z)?;
         s.head_in = hin;
+        s.head_pre = pre;
         s.head_act = act;
         s.head_mid = mid;
         s.logits = z;
@@ -989,17 +972,9 @@ impl HostTrainer {
         self.head.out.backward(&s.head_mid, dz, nb, Some(&mut dmid))?;
         self.mask(self.dropout.classifier, Site::HeadMid).apply_all(&mut dmid);
         let electra = self.head.family == Family::Electra;
-        let pre = if electra {
-            // GELU's derivative needs its input: the dense output before the activation.
-            let mut pre = Vec::new();
-            self.head.dense.forward(&s.head_in, nb, &mut pre)?;
-            pre
-        } else {
-            Vec::new()
-        };
         for (i, g) in dmid.iter_mut().enumerate() {
             *g *= if electra {
-                gelu_grad(pre[i])
+                gelu_grad(s.head_pre[i])
             } else {
                 let t = s.head_act[i];
                 1.0 - t * t
@@ -1767,7 +1742,7 @@ mod tests {
     fn host_batch(t: &mut HostTrainer, cfg: &EncoderConfig) -> f64 {
         let (enc, labels) = batch();
         let refs: Vec<&Encoded> = enc.iter().collect();
-        t.accumulate(&refs, &labels, cfg.pad_token_id as u32, positions(cfg), 1.0)
+        t.accumulate(&refs, None, &labels, cfg.pad_token_id as u32, positions(cfg), 1.0)
             .unwrap()
     }
 
@@ -1863,13 +1838,46 @@ mod tests {
         let mut t = HostTrainer::new(&model, &FinetuneMode::Full, drop, 7).unwrap();
         let (enc, _) = batch();
         let refs: Vec<&Encoded> = enc.iter().collect();
-        let z1 = t.logits(&refs, 1, Positions::AfterPad).unwrap();
-        let z2 = t.logits(&refs, 1, Positions::AfterPad).unwrap();
+        let z1 = t.logits(&refs, None, 1, Positions::AfterPad).unwrap();
+        let z2 = t.logits(&refs, None, 1, Positions::AfterPad).unwrap();
         assert_eq!(z1, z2, "no dropout in evaluation");
         // The mask keeps about 1 − p of the elements.
         let m = Mask::new(0.1, 99, true);
         let kept = (0..100_000u64).filter(|&i| m.factor(i) > 0.0).count();
         assert!((89_000..91_000).contains(&kept), "{kept}");
+    }
+
+    /// Bad rows and labels are errors naming the caller's row, not the batch position.
+    #[test]
+    fn bad_rows_are_errors_naming_the_row() {
+        let device = Device::flex();
+        let cfg = config("bert", serde_json::json!({}));
+        let model = cfg.init_sequence_classifier(&device);
+        let mut t = HostTrainer::new(&model, &FinetuneMode::lora(), Dropouts::none(), 0).unwrap();
+        let good = Encoded {
+            ids: vec![2, 3],
+            type_ids: vec![0, 0],
+        };
+        let bad = Encoded {
+            ids: vec![2, 50],
+            type_ids: vec![0, 0],
+        };
+        let err = t
+            .accumulate(&[&good, &bad], Some(&[7, 41]), &[0, 1], 1, Positions::FromZero, 1.0)
+            .unwrap_err();
+        assert!(err.to_string().contains("row 41, token 1: id 50"), "{err}");
+        let err = t
+            .accumulate(&[&good], Some(&[9]), &[3], 1, Positions::FromZero, 1.0)
+            .unwrap_err();
+        assert!(err.to_string().contains("row 9: label 3"), "{err}");
+        let empty = Encoded {
+            ids: vec![],
+            type_ids: vec![],
+        };
+        let err = t
+            .logits(&[&good, &empty], Some(&[0, 5]), 1, Positions::FromZero)
+            .unwrap_err();
+        assert!(err.to_string().contains("row 5 has no tokens"), "{err}");
     }
 
     /// Numerical check of the gradient with dropout on (the masks are fixed per pass key).
@@ -1895,7 +1903,7 @@ mod tests {
             let mut t = base.clone();
             t.layers[0].inter.w.v[idx] += delta;
             // Same pass number → same masks as the gradient's pass.
-            t.accumulate(&refs, &labels, 1, Positions::FromZero, 1.0).unwrap()
+            t.accumulate(&refs, None, &labels, 1, Positions::FromZero, 1.0).unwrap()
         };
         let big = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
         for idx in [big, 5, 100] {
@@ -1907,6 +1915,5 @@ mod tests {
                 g[idx]
             );
         }
-        let _ = Module::num_params(&model);
     }
 }
